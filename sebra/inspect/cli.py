@@ -1,0 +1,186 @@
+"""``sebra inspect``: turn a rankings file into grids, elimination curves and one HTML report.
+
+Images come, in order of preference, from ``--data builtin`` (the built-in benchmark), ``--data config.yaml`` (a
+LightningCLI-style ``data: {class_path, init_args}`` block), or the rankings' own ``path`` column; without any of
+them the report holds the counts and curves only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sebra.datasets.base import DatasetError, ImageDataset
+from sebra.export import atomic_write, load_rankings
+
+__all__ = ["build_parser", "load_datamodule", "main"]
+
+
+class InspectError(Exception):
+    """A user-facing problem with the command's inputs (printed without a traceback)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sebra inspect`` argument parser."""
+    p = argparse.ArgumentParser(prog="sebra inspect", description=__doc__.split("\n\n")[0])
+    p.add_argument("rankings", type=Path, help="rankings file written by sebra (.csv or .parquet)")
+    p.add_argument("--data", help="'builtin', or a YAML config with data: {class_path, init_args}")
+    p.add_argument("--root", type=Path, help="data root (passed to the data module as root=, or prefixed to "
+                                             "relative paths of the rankings' path column)")
+    p.add_argument("--split", default="train", help="split of the data module the ranking covers (default train)")
+    p.add_argument("--out", type=Path, help="output folder (default: <rankings stem>_inspect beside the file)")
+    p.add_argument("--k", type=int, default=8, help="most / least spurious samples shown per class (default 8)")
+    p.add_argument("--per-rank", type=int, default=4, help="samples shown per rank bucket (default 4)")
+    p.add_argument("--max-buckets", type=int, default=12, help="rank buckets per class at most (default 12)")
+    p.add_argument("--tile", type=int, default=96, help="tile size in pixels (default 96)")
+    p.add_argument("--quality", type=Path, help="JSON file of ranking-quality numbers to show in the report")
+    p.add_argument("--title", default=None, help="report title")
+    return p
+
+
+def _import_class(class_path: Any, where: str) -> type:
+    if not isinstance(class_path, str) or "." not in class_path:
+        raise InspectError(f"{where}: expected a dotted 'module.ClassName' string, got {class_path!r}")
+    module, _, name = class_path.rpartition(".")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise InspectError(f"{where}: cannot import module {module!r}: {e}") from e
+    cls = getattr(mod, name, None)
+    if not isinstance(cls, type):
+        raise InspectError(f"{where}: module {module!r} has no class {name!r}")
+    return cls
+
+
+def load_datamodule(data: str, root: Path | None = None) -> Any:
+    """Build (without setting up) the data module named by ``--data``.
+
+    Args:
+        data: ``"builtin"`` or a YAML config path with ``data: {class_path, init_args}``.
+        root: when given, passed as ``root=`` (overriding the config's ``init_args.root``).
+
+    Raises:
+        InspectError: the built-in benchmark module or the config, its fields or its class cannot be used; the
+            message names the file and field.
+    """
+    if data == "builtin":
+        try:
+            from sebra.datasets.builtin import BuiltinDataModule
+        except ImportError as e:
+            raise InspectError(f"--data builtin needs sebra.datasets.builtin.BuiltinDataModule, which cannot be "
+                               f"imported: {e}") from e
+        return BuiltinDataModule(root=root) if root is not None else BuiltinDataModule()
+    import yaml
+
+    path = Path(data)
+    if not path.is_file():
+        raise InspectError(f"--data: {path} is neither 'builtin' nor an existing YAML config file")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise InspectError(f"{path}: not valid YAML: {e}") from e
+    block = cfg.get("data") if isinstance(cfg, dict) else None
+    if not isinstance(block, dict):
+        raise InspectError(f"{path}: expected a top-level 'data' mapping with class_path and init_args")
+    if "class_path" not in block:
+        raise InspectError(f"{path}: field 'data.class_path' is missing; expected e.g. "
+                           "sebra.datasets.urbancars.UrbanCarsDataModule")
+    cls = _import_class(block["class_path"], f"{path}: field 'data.class_path'")
+    init_args = block.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise InspectError(f"{path}: field 'data.init_args' must be a mapping, got {type(init_args).__name__}")
+    init_args = dict(init_args)
+    if root is not None:
+        init_args["root"] = str(root)
+    try:
+        return cls(**init_args)
+    except TypeError as e:
+        raise InspectError(f"{path}: field 'data.init_args' does not fit {block['class_path']}: {e}") from e
+
+
+def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
+    if args.data is not None:
+        dm = load_datamodule(args.data, args.root)
+        dm.setup()
+        splits = getattr(dm, "splits", None) or {}
+        if args.split not in splits:
+            raise InspectError(f"--data {args.data}: the data module has no split {args.split!r} "
+                               f"(it has {sorted(splits)})")
+        return splits[args.split]
+    if "path" in rankings.columns:
+        from sebra.inspect.grids import paths_dataset
+
+        return paths_dataset(rankings, args.root, name=str(args.rankings))
+    return None
+
+
+def _run(args: argparse.Namespace) -> Path:
+    from sebra.inspect.curves import elimination_table, plot_elimination_curves, save_figure
+    from sebra.inspect.grids import missing_images, save_grids
+    from sebra.inspect.report import write_report
+
+    rankings = load_rankings(args.rankings)
+    quality = None
+    if args.quality is not None:
+        try:
+            quality = json.loads(Path(args.quality).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InspectError(f"--quality {args.quality}: cannot read a JSON object: {e}") from e
+        if not isinstance(quality, dict):
+            raise InspectError(f"--quality {args.quality}: expected a JSON object of name: number")
+    out = args.out if args.out is not None else args.rankings.parent / f"{args.rankings.stem}_inspect"
+    dataset = _dataset(args, rankings)
+    class_names = dataset.class_names if dataset is not None else None
+    group_names = (dataset.bias.group_names or None) if dataset is not None and dataset.bias is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # missing images are reported once below, not per grid
+        grids = save_grids(dataset, rankings, out / "grids", k=args.k, per_bucket=args.per_rank,
+                           max_buckets=args.max_buckets, tile=args.tile) if dataset is not None else []
+    for msg in missing_images(grids):
+        print(f"sebra inspect: warning: image not readable, placeholder drawn: {msg}", file=sys.stderr)
+    fig = plot_elimination_curves(rankings, class_names=class_names, group_names=group_names)
+    save_figure(fig, out / "elimination_curves.png")
+    tables = [elimination_table(rankings, "label")]
+    if "group" in rankings.columns:
+        tables.append(elimination_table(rankings, "group"))
+    for t in tables:
+        by = t.columns[1]
+        atomic_write(out / f"elimination_by_{by}.csv", lambda tmp, t=t: t.to_csv(tmp, index=False))
+    title = args.title or f"Sebra ranking report: {args.rankings.name}"
+    return write_report(rankings, dataset, out, class_names=class_names, quality=quality, title=title,
+                        grids=grids, curves=fig, group_names=group_names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sebra inspect``; prints the report path.
+
+    Args:
+        argv: arguments after ``sebra inspect`` (a leading ``"inspect"`` is skipped); default ``sys.argv[1:]``.
+
+    Returns:
+        0 on success, 1 when an input cannot be used (the message names it), 2 on bad usage.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["inspect"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)  # exits with 2 on bad usage
+    for name in ("k", "per_rank", "max_buckets", "tile"):
+        if getattr(args, name) < 1:
+            print(f"sebra inspect: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        report = _run(args)
+    except (InspectError, DatasetError, FileNotFoundError, ValueError, ImportError) as e:
+        print(f"sebra inspect: error: {e}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""SebraModule: Stage 1 (self-guided ranking) and Stage 2 (rank-aware contrastive mitigation) in one ``fit``.
+
+One Lightning epoch is one ranking step while ranking, then one mitigation epoch. The data module's training loader
+is rebuilt every epoch through its ``train_loader`` hook: in Stage 1 it draws from the active set
+(:class:`~sebra.ranking.ActiveSetSampler`), in Stage 2 it serves the epoch's mined pairs. The two stages share only
+the ranking table (``self.rankings``, also written to ``<log_dir>/rankings.csv``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from sebra.backbones import Classifier
+from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
+from sebra.export import load_rankings, save_rankings
+from sebra.methods.base import BaseMethod, Selection, make_optimizer
+from sebra.ranking import (
+    ActiveSetSampler,
+    RankingController,
+    check_ranking_args,
+    confidence_weighted_loss,
+    true_class_prob,
+)
+
+__all__ = ["SebraModule", "PairDataset"]
+
+RANK, MITIGATE, DONE = "rank", "mitigate", "done"
+
+
+class PairDataset(Dataset):
+    """Serves one epoch of (anchor, positive, negative) rows; each image gets its own augmentation draw."""
+
+    def __init__(self, base: Dataset, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        self.base, self.anchor, self.positive, self.negative = base, anchor, positive, negative
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"anchor": self.base[int(self.anchor[i])], "positive": self.base[int(self.positive[i])],
+                "negative": self.base[int(self.negative[i])]}
+
+
+class SebraModule(BaseMethod):
+    """Sebra (ICLR 2025) as a LightningModule: ``trainer.fit(SebraModule(...), datamodule=dm)``.
+
+    Use ``Trainer(max_epochs=-1)`` (or at least ``max_steps + epochs``): the module ends the fit itself.
+
+    Args:
+        backbone, pretrained, weights_file: timm network used by both stages (Stage 2 starts from a fresh copy).
+        beta_inv: exponent of the Stage 1 weight ``sg(p_y)^beta_inv``.
+        p_critical: Stage 1 eliminates samples with ``p_y > p_critical``.
+        max_steps: maximum number of ranking steps.
+        rank_optimizer, rank_lr, rank_momentum, rank_weight_decay: Stage 1 optimizer (kept across steps).
+        scoring: ``full`` (every active sample once per step, eval mode, no augmentation: deterministic) or
+            ``official`` (a second sampler-drawn pass in train mode with the training transform).
+        unranked: never-eliminated samples go last (``last``, the paper) or get rank -1 (``official``).
+        draws_per_step: training draws per ranking step (default: the training-set size, as the official code).
+        epochs: Stage 2 epochs.
+        gap: positives come from rank ``r + gap`` or higher.
+        temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
+        ce_on: which images get the CE term: ``positive`` (official), ``anchor`` or ``both``.
+        pairs: ``paper`` (per-class highest rank, negative differs from the anchor when possible) or ``official``.
+        feature_pass: ``official`` (positives and negatives re-encoded in eval mode without gradients) or ``shared``
+            (positive features taken, detached, from the training forward: one pass fewer).
+        optimizer, lr, momentum, weight_decay, lr_schedule: Stage 2 optimizer (``lr_schedule``: none or cosine).
+        bn_eval: keep Stage 2 BatchNorm in eval mode (reproduces the official CelebA code).
+        batch_size: Stage 2 anchors per batch (default: the data module's batch size).
+        selection: checkpoint selection during Stage 2 (``val_wga``, ``val_acc`` or ``last``).
+        rankings: a ranking table (DataFrame or a ``rankings.csv`` path): skips Stage 1.
+        seed: seeds the Stage 1 draws and the Stage 2 pair tables.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        weights_file: str | None = None,
+        beta_inv: float = 0.7,
+        p_critical: float = 0.75,
+        max_steps: int = 50,
+        rank_optimizer: str = "sgd",
+        rank_lr: float = 1e-3,
+        rank_momentum: float = 0.9,
+        rank_weight_decay: float = 0.0,
+        scoring: Literal["full", "official"] = "full",
+        unranked: Literal["last", "official"] = "last",
+        draws_per_step: int | None = None,
+        epochs: int = 50,
+        gap: int = 5,
+        temperature: float = 0.05,
+        ce_weight: float = 0.5,
+        ce_on: Literal["positive", "anchor", "both"] = "positive",
+        pairs: Literal["paper", "official"] = "paper",
+        feature_pass: Literal["official", "shared"] = "official",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "none",
+        bn_eval: bool = False,
+        batch_size: int | None = None,
+        selection: Selection = "val_wga",
+        rankings: pd.DataFrame | str | None = None,
+        seed: int = 0,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__(selection=selection, num_classes=num_classes)
+        check_ranking_args(beta_inv, p_critical, max_steps)
+        for name, value, allowed in (("scoring", scoring, ("full", "official")), ("unranked", unranked, ("last", "official")),
+                                     ("ce_on", ce_on, ("positive", "anchor", "both")), ("pairs", pairs, ("paper", "official")),
+                                     ("feature_pass", feature_pass, ("official", "shared")),
+                                     ("lr_schedule", lr_schedule, ("none", "cosine"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if gap < 1:
+            raise ValueError(f"gap must be >= 1, got {gap}")
+        self.save_hyperparameters(ignore=["rankings"])
+        self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
+        self.stage = RANK if self.given_rankings is None else MITIGATE
+        self.controller: RankingController | None = None
+        self.rankings: pd.DataFrame | None = None
+        self.ranker: Classifier | None = None
+        self.net: Classifier | None = None
+        self.criterion = RankContrastiveLoss(temperature, ce_weight)
+        self.mitigation_epoch = 0
+        self.pair_generator = torch.Generator().manual_seed(seed + 1)
+        self.step_seconds: list[float] = []
+        self.automatic_optimization = False
+        self._selectable_epoch = self.stage != RANK
+
+    # --- networks and optimizers -------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        h = self.hparams
+        if self.net is None:
+            make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,  # noqa: E731
+                                      weights_file=h.weights_file)
+            self.ranker = make()
+            self.net = make()
+
+    def configure_optimizers(self):
+        h = self.hparams
+        rank_opt = make_optimizer(h.rank_optimizer, self.ranker.parameters(), h.rank_lr, h.rank_momentum,
+                                  h.rank_weight_decay)
+        opt = make_optimizer(h.optimizer, self.net.parameters(), h.lr, h.momentum, h.weight_decay)
+        return [rank_opt, opt]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the network being trained: the ranker in Stage 1, the debiased network after it."""
+        return (self.ranker if self.stage == RANK else self.net)(x)
+
+    @property
+    def selectable(self) -> bool:
+        """Whether this epoch trains the Stage 2 network (fixed at epoch start: the stage switches at its end)."""
+        return self._selectable_epoch
+
+
+    # --- set-up ------------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        trainer = self.trainer
+        if stage == "fit":
+            need = self.hparams.epochs + (0 if self.given_rankings is not None else self.hparams.max_steps)
+            max_epochs = trainer.fit_loop.max_epochs
+            if max_epochs is not None and max_epochs != -1 and max_epochs < need:
+                raise ValueError(
+                    f"Trainer(max_epochs={max_epochs}) is too small for max_steps + epochs = {need}; use "
+                    "Trainer(max_epochs=-1): SebraModule ends the fit itself"
+                )
+            trainer.reload_dataloaders_every_n_epochs = 1  # the train loader changes every step / epoch
+        dm = self.datamodule
+        if dm is None or not hasattr(dm, "train_dataset"):
+            if dm is not None:
+                dm.setup(stage)
+        train = self.datamodule.train_dataset
+        if self.controller is None and self.given_rankings is None:
+            self.controller = RankingController(
+                train.labels, num_classes=self.num_classes, p_critical=self.hparams.p_critical,
+                max_steps=self.hparams.max_steps, unranked=self.hparams.unranked, indices=train.indices,
+                groups=train.groups if (train.groups >= 0).any() else None, seed=self.hparams.seed)
+        if self.given_rankings is not None and self.rankings is None:
+            self.rankings = self._check_rankings(self.given_rankings, train)
+
+    @staticmethod
+    def _check_rankings(df: pd.DataFrame, train: Any) -> pd.DataFrame:
+        missing = set(train.indices.tolist()) - set(df["index"].tolist())
+        if missing:
+            raise ValueError(f"rankings lack {len(missing)} training samples (dataset index {min(missing)} first)")
+        by_index = df.set_index("index").loc[train.indices.numpy()]
+        bad = by_index["label"].to_numpy() != train.labels.numpy()
+        if bad.any():
+            idx = int(train.indices[torch.as_tensor(bad)][0])
+            raise ValueError(f"rankings give dataset index {idx} another label than the training data")
+        return df
+
+    # --- the training loader, per stage ------------------------------------------------------------------------
+    def train_loader(self, dm: Any) -> DataLoader:
+        """Called by :class:`SebraDataModule.train_dataloader` every epoch."""
+        if self.stage == RANK:
+            sampler = ActiveSetSampler(self.controller, self.hparams.draws_per_step, *self._replicas())
+            return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=sampler)
+        table = self._epoch_pairs(dm.train_dataset)
+        pairs = PairDataset(dm.train_dataset, table.anchor, table.positive, table.negative)
+        return dm.loader(pairs, batch_size=self.hparams.batch_size or dm.batch_size)
+
+    def _replicas(self) -> tuple[int, int]:
+        t = self._trainer
+        return (t.world_size, t.global_rank) if t is not None else (1, 0)
+
+    def _ranks_by_position(self, train: Any) -> torch.Tensor:
+        r = self.rankings.set_index("index").loc[train.indices.numpy(), "rank"].to_numpy()
+        return torch.as_tensor(r, dtype=torch.long)
+
+    def _epoch_pairs(self, train: Any):
+        """Mine this epoch's pair table from the ranks, then shuffle its rows (both seeded)."""
+        table = mine_rank_pairs(self._ranks_by_position(train), train.labels, gap=self.hparams.gap,
+                                generator=self.pair_generator, official=self.hparams.pairs == "official")
+        perm = torch.randperm(len(table), generator=self.pair_generator)
+        if self._trainer is not None and self._trainer.world_size > 1:
+            perm = perm[self._trainer.global_rank::self._trainer.world_size]
+        self.n_dropped = table.n_dropped
+        return type(table)(table.anchor[perm], table.positive[perm], table.negative[perm], table.n_dropped)
+
+    # --- training ----------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        rank_opt, opt = self.optimizers()
+        if self.stage == RANK:
+            logits = self.ranker(batch["image"])
+            loss = confidence_weighted_loss(logits, batch["label"], self.hparams.beta_inv)
+            rank_opt.zero_grad()
+            self.manual_backward(loss)
+            rank_opt.step()
+            self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+            return loss
+        loss, parts = self._mitigation_loss(batch)
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self.log_dict({"train_loss": loss, "train_con": parts["con"], "train_ce": parts["ce"]},
+                      prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def _mitigation_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        a, p, n = batch["anchor"], batch["positive"], batch["negative"]
+        y = a["label"]
+        net, bn_eval = self.net, self.hparams.bn_eval
+        with torch.no_grad():
+            net.eval()
+            if self.hparams.feature_pass == "official":
+                zp_ref, zn_ref = net.features(torch.cat([p["image"], n["image"]])).chunk(2)
+            else:
+                zn_ref = net.features(n["image"])
+            net.train(not bn_eval)
+        feats = net.features(torch.cat([a["image"], p["image"]]))
+        za, zp = feats.chunk(2)
+        if self.hparams.feature_pass == "shared":
+            zp_ref = zp.detach()
+        ce_on = self.hparams.ce_on
+        if ce_on == "positive":
+            logits, labels = net.head(zp), p["label"]
+        elif ce_on == "anchor":
+            logits, labels = net.head(za), y
+        else:
+            logits, labels = net.head(feats), torch.cat([y, p["label"]])
+        return self.criterion(za, zp_ref, zn_ref, logits, labels)
+
+    def on_train_epoch_start(self) -> None:
+        self._selectable_epoch = self.stage != RANK
+        self.log("stage", 1.0 if self.stage == RANK else 2.0, prog_bar=True, on_step=False, on_epoch=True)
+        if self.stage != RANK:
+            self.net.train(not self.hparams.bn_eval)
+
+    def on_train_epoch_end(self) -> None:
+        if self.stage == RANK:
+            self._close_ranking_step()
+            return
+        if self.stage == MITIGATE:
+            self.mitigation_epoch += 1
+            if self.hparams.lr_schedule == "cosine":
+                _, opt = self.optimizers()
+                for g in opt.param_groups:
+                    g.setdefault("initial_lr", g["lr"])
+                    g["lr"] = 0.5 * g["initial_lr"] * (1 + torch.cos(torch.tensor(
+                        torch.pi * self.mitigation_epoch / self.hparams.epochs)).item())
+            self.log("pairs_dropped", float(getattr(self, "n_dropped", 0)), on_step=False, on_epoch=True)
+            if self.mitigation_epoch >= self.hparams.epochs:
+                self.stage = DONE
+                self.trainer.should_stop = True
+
+    # --- Stage 1 scoring and elimination -----------------------------------------------------------------------
+    @torch.no_grad()
+    def _score(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw."""
+        dm, ctl = self.datamodule, self.controller
+        if self.hparams.scoring == "full":
+            positions = torch.nonzero(ctl.active).squeeze(1)
+            loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
+            self.ranker.eval()
+        else:
+            sampler = ActiveSetSampler(ctl, self.hparams.draws_per_step)
+            positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+            loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
+            self.ranker.train()
+        out = []
+        for batch in loader:
+            x = batch["image"].to(self.device)
+            with self.trainer.precision_plugin.forward_context():
+                logits = self.ranker(x)
+            out.append(true_class_prob(logits, batch["label"].to(self.device)).cpu())
+        self.ranker.train()
+        return positions, torch.cat(out) if out else torch.zeros(0)
+
+    def _close_ranking_step(self) -> None:
+        ctl = self.controller
+        positions, p_y = self._score()
+        if self._trainer is not None and self._trainer.world_size > 1:
+            positions, p_y = self._gather_scores(positions, p_y)
+        ctl.update(positions, p_y)
+        rec = ctl.history[-1]
+        self.log_dict({f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True)
+        rank_zero_info(f"ranking step {ctl.step}: eliminated {rec['eliminated']}, {rec['active']} active")
+        if ctl.done:
+            self._finish_ranking()
+
+    def _gather_scores(self, positions: torch.Tensor, p_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every process scores the same active set in ``full`` mode; in ``official`` mode the draws are unioned."""
+        g_pos = self.all_gather(positions.to(self.device)).reshape(-1).cpu()
+        g_p = self.all_gather(p_y.to(self.device)).reshape(-1).cpu()
+        return g_pos, g_p
+
+    def _finish_ranking(self) -> None:
+        ctl = self.controller
+        df = ctl.rankings()
+        train = self.datamodule.train_dataset
+        extra = train.table.drop(columns=["label"]).set_index("index")
+        keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
+        df = df.join(extra[keep], on="index")
+        if "group" in extra.columns and "group" in df.columns:
+            df["group"] = df["group"].astype("int64")
+        self.rankings = df
+        log_dir = self.trainer.log_dir if self._trainer is not None else None
+        if log_dir is not None and self.trainer.is_global_zero:
+            self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
+            ctl.history_frame().to_csv(Path(log_dir) / "ranking_history.csv", index=False)
+        rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps ({ctl.num_active} never eliminated); "
+                       f"Stage 2 (mitigation) starts")
+        self.stage = MITIGATE if self.hparams.epochs > 0 else DONE
+        if self.stage == DONE:
+            self.trainer.should_stop = True
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sebra"] = {
+            "stage": self.stage,
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+            "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
+            "mitigation_epoch": self.mitigation_epoch,
+            "pair_generator": self.pair_generator.get_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("sebra")
+        if state is None:
+            return
+        self.stage = state["stage"]
+        self._selectable_epoch = self.stage != RANK
+        if state["controller"] is not None and self.controller is not None:
+            self.controller.load_state_dict(state["controller"])
+        if state["rankings"] is not None:
+            self.rankings = pd.DataFrame(state["rankings"])
+        self.mitigation_epoch = state["mitigation_epoch"]
+        self.pair_generator.set_state(state["pair_generator"])

@@ -1,0 +1,246 @@
+"""Stage 1 of Sebra: self-guided bias ranking, in plain torch (no Lightning), so it is testable with hand-made tensors.
+
+Training uses the confidence-weighted loss ``sg(p_y)^beta_inv * CE``: easy (spurious) samples keep their weight and
+hard ones are down-weighted, so the shortcut is fitted first. After each ranking step every still-active sample with
+true-class probability ``p_y > p_critical`` is eliminated; the step at which a sample leaves is its rank (1 = most
+spurious). :class:`RankingController` holds that state; :class:`ActiveSetSampler` draws the next step's training
+samples from it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Sampler
+
+__all__ = [
+    "confidence_weighted_loss",
+    "true_class_prob",
+    "RankingController",
+    "ActiveSetSampler",
+    "check_ranking_args",
+]
+
+Unranked = Literal["last", "official"]
+
+
+def check_ranking_args(beta_inv: float, p_critical: float, max_steps: int) -> None:
+    """Raise ``ValueError`` naming the offending value."""
+    if not beta_inv > 0:
+        raise ValueError(f"beta_inv must be > 0 (the paper uses 0.7-0.8), got {beta_inv}")
+    if not 0 < p_critical < 1:
+        raise ValueError(f"p_critical must lie in (0, 1), got {p_critical}")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+
+
+def true_class_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits)[i, labels[i]]`` for each row, shape ``[B]``."""
+    return F.softmax(logits.float(), dim=1).gather(1, labels.long()[:, None]).squeeze(1)
+
+
+def confidence_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, beta_inv: float) -> torch.Tensor:
+    """Mean over the batch of ``sg(p_y)^beta_inv * CE(logits, y)`` (not normalised by the weights, as the official code).
+
+    Args:
+        logits: ``[B, C]``.
+        labels: ``[B]`` class ids.
+        beta_inv: exponent of the detached weight; ``0 < beta_inv``.
+    """
+    ce = F.cross_entropy(logits.float(), labels.long(), reduction="none")
+    weight = torch.exp(-ce).detach() ** beta_inv  # p_y = exp(-CE), no gradient through the weight
+    return (weight * ce).mean()
+
+
+class RankingController:
+    """The elimination state of Stage 1: who is still active, when each sample left, and with what confidence.
+
+    Args:
+        labels: ``[N]`` class id per training position.
+        num_classes: number of classes; every class must have at least one sample.
+        p_critical: a sample is eliminated when its ``p_y > p_critical`` (strict).
+        max_steps: ranking stops after this many steps even if samples remain.
+        unranked: ``"last"`` (the paper: never-eliminated samples get rank ``last step + 1``) or ``"official"``
+            (the official UrbanCars/BAR code: rank ``-1``).
+        indices: dataset index per position (defaults to ``0..N-1``); carried into the ranking table.
+        groups: optional group id per position, for per-step logging only (never used to rank).
+        seed: seeds the generator that draws each step's training samples.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        *,
+        num_classes: int | None = None,
+        p_critical: float = 0.75,
+        max_steps: int = 50,
+        unranked: Unranked = "last",
+        indices: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> None:
+        check_ranking_args(1.0, p_critical, max_steps)
+        if unranked not in ("last", "official"):
+            raise ValueError(f"unranked must be 'last' or 'official', got {unranked!r}")
+        labels = torch.as_tensor(labels, dtype=torch.long).cpu()
+        n = len(labels)
+        if n == 0:
+            raise ValueError("cannot rank an empty training set")
+        num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if len(bad):
+            raise ValueError(f"label {int(bad[0])} is outside 0..{num_classes - 1}")
+        counts = torch.bincount(labels, minlength=num_classes)
+        if (counts == 0).any():
+            empty = int(torch.nonzero(counts == 0)[0])
+            raise ValueError(f"class {empty} has no training samples; every class in 0..{num_classes - 1} needs one")
+        self.labels = labels
+        self.num_classes = num_classes
+        self.p_critical = float(p_critical)
+        self.max_steps = int(max_steps)
+        self.unranked = unranked
+        self.indices = torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long).cpu()
+        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long).cpu()
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.active = torch.ones(n, dtype=torch.bool)
+        self.elim_step = torch.zeros(n, dtype=torch.long)  # 0 = not eliminated (yet)
+        self.p_y = torch.full((n,), float("nan"))  # p_y when eliminated, else the latest score
+        self.step = 0  # ranking steps completed
+        self.history: list[dict] = []
+
+    # --- progress ----------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.max_steps or not bool(self.active.any())
+
+    @property
+    def num_active(self) -> int:
+        return int(self.active.sum())
+
+    def draw(self, num_samples: int | None = None) -> torch.Tensor:
+        """Positions for the next training pass: ``num_samples`` (default N) draws with replacement from the active set."""
+        if not self.active.any():
+            raise RuntimeError("no active samples left to draw from")
+        n = len(self) if num_samples is None else int(num_samples)
+        return torch.multinomial(self.active.float(), n, replacement=True, generator=self.generator)
+
+    def update(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
+        """Close one ranking step with the scores of this step's scoring pass.
+
+        Every scored active sample with ``p_y > p_critical`` is eliminated at this step. A position scored more than
+        once (the official sampler-drawn scoring) counts with its highest ``p_y``. Inactive positions are ignored.
+
+        Returns:
+            The positions eliminated at this step.
+        """
+        if self.done:
+            raise RuntimeError(f"ranking already finished after {self.step} steps")
+        positions = torch.as_tensor(positions, dtype=torch.long).cpu()
+        p_y = torch.as_tensor(p_y, dtype=torch.float32).cpu()
+        best = torch.full((len(self),), float("-inf"))
+        best.scatter_reduce_(0, positions, p_y, reduce="amax")
+        scored = best > float("-inf")
+        self.p_y[scored & self.active] = best[scored & self.active]
+        leave = self.active & scored & (best > self.p_critical)
+        self.step += 1
+        self.elim_step[leave] = self.step
+        self.active &= ~leave
+        self.history.append(self._log_step(leave))
+        return torch.nonzero(leave).squeeze(1)
+
+    def _log_step(self, leave: torch.Tensor) -> dict:
+        rec = {"step": self.step, "eliminated": int(leave.sum()), "active": int(self.active.sum())}
+        for c in range(self.num_classes):
+            rec[f"eliminated_class{c}"] = int((leave & (self.labels == c)).sum())
+            rec[f"active_class{c}"] = int((self.active & (self.labels == c)).sum())
+        if self.groups is not None:
+            for g in torch.unique(self.groups[self.groups >= 0]).tolist():
+                rec[f"eliminated_group{g}"] = int((leave & (self.groups == g)).sum())
+                rec[f"active_group{g}"] = int((self.active & (self.groups == g)).sum())
+        return rec
+
+    # --- results -----------------------------------------------------------------------------------------------
+    def ranks(self) -> torch.Tensor:
+        """Rank per position: elimination step; never-eliminated get ``step + 1`` (``"last"``) or ``-1``."""
+        r = self.elim_step.clone()
+        r[r == 0] = self.step + 1 if self.unranked == "last" else -1
+        return r
+
+    def rankings(self) -> pd.DataFrame:
+        """The ranking table (see :mod:`sebra.export`), sorted by class then position.
+
+        Within a class, samples are ordered by rank (numerically, so ``-1`` comes first under ``"official"``, as the
+        official Stage 2 reads it), then by higher ``p_y`` first, then by dataset index (deterministic).
+        """
+        df = pd.DataFrame({
+            "index": self.indices.numpy(),
+            "label": self.labels.numpy(),
+            "rank": self.ranks().numpy(),
+            "p_y": self.p_y.numpy().astype(np.float64),
+        })
+        if self.groups is not None:
+            df["group"] = self.groups.numpy()
+        p_key = -np.nan_to_num(df["p_y"].to_numpy(), nan=-np.inf)
+        order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
+        df = df.iloc[order].reset_index(drop=True)
+        df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+        return df
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "active": self.active.clone(),
+            "elim_step": self.elim_step.clone(),
+            "p_y": self.p_y.clone(),
+            "step": self.step,
+            "generator": self.generator.get_state(),
+            "history": list(self.history),
+            "labels": self.labels.clone(),
+            "indices": self.indices.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not torch.equal(state["labels"], self.labels) or not torch.equal(state["indices"], self.indices):
+            raise ValueError("ranking state belongs to another training set (labels or dataset indices differ)")
+        self.active = state["active"].clone()
+        self.elim_step = state["elim_step"].clone()
+        self.p_y = state["p_y"].clone()
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+        self.history = list(state["history"])
+
+
+class ActiveSetSampler(Sampler[int]):
+    """Draws one ranking step's training positions from the controller's active set when iterated.
+
+    The draw happens when iteration starts (after the previous step's eliminations), with the controller's
+    generator, so the same seed gives the same draws. Under data parallelism every process draws the same
+    ``num_samples`` positions and keeps its own strided share.
+    """
+
+    def __init__(self, controller: RankingController, num_samples: int | None = None,
+                 num_replicas: int = 1, rank: int = 0) -> None:
+        self.controller = controller
+        self.num_samples = len(controller) if num_samples is None else int(num_samples)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        draws = self.controller.draw(self.num_samples)
+        if self.num_replicas > 1:
+            pad = len(self) * self.num_replicas - len(draws)
+            draws = torch.cat([draws, draws[:pad]])[self.rank::self.num_replicas]
+        yield from draws.tolist()

@@ -1,0 +1,186 @@
+"""Stage 1: the confidence-weighted loss and the elimination controller, on hand-made tensors."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from sebra.export import load_rankings, save_rankings
+from sebra.ranking import ActiveSetSampler, RankingController, confidence_weighted_loss, true_class_prob
+
+
+def test_loss_value_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 1.5], [0.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    beta = 0.7
+    expected = 0.0
+    for row, y in zip(logits.tolist(), labels.tolist()):
+        z = sum(math.exp(v) for v in row)
+        p = math.exp(row[y]) / z
+        expected += (p ** beta) * (-math.log(p))
+    expected /= 3
+    got = confidence_weighted_loss(logits, labels, beta)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_loss_gradient_treats_weight_as_constant():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 1.5]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    beta = 0.5
+    confidence_weighted_loss(logits, labels, beta).backward()
+    # d/dz [w * CE] with w constant = w * (softmax - onehot) / B
+    p = torch.softmax(logits.detach(), 1)
+    w = p[torch.arange(2), labels] ** beta
+    onehot = torch.nn.functional.one_hot(labels, 2).float()
+    expected = w[:, None] * (p - onehot) / 2
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+    # and it differs from the gradient with the weight not detached
+    logits2 = logits.detach().clone().requires_grad_(True)
+    ce = torch.nn.functional.cross_entropy(logits2, labels, reduction="none")
+    (torch.exp(-ce) ** beta * ce).mean().backward()
+    assert not torch.allclose(logits2.grad, expected, atol=1e-4)
+
+
+def test_true_class_prob():
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    assert true_class_prob(logits, torch.tensor([1])).item() == pytest.approx(0.75)
+
+
+def test_strict_elimination_at_p_critical():
+    ctl = RankingController(torch.tensor([0, 0, 1, 1]), p_critical=0.75, max_steps=5)
+    out = ctl.update(torch.arange(4), torch.tensor([0.75, 0.7501, 0.9, 0.1]))
+    assert out.tolist() == [1, 2]  # 0.75 itself stays: the test is strict
+    assert ctl.active.tolist() == [True, False, False, True]
+    assert ctl.elim_step.tolist() == [0, 1, 1, 0]
+
+
+def test_per_class_ranks_and_tie_break():
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    ctl = RankingController(labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15]))
+    ctl.update(torch.arange(6), torch.tensor([0.6, 0.9, 0.1, 0.2, 0.7, 0.7]))  # step 1: 11, 10 | 14, 15
+    ctl.update(torch.tensor([2, 3]), torch.tensor([0.8, 0.55]))  # step 2: 12 | 13
+    df = ctl.rankings()
+    c0 = df[df.label == 0]
+    assert c0["index"].tolist() == [11, 10, 12]  # step 1, higher p_y first; then step 2
+    assert c0["rank"].tolist() == [1, 1, 2]
+    assert c0["position"].tolist() == [1, 2, 3]
+    c1 = df[df.label == 1]
+    assert c1["index"].tolist() == [14, 15, 13]  # equal p_y: dataset index breaks the tie
+    assert c1["position"].tolist() == [1, 2, 3]
+    assert ctl.done  # nothing active
+    assert c0["p_y"].tolist() == pytest.approx([0.9, 0.6, 0.8])
+
+
+@pytest.mark.parametrize("mode,expected_rank", [("last", 3), ("official", -1)])
+def test_never_eliminated(mode, expected_rank):
+    ctl = RankingController(torch.tensor([0, 0, 1]), p_critical=0.5, max_steps=2, unranked=mode)
+    ctl.update(torch.arange(3), torch.tensor([0.9, 0.1, 0.2]))
+    ctl.update(torch.tensor([1, 2]), torch.tensor([0.3, 0.4]))
+    assert ctl.done and ctl.num_active == 2
+    df = ctl.rankings().set_index("index")
+    assert df.loc[0, "rank"] == 1
+    assert df.loc[1, "rank"] == expected_rank and df.loc[2, "rank"] == expected_rank
+    assert df.loc[1, "p_y"] == pytest.approx(0.3)  # the latest score for samples never eliminated
+    if mode == "last":
+        assert df.loc[1, "position"] == 2  # appended after the ranked sample of its class
+    else:
+        assert df.loc[1, "position"] == 1  # -1 sorts first, as the official Stage 2 reads it
+
+
+def test_everything_eliminated_at_step_one():
+    ctl = RankingController(torch.tensor([0, 1, 1]), max_steps=10)
+    ctl.update(torch.arange(3), torch.tensor([0.99, 0.98, 0.97]))
+    assert ctl.done and ctl.step == 1
+    assert (ctl.rankings()["rank"] == 1).all()
+
+
+def test_nothing_eliminated_runs_to_max_steps():
+    ctl = RankingController(torch.tensor([0, 1]), max_steps=3)
+    while not ctl.done:
+        ctl.update(torch.arange(2), torch.tensor([0.1, 0.2]))
+    assert ctl.step == 3
+    assert (ctl.rankings()["rank"] == 4).all()
+
+
+def test_class_with_one_sample():
+    ctl = RankingController(torch.tensor([0, 1, 1, 1]), max_steps=4)
+    ctl.update(torch.arange(4), torch.tensor([0.2, 0.9, 0.1, 0.1]))
+    ctl.update(torch.tensor([0, 2, 3]), torch.tensor([0.95, 0.1, 0.1]))
+    df = ctl.rankings()
+    assert df[df.label == 0][["rank", "position"]].values.tolist() == [[2, 1]]
+
+
+def test_empty_class_and_bad_labels_raise():
+    with pytest.raises(ValueError, match="class 1 has no training samples"):
+        RankingController(torch.tensor([0, 0, 2]), num_classes=3)
+    with pytest.raises(ValueError, match="label 5 is outside 0..1"):
+        RankingController(torch.tensor([0, 5]), num_classes=2)
+    with pytest.raises(ValueError, match="label -1"):
+        RankingController(torch.tensor([0, -1, 1]), num_classes=2)
+
+
+@pytest.mark.parametrize("beta,pc", [(0.0, 0.5), (-1.0, 0.5), (0.7, 0.0), (0.7, 1.0), (0.7, 1.5)])
+def test_bad_hyperparameters_name_the_value(beta, pc):
+    from sebra import SebraModule
+
+    with pytest.raises(ValueError, match=str(beta) if beta <= 0 else str(pc)):
+        SebraModule(backbone="test_resnet", beta_inv=beta, p_critical=pc)
+
+
+def test_duplicate_scores_use_highest_and_inactive_ignored():
+    ctl = RankingController(torch.tensor([0, 0, 1]), p_critical=0.5, max_steps=5)
+    ctl.update(torch.tensor([0, 0, 1]), torch.tensor([0.2, 0.8, 0.3]))
+    assert ctl.active.tolist() == [False, True, True]
+    ctl.update(torch.tensor([0, 1]), torch.tensor([0.1, 0.9]))  # 0 already out: its score is ignored
+    assert ctl.elim_step.tolist() == [1, 2, 0]
+    assert ctl.p_y[0].item() == pytest.approx(0.8)
+
+
+def test_sampler_draws_only_active_and_is_deterministic():
+    def run():
+        ctl = RankingController(torch.tensor([0, 0, 1, 1, 0, 1]), max_steps=5, seed=7)
+        ctl.update(torch.arange(6), torch.tensor([0.9, 0.1, 0.9, 0.1, 0.1, 0.1]))
+        return list(iter(ActiveSetSampler(ctl)))
+
+    a, b = run(), run()
+    assert a == b and len(a) == 6
+    assert set(a) <= {1, 3, 4, 5}
+
+
+def test_sampler_shards_across_replicas():
+    def draws(rank):
+        ctl = RankingController(torch.tensor([0, 1] * 5), seed=3)
+        return list(iter(ActiveSetSampler(ctl, num_samples=10, num_replicas=2, rank=rank)))
+
+    full = RankingController(torch.tensor([0, 1] * 5), seed=3).draw(10).tolist()
+    assert draws(0) == full[0::2] and draws(1) == full[1::2]
+
+
+def test_state_dict_round_trip_resumes_identically():
+    labels = torch.tensor([0, 1] * 20)
+    scores = torch.rand(6, 40, generator=torch.Generator().manual_seed(0))
+
+    def steps(ctl, start, stop):
+        for t in range(start, stop):
+            pos = ctl.draw(40)
+            ctl.update(torch.unique(pos), scores[t][torch.unique(pos)])
+
+    a = RankingController(labels, p_critical=0.8, max_steps=6, seed=1)
+    steps(a, 0, 6)
+    b = RankingController(labels, p_critical=0.8, max_steps=6, seed=1)
+    steps(b, 0, 3)
+    state = b.state_dict()
+    c = RankingController(labels, p_critical=0.8, max_steps=6, seed=1)
+    c.load_state_dict(state)
+    steps(c, 3, 6)
+    pd.testing.assert_frame_equal(a.rankings(), c.rankings())
+
+
+def test_rankings_csv_round_trip_atomic(tmp_path):
+    ctl = RankingController(torch.tensor([0, 1, 0]), max_steps=1)
+    ctl.update(torch.arange(3), torch.tensor([0.9, 0.2, 0.3]))
+    path = save_rankings(ctl.rankings(), tmp_path / "rankings.csv")
+    back = load_rankings(path)
+    pd.testing.assert_frame_equal(back, ctl.rankings(), check_exact=False, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["rankings.csv"]  # no temporary file left
