@@ -19,6 +19,8 @@ class ERMModule(BaseMethod):
         epochs: training epochs (stops the trainer itself; use ``Trainer(max_epochs=-1)`` or at least this).
         optimizer, lr, momentum, weight_decay: the optimizer.
         lr_schedule: ``none`` or ``cosine`` (over ``epochs``).
+        sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
+            labels, the label-using reference "oracle" of the benchmarks).
         selection: see :class:`BaseMethod`.
     """
 
@@ -33,20 +35,41 @@ class ERMModule(BaseMethod):
         momentum: float = 0.9,
         weight_decay: float = 0.05,
         lr_schedule: str = "none",
+        sampling: str = "uniform",
         selection: Selection = "val_wga",
+        seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
+        if sampling not in ("uniform", "group_balanced"):
+            raise ValueError(f"sampling must be 'uniform' or 'group_balanced', got {sampling!r}")
         self.save_hyperparameters()
+        self.sample_generator = torch.Generator().manual_seed(seed)
         self.net: Classifier | None = None
 
     def configure_model(self) -> None:
         if self.net is None:
             h = self.hparams
-            self.net = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file)
+            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+                torch.manual_seed(h.seed)
+                self.net = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
+                                      weights_file=h.weights_file)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def train_loader(self, dm):  # noqa: ANN001, ANN201
+        """Seeded shuffling, or group-balanced draws (``sampling="group_balanced"``)."""
+        train = dm.train_dataset
+        if self.hparams.sampling == "group_balanced":
+            groups = train.groups
+            if (groups < 0).any():
+                raise ValueError("sampling='group_balanced' needs a group label for every training sample")
+            weights = 1.0 / torch.bincount(groups).double()[groups]
+            sampler = torch.utils.data.WeightedRandomSampler(weights, len(train), replacement=True,
+                                                             generator=self.sample_generator)
+            return dm.loader(train, batch_size=dm.batch_size, sampler=sampler)
+        return dm.loader(train, batch_size=dm.batch_size, shuffle=True, generator=self.sample_generator)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per-method loss hook (JTT and GroupDRO override it)."""

@@ -131,6 +131,7 @@ class SebraModule(BaseMethod):
         self.net: Classifier | None = None
         self.criterion = RankContrastiveLoss(temperature, ce_weight)
         self.mitigation_epoch = 0
+        self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
         self.step_seconds: list[float] = []
         self.automatic_optimization = False
@@ -142,8 +143,11 @@ class SebraModule(BaseMethod):
         if self.net is None:
             make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,  # noqa: E731
                                       weights_file=h.weights_file)
-            self.ranker = make()
-            self.net = make()
+            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+                torch.manual_seed(h.seed)
+                self.ranker = make()
+                torch.manual_seed(h.seed + 1)
+                self.net = make()  # Stage 2 starts from a fresh network
 
     def configure_optimizers(self):
         h = self.hparams
@@ -216,7 +220,7 @@ class SebraModule(BaseMethod):
 
     def _ranks_by_position(self, train: Any) -> torch.Tensor:
         r = self.rankings.set_index("index").loc[train.indices.numpy(), "rank"].to_numpy()
-        return torch.as_tensor(r, dtype=torch.long)
+        return torch.tensor(r, dtype=torch.long)
 
     def _epoch_pairs(self, train: Any):
         """Mine this epoch's pair table from the ranks, then shuffle its rows (both seeded)."""
@@ -240,6 +244,7 @@ class SebraModule(BaseMethod):
             self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
             return loss
         loss, parts = self._mitigation_loss(batch)
+        self.pairs_seen += len(batch["anchor"]["label"])
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
@@ -309,8 +314,9 @@ class SebraModule(BaseMethod):
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
             self.ranker.train()
         out = []
+        train_view = self.hparams.scoring == "official"
         for batch in loader:
-            x = batch["image"].to(self.device)
+            x = dm.batch_transform(batch["image"].to(self.device), train=train_view)
             with self.trainer.precision_plugin.forward_context():
                 logits = self.ranker(x)
             out.append(true_class_prob(logits, batch["label"].to(self.device)).cpu())

@@ -1,0 +1,251 @@
+"""Reference rankers for the ranking table: ERM confidence, and JTT's error set read as a two-level ranking.
+
+Each ranker returns a ranking table with Sebra's columns (``index``, ``label``, ``rank``, ``position``, ``p_y``;
+:mod:`sebra.export`), so :func:`sebra.metrics.ranking_quality` scores every ranker the same way.
+
+* **ERM confidence** (:func:`confidence_rankings`): within each class, samples ordered by the true-class probability
+  ``p_y`` of a plain ERM network, highest first (most spurious first); ``rank = position``. The network is scored
+  after every training epoch by :class:`ConfidenceRecorder`; the benchmark reads it at Sebra's Stage 1 budget (the
+  same number of optimizer steps: :func:`record_at_budget`) and at its best epoch (:func:`best_record`, the epoch
+  whose ranking has the best tau-b against the true levels: it peeks at bias labels, so it is an **upper
+  reference**, not a method).
+* **JTT error set** (:func:`error_set_rankings`): correct samples rank 1, errors rank 2; within a rank by ``p_y``
+  descending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from sebra.datasets.base import ImageDataset
+from sebra.metrics import ranking_quality
+from sebra.ranking import true_class_prob
+
+__all__ = [
+    "ConfidenceRecorder",
+    "best_record",
+    "confidence_rankings",
+    "error_set_rankings",
+    "level_scores",
+    "record_at_budget",
+    "score_dataset",
+]
+
+
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    """Sort by class, rank, ``p_y`` descending, dataset index (deterministic) and number positions from 1."""
+    p_key = -np.nan_to_num(df["p_y"].to_numpy(dtype=np.float64), nan=-np.inf)
+    order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
+    df = df.iloc[order].reset_index(drop=True)
+    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+    return df
+
+
+def _numpy(x: Any, dtype: type) -> np.ndarray:
+    return np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=dtype)
+
+
+def _frame(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
+    idx, lab, p = _numpy(indices, np.int64), _numpy(labels, np.int64), _numpy(p_y, np.float64)
+    if not (idx.shape == lab.shape == p.shape and idx.ndim == 1):
+        raise ValueError(f"rankers: indices, labels and p_y must be 1-D of one length, got {idx.shape}, "
+                         f"{lab.shape}, {p.shape}")
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError("rankers: a dataset index appears twice; expected one score per sample")
+    return pd.DataFrame({"index": idx, "label": lab, "p_y": p})
+
+
+def confidence_rankings(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
+    """ERM-confidence ranking: per class, highest ``p_y`` first; ``rank = position`` (one sample per rank).
+
+    Args:
+        indices, labels, p_y: ``[N]`` dataset index, class and true-class probability of each sample.
+    """
+    df = _frame(indices, labels, p_y)
+    df.insert(2, "rank", 0)
+    df = _ordered(df)
+    df["rank"] = df["position"]
+    return df[["index", "label", "rank", "position", "p_y"]]
+
+
+def error_set_rankings(scores: pd.DataFrame, within: Literal["p_y", "random"] = "p_y",
+                       generator: torch.Generator | None = None) -> pd.DataFrame:
+    """JTT's error set as a two-level ranking: correct samples rank 1, misclassified (error set) rank 2.
+
+    With two classes an error is exactly ``p_y < 0.5``, so ordering by ``p_y`` within a level (the default) makes
+    the positions those of the identification network's confidence ranking; ``within="random"`` (seeded by
+    ``generator``) keeps only the two-level information the error set itself carries.
+
+    Args:
+        scores: one row per training sample with ``index``, ``label``, ``p_y`` and ``error`` (bool) or ``pred``
+            (``JTTModule.id_scores`` or its ``jtt_scores.csv``).
+        within: order inside a level: ``p_y`` descending, or a random permutation.
+        generator: draws the permutation for ``within="random"`` (default: seed 0).
+    """
+    missing = [c for c in ("index", "label", "p_y") if c not in scores.columns]
+    if missing or ("error" not in scores.columns and "pred" not in scores.columns):
+        raise ValueError(f"error_set_rankings: scores lack {missing or ['error or pred']}; got {list(scores.columns)}")
+    df = _frame(scores["index"].to_numpy(), scores["label"].to_numpy(), scores["p_y"].to_numpy())
+    if "error" in scores.columns:
+        err = scores["error"].astype(bool).to_numpy()
+    else:
+        err = scores["pred"].to_numpy() != scores["label"].to_numpy()
+    df.insert(2, "rank", np.where(err, 2, 1).astype(np.int64))
+    if within == "random":
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        key = torch.rand(len(df), generator=g, dtype=torch.float64).numpy()
+        order = np.lexsort((key, df["rank"].to_numpy(), df["label"].to_numpy()))
+        df = df.iloc[order].reset_index(drop=True)
+        df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+        return df[["index", "label", "rank", "position", "p_y"]]
+    if within != "p_y":
+        raise ValueError(f"error_set_rankings: within must be 'p_y' or 'random', got {within!r}")
+    return _ordered(df)[["index", "label", "rank", "position", "p_y"]]
+
+
+def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)) -> dict[str, float]:
+    """Ranking quality against the true spuriosity levels of ``dataset`` (``BiasSpec.levels``), per scheme.
+
+    Returns:
+        ``kendall_tau_b`` and ``weighted_tau`` for the 4-level scheme, ``kendall_tau_b_3`` and ``weighted_tau_3``
+        for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4).
+    """
+    if dataset.bias is None:
+        raise ValueError(f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels")
+    pos = dataset.positions_of(torch.from_numpy(np.array(rankings["index"].to_numpy(), dtype=np.int64)))
+    labels = dataset.labels[pos]
+    if not np.array_equal(labels.numpy(), rankings["label"].to_numpy()):
+        raise ValueError(f"level_scores: the rankings give some sample another label than {dataset.name!r}")
+    out = {}
+    for scheme in schemes:
+        levels = dataset.bias.levels(labels, dataset.attrs[pos], scheme=scheme)
+        q = ranking_quality(rankings, levels)
+        suffix = "" if scheme == 4 else f"_{scheme}"
+        out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
+        out[f"weighted_tau{suffix}"] = q["weighted_tau"]
+    return out
+
+
+@torch.no_grad()
+def score_dataset(net: torch.nn.Module, dm: Any, dataset: ImageDataset | None = None,
+                  device: torch.device | None = None,
+                  forward_context: Callable[[], AbstractContextManager] | None = None) -> torch.Tensor:
+    """``p_y`` of every sample of ``dataset`` (default ``dm.train_eval_dataset``), in dataset order, eval mode.
+
+    ``forward_context`` (e.g. ``trainer.precision_plugin.forward_context``) wraps each forward pass, so mixed
+    precision runs score in the precision they train in.
+    """
+    ds = dm.train_eval_dataset if dataset is None else dataset
+    forward_context = forward_context or nullcontext
+    device = device or next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    out = []
+    try:
+        for batch in dm.loader(ds):
+            x = batch["image"].to(device)
+            transform = getattr(dm, "batch_transform", None)  # data modules that normalise whole batches on device
+            x = transform(x, False) if callable(transform) else x
+            with forward_context():
+                logits = net(x)
+            out.append(true_class_prob(logits, batch["label"].to(device)).cpu())
+    finally:
+        net.train(was_training)
+    return torch.cat(out).double() if out else torch.zeros(0, dtype=torch.float64)
+
+
+class ConfidenceRecorder(Callback):
+    """Scores the training set (``dm.train_eval_dataset``, eval mode) at the end of every training epoch.
+
+    Each record holds ``epoch`` (1-based), ``step`` (optimizer steps so far), ``seconds`` (training time so far,
+    without validation and without this callback's scoring, plus one scoring pass: what this ranking cost) and
+    ``p_y``. :meth:`frame` lays the records out as a long table (``epoch, step, seconds, index, label, p_y``).
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.scoring_seconds = 0.0  # total time spent scoring (what the recorder adds to the run)
+        self.indices: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self._start = 0.0
+        self._excluded = 0.0
+        self._val_start: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._excluded = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_start is not None:
+            self._excluded += time.perf_counter() - self._val_start
+            self._val_start = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = trainer.datamodule
+        t0 = time.perf_counter()
+        p_y = score_dataset(pl_module, dm, device=pl_module.device,
+                            forward_context=trainer.precision_plugin.forward_context)
+        scoring = time.perf_counter() - t0
+        trained = t0 - self._start - self._excluded
+        self._excluded += scoring
+        self.scoring_seconds += scoring
+        if self.indices is None:
+            self.indices, self.labels = dm.train_eval_dataset.indices.clone(), dm.train_eval_dataset.labels.clone()
+        self.records.append({"epoch": trainer.current_epoch + 1, "step": int(trainer.global_step),
+                             "seconds": trained + scoring, "p_y": p_y})
+
+    def rankings(self, record: dict[str, Any]) -> pd.DataFrame:
+        return confidence_rankings(self.indices, self.labels, record["p_y"])
+
+    def frame(self) -> pd.DataFrame:
+        parts = [pd.DataFrame({"epoch": r["epoch"], "step": r["step"], "seconds": r["seconds"],
+                               "index": self.indices.numpy(), "label": self.labels.numpy(), "p_y": r["p_y"].numpy()})
+                 for r in self.records]
+        cols = ["epoch", "step", "seconds", "index", "label", "p_y"]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+    @staticmethod
+    def records_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Records back from :meth:`frame`'s table (as read from CSV), each with its ``index`` and ``label``."""
+        out = []
+        for epoch, sub in frame.groupby("epoch", sort=True):
+            out.append({"epoch": int(epoch), "step": int(sub["step"].iloc[0]), "seconds": float(sub["seconds"].iloc[0]),
+                        "index": torch.from_numpy(np.array(sub["index"], dtype=np.int64)),
+                        "label": torch.from_numpy(np.array(sub["label"], dtype=np.int64)),
+                        "p_y": torch.from_numpy(np.array(sub["p_y"], dtype=np.float64))})
+        return out
+
+
+def record_at_budget(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """The record whose optimizer step count is closest to ``steps`` (the earlier one on a tie).
+
+    With ERM and Sebra's Stage 1 at the same batch size and ``draws_per_step`` = training-set size, one ranking step
+    is one epoch's worth of optimizer steps and the match is exact; otherwise the nearest epoch end is used (the
+    benchmark reports both step counts).
+    """
+    if not records:
+        raise ValueError("record_at_budget: no records (was the recorder attached to a fit?)")
+    return min(records, key=lambda r: (abs(int(r["step"]) - int(steps)), int(r["step"])))
+
+
+def best_record(records: Sequence[dict[str, Any]], score: Any) -> tuple[dict[str, Any], float]:
+    """``(record, value)`` maximising ``score(record)`` (NaN never wins; the earlier record on a tie)."""
+    best, best_v = None, -np.inf
+    for r in records:
+        v = float(score(r))
+        if not np.isnan(v) and v > best_v:
+            best, best_v = r, v
+    if best is None:
+        raise ValueError("best_record: every record scored NaN (does each class hold more than one level?)")
+    return best, best_v

@@ -1,0 +1,121 @@
+"""SebraModule inside ``trainer.fit``: both stages, given rankings, model selection, the written ranking table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tiny_data import TinyDataModule
+
+from sebra import SebraModule, load_rankings
+from sebra.methods import ERMModule
+
+TINY = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "max_steps": 3, "epochs": 2,
+        "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3}
+
+
+def test_fit_runs_both_stages_and_writes_rankings(tiny_dm, make_trainer, tmp_path):
+    model = SebraModule(**TINY)
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    ctl = model.controller
+    assert 1 <= ctl.step <= 3
+    assert trainer.current_epoch == ctl.step + 2  # ranking steps, then the Stage 2 epochs
+    assert model.mitigation_epoch == 2 and model.stage == "done"
+    train = tiny_dm.splits["train"]
+    df = model.rankings
+    assert sorted(df["index"].tolist()) == sorted(train.indices.tolist())  # dataset indices, not positions
+    joined = df.set_index("index").join(train.table.set_index("index")[["label", "bg", "group"]], rsuffix="_data")
+    assert (joined["label"] == joined["label_data"]).all() and (joined["group"] == joined["group_data"]).all()
+    for _, cls in df.groupby("label"):
+        assert cls["position"].tolist() == list(range(1, len(cls) + 1))
+        assert cls["rank"].is_monotonic_increasing
+    on_disk = load_rankings(Path(trainer.log_dir) / "rankings.csv")
+    pd.testing.assert_frame_equal(on_disk[df.columns.tolist()], df, check_exact=False, atol=1e-5, check_dtype=False)
+
+
+def test_same_seed_same_rankings(make_trainer):
+    def ranks():
+        model = SebraModule(**{**TINY, "epochs": 0})
+        make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=TinyDataModule())
+        return model.rankings
+
+    pd.testing.assert_frame_equal(ranks(), ranks())
+
+
+def test_given_rankings_skip_stage_one(tiny_dm, make_trainer, tmp_path):
+    dm = TinyDataModule()
+    dm.setup("fit")
+    t = dm.splits["train"]
+    aligned = (t.attrs[:, 0] == t.labels).numpy()
+    rankings = pd.DataFrame({"index": t.indices.numpy(), "label": t.labels.numpy(), "rank": 2 - aligned,
+                             "position": 0, "p_y": 0.5})
+    rankings["position"] = rankings.groupby("label").cumcount() + 1
+    path = tmp_path / "given.csv"
+    rankings.to_csv(path, index=False)
+    model = SebraModule(**{**TINY, "rankings": str(path)})
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=dm)
+    assert model.controller is None  # no ranking happened
+    assert trainer.current_epoch == 2 and model.mitigation_epoch == 2
+    assert model.pairs_seen > 0
+
+
+def test_given_rankings_must_cover_the_training_set(tiny_dm, make_trainer):
+    dm = TinyDataModule()
+    dm.setup("fit")
+    t = dm.splits["train"]
+    rankings = pd.DataFrame({"index": t.indices.numpy()[1:], "label": t.labels.numpy()[1:], "rank": 1,
+                             "position": 1, "p_y": 0.5})
+    with pytest.raises(ValueError, match="lack 1 training samples"):
+        make_trainer().fit(SebraModule(**{**TINY, "rankings": rankings}), datamodule=dm)
+
+
+class _Scripted:
+    """Logs a scripted (val_wga, val_acc) per epoch instead of measuring, to test checkpoint selection."""
+
+    script = [(0.9, 0.9), (0.2, 0.6), (0.5, 0.7), (0.5, 0.8), (0.3, 0.95), (0.1, 0.5)]
+
+    def on_validation_epoch_end(self) -> None:
+        if self.selectable:
+            wga, acc = self.script[self.current_epoch]
+            self.log_dict({"val_wga": wga, "val_acc": acc})
+        self.metrics["val"].reset()
+
+
+class ScriptedERM(_Scripted, ERMModule):
+    pass
+
+
+class ScriptedSebra(_Scripted, SebraModule):
+    pass
+
+
+def _best_epoch(trainer) -> int:
+    return int(torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)["epoch"])
+
+
+@pytest.mark.parametrize("selection,expected", [("val_wga", 0), ("val_acc", 4), ("last", 5)])
+def test_erm_selection_picks_the_right_epoch(selection, expected, tiny_dm, make_trainer):
+    model = ScriptedERM(backbone="test_resnet", epochs=6, selection=selection)
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    assert _best_epoch(trainer) == expected
+
+
+@pytest.mark.parametrize("selection,expected", [("val_wga", 2), ("val_acc", 4), ("last", 5)])
+def test_sebra_selection_ignores_ranking_epochs(selection, expected, tiny_dm, make_trainer):
+    # Two ranking steps (epochs 0-1, whose scripted scores are not selectable), then 4 mitigation epochs (2-5);
+    # val_wga ties at epochs 2 and 3 (0.5): the earlier is kept.
+    model = ScriptedSebra(**{**TINY, "max_steps": 2, "p_critical": 0.999999, "epochs": 4, "selection": selection})
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    assert model.controller.step == 2
+    assert _best_epoch(trainer) == expected
+
+
+def test_max_epochs_too_small_is_explained(tiny_dm, make_trainer):
+    with pytest.raises(ValueError, match="max_steps \\+ epochs = 5"):
+        make_trainer(max_epochs=2).fit(SebraModule(**TINY), datamodule=tiny_dm)
