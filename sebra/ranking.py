@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 __all__ = [
     "confidence_weighted_loss",
     "true_class_prob",
     "RankingController",
     "ActiveSetSampler",
+    "GeneratorPickling",
     "check_ranking_args",
 ]
 
@@ -56,7 +57,46 @@ def confidence_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, beta_in
     return (weight * ce).mean()
 
 
-class RankingController:
+class _SavedGenerator:
+    """A ``torch.Generator`` as plain bytes, for pickling (see :class:`GeneratorPickling`)."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.device = str(gen.device)
+        self.state = gen.get_state().numpy().tobytes()
+
+    def restore(self) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.set_state(torch.frombuffer(bytearray(self.state), dtype=torch.uint8))
+        return gen
+
+
+class GeneratorPickling:
+    """Mixin: pickle ``torch.Generator`` attributes as bytes, so objects holding them survive process spawning.
+
+    ``Trainer(strategy="ddp_spawn")`` (and DataLoader workers under the spawn start method) pickle the module and the
+    data module with ``torch.multiprocessing``'s reductions. A generator pickles its state as a *temporary* tensor,
+    which that pickler shares through a file descriptor that is closed again before the child starts
+    (``ValueError: bad value(s) in fds_to_keep``). Generator attributes are therefore pickled as their state bytes,
+    which also makes the copy in every process start from the same state.
+    """
+
+    def __getstate__(self) -> dict:
+        parent = getattr(super(), "__getstate__", None)
+        state = parent() if parent is not None else dict(self.__dict__)
+        if state is None:  # object.__getstate__ of an instance without attributes
+            state = {}
+        return {k: _SavedGenerator(v) if isinstance(v, torch.Generator) else v for k, v in dict(state).items()}
+
+    def __setstate__(self, state: dict) -> None:
+        state = {k: v.restore() if isinstance(v, _SavedGenerator) else v for k, v in state.items()}
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)
+
+
+class RankingController(GeneratorPickling):
     """The elimination state of Stage 1: who is still active, when each sample left, and with what confidence.
 
     Args:
@@ -221,19 +261,27 @@ class RankingController:
         self.history = list(state["history"])
 
 
-class ActiveSetSampler(Sampler[int]):
+class ActiveSetSampler(DistributedSampler):
     """Draws one ranking step's training positions from the controller's active set when iterated.
 
     The draw happens when iteration starts (after the previous step's eliminations), with the controller's
     generator, so the same seed gives the same draws. Under data parallelism every process draws the same
-    ``num_samples`` positions and keeps its own strided share.
+    ``num_samples`` positions (their controllers are in the same state) and keeps its own strided share, padded by
+    repeating the first draws so that every process gets the same number of batches.
+
+    It subclasses :class:`~torch.utils.data.DistributedSampler` only so that Lightning recognises it as already
+    sharded and does not wrap it in a second ``DistributedSamplerWrapper`` (which would shard and shuffle the draws
+    again); none of the parent's machinery is used.
     """
 
     def __init__(self, controller: RankingController, num_samples: int | None = None,
                  num_replicas: int = 1, rank: int = 0) -> None:
+        if not 0 <= int(rank) < int(num_replicas):
+            raise ValueError(f"rank must lie in 0..num_replicas - 1 = {int(num_replicas) - 1}, got {rank}")
         self.controller = controller
         self.num_samples = len(controller) if num_samples is None else int(num_samples)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.epoch, self.seed, self.shuffle, self.drop_last = 0, controller.seed, False, False
 
     def __len__(self) -> int:
         return -(-self.num_samples // self.num_replicas)

@@ -249,8 +249,10 @@ class BARDataModule(SebraDataModule):
         pin_memory: bool = False,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        batch_augment: bool = True,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std)
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std,
+                         batch_augment, seed)
         if root is None and torch_file is None:
             raise ValueError("BARDataModule needs root (alinlab/BAR folders) or torch_file (IRMCon .torch file)")
         self.root = root

@@ -208,6 +208,7 @@ class BuiltinDataModule(UrbanCarsDataModule):
         data_seed: seed of the rendering (fixed across training seeds, like a published data set).
         tint, symbol: shortcut strengths (see :class:`BuiltinSpec`).
         batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory: see :class:`SebraDataModule`.
+        seed: seeds the batch augmentation (vary it with the training seed).
     """
 
     def __init__(
@@ -222,10 +223,11 @@ class BuiltinDataModule(UrbanCarsDataModule):
         image_size: int = 32,
         augment: Augment = "crop_flip",
         pin_memory: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(root=str(root) if root is not None else "", batch_size=batch_size,
                          eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
-                         augment=augment, pin_memory=pin_memory)
+                         augment=augment, pin_memory=pin_memory, seed=seed)
         self.spec = BuiltinSpec(seed=data_seed, tint=tint, symbol=symbol)
         self.builtin_root = Path(root) if root is not None else None
 

@@ -603,8 +603,11 @@ class CelebADataModule(SebraDataModule):
         pin_memory: bool = False,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        batch_augment: bool = True,
+        seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std)
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std,
+                         batch_augment, seed)
         if protocol not in ("multibias", "official"):
             raise ValueError(f"protocol must be 'multibias' or 'official'; got {protocol!r}")
         self.root = root

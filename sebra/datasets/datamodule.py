@@ -9,6 +9,13 @@ By default (``batch_augment=True``) samples stay uint8 until they reach the devi
 normalisation run once per batch as tensor operations (``on_after_batch_transfer``): per-sample torchvision
 transforms cost ~1.7 ms per 32 px image on a CPU core, more than the network. Code that iterates a loader by hand
 calls :meth:`SebraDataModule.batch_transform`.
+
+Under data parallelism (``Trainer(devices=k, strategy="ddp"/"ddp_spawn")``) the loaders shard themselves: evaluation
+splits are split by stride into equal-length shards whose padding rows carry ``valid=False`` (the methods leave them
+out of the metrics, so the synced metrics equal a single-process evaluation), and every process draws its own
+augmentation from a per-batch seed taken from the shared ``aug_generator``, which therefore stays in the same state on
+every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`). All samplers are
+:class:`~torch.utils.data.DistributedSampler` subclasses, so Lightning does not shard them a second time.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ from typing import Callable, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
 from sebra.datasets.base import BiasSpec, ImageDataset
+from sebra.ranking import GeneratorPickling
 
-__all__ = ["SebraDataModule", "make_transform", "augment_batch", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["SebraDataModule", "make_transform", "augment_batch", "ShardSampler", "shard_positions", "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,7 +104,59 @@ def augment_batch(x: torch.Tensor, augment: Augment, size: int | None, generator
     return x
 
 
-class SebraDataModule(L.LightningDataModule):
+class ShardSampler(DistributedSampler):
+    """Yields a fixed list of indices: this process's share, already sharded (and padded) by the caller.
+
+    A :class:`~torch.utils.data.DistributedSampler` subclass only so that Lightning leaves it in place instead of
+    sharding the loader a second time; none of the parent's machinery is used.
+    """
+
+    def __init__(self, indices, num_replicas: int = 1, rank: int = 0) -> None:  # noqa: ANN001
+        self.indices = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.epoch, self.seed, self.shuffle, self.drop_last = 0, 0, False, False
+        self.num_samples = len(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.indices)
+
+
+def shard_positions(n: int, num_replicas: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strided share ``rank, rank + k, ...`` of ``0..n-1``, padded to ``ceil(n / k)``; returns ``(positions, valid)``.
+
+    Padding repeats the share's first position (or 0) with ``valid=False``, so every process runs the same number of
+    batches (DDP synchronises buffers on every forward) and no sample is counted twice.
+    """
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
+    pos = torch.arange(rank, n, num_replicas)
+    size = -(-n // num_replicas)
+    pad = size - len(pos)
+    fill = pos[:1] if len(pos) else torch.zeros(1, dtype=torch.long)
+    positions = torch.cat([pos, fill.repeat(pad)])
+    valid = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(pad, dtype=torch.bool)])
+    return positions, valid
+
+
+class _EvalShard(Dataset):
+    """One process's padded share of an evaluation split; each item gets ``valid`` (False on padding rows)."""
+
+    def __init__(self, base: Dataset, positions: torch.Tensor, valid: torch.Tensor) -> None:
+        self.base, self.positions, self.valid = base, positions, valid
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[int(self.positions[i])])
+        item["valid"] = bool(self.valid[i])
+        return item
+
+
+class SebraDataModule(GeneratorPickling, L.LightningDataModule):
     """Base data module: ``train`` / ``val`` / ``test`` splits of :class:`ImageDataset` with sebra's transforms.
 
     Args:
@@ -163,10 +224,35 @@ class SebraDataModule(L.LightningDataModule):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
                               align_corners=False)
         if train:
-            x = augment_batch(x, self.augment, self.image_size, self.aug_generator)
+            x = augment_batch(x, self.augment, self.image_size, self._augment_generator())
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype)[:, None, None]
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype)[:, None, None]
         return (x - mean) / std
+
+    def _replicas(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (int(trainer.world_size), int(trainer.global_rank)) if trainer is not None else (1, 0)
+
+    def _augment_generator(self) -> torch.Generator:
+        """``aug_generator`` itself in one process; under data parallelism a per-batch generator for this process.
+
+        Every process draws the same ``world_size`` seeds from ``aug_generator`` (same state everywhere: one draw per
+        batch, and all processes run the same number of batches) and uses its own, so the processes augment
+        independently while the shared state still resumes exactly from a checkpoint.
+        """
+        world, rank = self._replicas()
+        if world == 1 or self.augment == "none":
+            return self.aug_generator
+        seeds = torch.randint(0, 2**62, (world,), generator=self.aug_generator)
+        return torch.Generator().manual_seed(int(seeds[rank]))
+
+    # --- checkpointing: the augmentation stream resumes where it stopped ---------------------------------------
+    def state_dict(self) -> dict:
+        return {"aug_generator": self.aug_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "aug_generator" in state_dict:
+            self.aug_generator.set_state(state_dict["aug_generator"])
 
     def _transform_nested(self, batch, train: bool):  # noqa: ANN001, ANN202
         if isinstance(batch, dict):
@@ -232,11 +318,20 @@ class SebraDataModule(L.LightningDataModule):
             return hook(self)
         return self.loader(self.train_dataset, batch_size=self.batch_size, shuffle=True)
 
+    def eval_loader(self, dataset) -> DataLoader:  # noqa: ANN001
+        """An evaluation loader; under data parallelism this process's padded shard (rows with ``valid``)."""
+        world, rank = self._replicas()
+        if world == 1:
+            return self.loader(dataset)
+        positions, valid = shard_positions(len(dataset), world, rank)
+        shard = _EvalShard(dataset, positions, valid)
+        return self.loader(shard, sampler=ShardSampler(range(len(shard)), world, rank))
+
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_dataset)
+        return self.eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader(self.test_dataset)
+        return self.eval_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self.train_eval_dataset)

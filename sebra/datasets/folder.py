@@ -323,7 +323,7 @@ def read_image_folder(
 
 class _UserDataModule(SebraDataModule):
     def __init__(self, cache: bool, val_fraction: float, test_fraction: float, seed: int, **base) -> None:
-        super().__init__(**base)
+        super().__init__(seed=seed, **base)
         self.cache = cache
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction

@@ -2,8 +2,11 @@
 
 from sebra.methods.base import BaseMethod, SelectionCheckpoint, make_optimizer
 from sebra.methods.erm import ERMModule
+from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
+from sebra.methods.jtt import JTTModule
 from sebra.methods.sebra import PairDataset, SebraModule
 
-METHODS = {"erm": ERMModule, "sebra": SebraModule}
+METHODS = {"erm": ERMModule, "jtt": JTTModule, "groupdro": GroupDROModule, "sebra": SebraModule}
 
-__all__ = ["BaseMethod", "ERMModule", "METHODS", "PairDataset", "SebraModule", "SelectionCheckpoint", "make_optimizer"]
+__all__ = ["BaseMethod", "ERMModule", "GroupDROLoss", "GroupDROModule", "JTTModule", "METHODS", "PairDataset",
+           "SebraModule", "SelectionCheckpoint", "make_optimizer"]

@@ -1,4 +1,5 @@
-"""What every sebra method shares: group metrics on val/test, model selection, optimizer construction."""
+"""What every sebra method shares: group metrics on val/test, model selection, checkpoints to resume from,
+optimizer construction, data-parallel and GPU settings."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 from sebra.metrics import GroupAccuracy
+from sebra.ranking import GeneratorPickling
 
-__all__ = ["BaseMethod", "SelectionCheckpoint", "make_optimizer", "SELECTIONS"]
+__all__ = ["BaseMethod", "SelectionCheckpoint", "LastCheckpoint", "make_optimizer", "SELECTIONS"]
 
 Selection = Literal["val_wga", "val_acc", "last"]
 SELECTIONS = ("val_wga", "val_acc", "last")
@@ -44,7 +49,36 @@ class SelectionCheckpoint(ModelCheckpoint):
             super().on_train_epoch_end(trainer, pl_module)
 
 
-class BaseMethod(L.LightningModule):
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``last.ckpt`` at the end of every training epoch, Sebra's ranking steps included: the one to resume from.
+
+    It saves after the module's own ``on_train_epoch_end`` (Lightning runs checkpoint callbacks last), so the file
+    holds the state *after* the epoch's ranking step or mitigation epoch was closed, and
+    ``trainer.fit(..., ckpt_path=<dir>/last.ckpt)`` (or ``ckpt_path="last"``) continues with the next epoch.
+    It never selects: :class:`SelectionCheckpoint` keeps the checkpoint used for testing.
+    """
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        kwargs.update(monitor=None, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+        super().__init__(**kwargs)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        return  # only at the end of the training epoch (after the module's epoch-end hook)
+
+
+def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: 4-d inputs in ``channels_last`` memory format (module level: picklable)."""
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return args
+
+
+class BaseMethod(GeneratorPickling, L.LightningModule):
     """Base LightningModule: per-split :class:`GroupAccuracy`, logging of its results, model selection.
 
     Subclasses build their networks in ``configure_model`` (the data module tells the number of classes and the
@@ -72,6 +106,7 @@ class BaseMethod(L.LightningModule):
         return getattr(trainer, "datamodule", None) if trainer is not None else None
 
     def setup(self, stage: str) -> None:
+        self._allow_unused_parameters()
         dm = self.datamodule
         if self.num_classes is None:
             if dm is None:
@@ -100,6 +135,38 @@ class BaseMethod(L.LightningModule):
             return GroupAccuracy(num_groups=num_groups)
         return GroupAccuracy.from_bias_spec(bias, layout)
 
+    # --- data parallelism and GPU options -----------------------------------------------------------------------
+    def _allow_unused_parameters(self) -> None:
+        """Under DDP, let manually optimised modules leave parameters unused in a step.
+
+        Sebra (ranker, then mitigation network) and JTT (identification, then final network) train one of their two
+        networks at a time, so each step leaves the other's parameters without gradients, which DDP's reducer only
+        accepts with ``find_unused_parameters=True``. Runs in ``setup``, before the strategy wraps the model.
+        """
+        trainer = self._trainer
+        if trainer is None or self.automatic_optimization or trainer.world_size < 2:
+            return
+        strategy = trainer.strategy
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if isinstance(strategy, DDPStrategy) and isinstance(kwargs, dict) and not kwargs.get("find_unused_parameters"):
+            kwargs["find_unused_parameters"] = True
+            rank_zero_info(f"{type(self).__name__} trains one network at a time: DDP find_unused_parameters=True")
+
+    def _apply_gpu_options(self, *nets: nn.Module | None) -> None:
+        """``channels_last`` (weights and inputs in NHWC memory format) and ``compile`` (``torch.compile`` of each
+        backbone, in place, so checkpoints keep their keys), when the module's hyper-parameters ask for them."""
+        channels_last = bool(getattr(self.hparams, "channels_last", False))
+        compile_ = bool(getattr(self.hparams, "compile", False))
+        for net in nets:
+            if net is None:
+                continue
+            body = getattr(net, "backbone", net)
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+                body.register_forward_pre_hook(_channels_last_input)
+            if compile_:
+                body.compile()
+
     # --- evaluation --------------------------------------------------------------------------------------------
     @property
     def selectable(self) -> bool:
@@ -108,7 +175,11 @@ class BaseMethod(L.LightningModule):
 
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["image"])
-        self.metrics[split].update(logits, batch["label"], batch["group"])
+        labels, groups = batch["label"], batch["group"]
+        valid = batch.get("valid")  # padding rows of a data-parallel shard (see SebraDataModule.eval_loader)
+        if valid is not None and not bool(valid.all()):
+            logits, labels, groups = logits[valid], labels[valid], groups[valid]
+        self.metrics[split].update(logits, labels, groups)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if self.selectable:
@@ -141,8 +212,20 @@ class BaseMethod(L.LightningModule):
 
     # --- selection ---------------------------------------------------------------------------------------------
     def configure_callbacks(self) -> list:
+        """A :class:`SelectionCheckpoint` (the checkpoint tested) and a :class:`LastCheckpoint` (``last.ckpt``, to resume).
+
+        Lightning lets callbacks returned here *replace* Trainer callbacks of the same class or a parent class: a
+        ``ModelCheckpoint`` passed in ``Trainer(callbacks=[...])`` (and the Trainer's default one) is dropped, with an
+        info message. To keep a checkpoint callback of your own, pass an instance of a ``ModelCheckpoint``
+        *subclass* (e.g. ``class MyCheckpoint(ModelCheckpoint): pass``); it is kept beside these two.
+        ``Trainer(enable_checkpointing=False)`` turns both off.
+        """
+        trainer = self._trainer
+        if trainer is not None and not trainer.checkpoint_callbacks:
+            return []  # enable_checkpointing=False
+        last = LastCheckpoint()
         if self.selection == "last":
-            return [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}")]
+            return [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}"), last]
         monitor = self.selection  # val_wga or val_acc, as logged above
         return [SelectionCheckpoint(monitor=monitor, mode="max", save_top_k=1,
-                                    filename=f"best-{{epoch}}-{{{monitor}:.4f}}", auto_insert_metric_name=False)]
+                                    filename=f"best-{{epoch}}-{{{monitor}:.4f}}", auto_insert_metric_name=False), last]

@@ -22,6 +22,8 @@ class ERMModule(BaseMethod):
         sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
             labels, the label-using reference "oracle" of the benchmarks).
         selection: see :class:`BaseMethod`.
+        seed: seeds the shuffling / group-balanced draws (``sample_generator``, saved in checkpoints).
+        channels_last, compile: GPU options, see :class:`~sebra.methods.sebra.SebraModule`.
     """
 
     def __init__(
@@ -39,6 +41,8 @@ class ERMModule(BaseMethod):
         selection: Selection = "val_wga",
         seed: int = 0,
         num_classes: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         if sampling not in ("uniform", "group_balanced"):

@@ -75,7 +75,8 @@ class JTTModule(ERMModule):
             ``weight_decay``); the optimizer kind and momentum are shared.
         lr_schedule: ``none`` or ``cosine``, applied per phase (over ``id_epochs``, then over ``epochs``).
         selection: checkpoint selection during retraining (``val_wga``, ``val_acc`` or ``last``).
-        seed: seeds the identification shuffling and the retraining draws.
+        seed: seeds the networks' initialisation (identification: ``seed``, as ERM; retraining: ``seed + 1``), the
+            identification shuffling and the retraining draws.
         Others: see :class:`~sebra.methods.erm.ERMModule` (``sampling`` is fixed to ``uniform``).
     """
 
@@ -126,8 +127,11 @@ class JTTModule(ERMModule):
             h = self.hparams
             make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
                                       weights_file=h.weights_file)
-            self.id_net = make()
-            self.net = make()  # the fresh network of the retraining phase
+            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+                torch.manual_seed(h.seed)
+                self.id_net = make()  # the same initialisation as ERMModule(seed=seed)
+                torch.manual_seed(h.seed + 1)
+                self.net = make()  # the fresh network of the retraining phase
 
     def configure_optimizers(self):
         h = self.hparams

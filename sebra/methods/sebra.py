@@ -4,6 +4,15 @@ One Lightning epoch is one ranking step while ranking, then one mitigation epoch
 is rebuilt every epoch through its ``train_loader`` hook: in Stage 1 it draws from the active set
 (:class:`~sebra.ranking.ActiveSetSampler`), in Stage 2 it serves the epoch's mined pairs. The two stages share only
 the ranking table (``self.rankings``, also written to ``<log_dir>/rankings.csv``).
+
+Data parallelism (``Trainer(devices=k, strategy="ddp"/"ddp_spawn")``): every process holds the same ranking state
+and draws the same N positions per step, training on its strided share; scoring (``full``) is sharded the same way,
+the ``(position, p_y)`` pairs are all-gathered and every process applies the same eliminations, so the rankings are
+identical on all processes and written once (global rank 0). Stage 2 pair tables are mined with the same seeded
+generator on every process, then strided. Resuming: ``last.ckpt`` is written after every epoch, ranking steps
+included (:class:`~sebra.methods.base.LastCheckpoint`); ``trainer.fit(..., ckpt_path=...)`` continues the ranking
+(active set, elimination steps, draw generator) or Stage 2 (epoch, pair generator) where it stopped, with the data
+module's augmentation generator.
 """
 
 from __future__ import annotations
@@ -13,13 +22,15 @@ from typing import Any, Literal
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
-from sebra.export import load_rankings, save_rankings
+from sebra.datasets.datamodule import ShardSampler
+from sebra.export import atomic_write, load_rankings, save_rankings
 from sebra.methods.base import BaseMethod, Selection, make_optimizer
 from sebra.ranking import (
     ActiveSetSampler,
@@ -76,6 +87,11 @@ class SebraModule(BaseMethod):
         selection: checkpoint selection during Stage 2 (``val_wga``, ``val_acc`` or ``last``).
         rankings: a ranking table (DataFrame or a ``rankings.csv`` path): skips Stage 1.
         seed: seeds the Stage 1 draws and the Stage 2 pair tables.
+        channels_last: keep both networks and their inputs in ``channels_last`` memory format (faster convolutions
+            with mixed precision on recent GPUs). Mixed precision itself is ``Trainer(precision="bf16-mixed")`` or
+            ``"16-mixed"``; the Stage 1 scoring pass runs under the same precision.
+        compile: ``torch.compile`` both backbones (in place: checkpoints keep their keys). The first steps are
+            slow while it compiles.
     """
 
     def __init__(
@@ -111,6 +127,8 @@ class SebraModule(BaseMethod):
         rankings: pd.DataFrame | str | None = None,
         seed: int = 0,
         num_classes: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -133,6 +151,7 @@ class SebraModule(BaseMethod):
         self.mitigation_epoch = 0
         self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
+        self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
         self.step_seconds: list[float] = []
         self.automatic_optimization = False
         self._selectable_epoch = self.stage != RANK
@@ -148,6 +167,7 @@ class SebraModule(BaseMethod):
                 self.ranker = make()
                 torch.manual_seed(h.seed + 1)
                 self.net = make()  # Stage 2 starts from a fresh network
+            self._apply_gpu_options(self.ranker, self.net)
 
     def configure_optimizers(self):
         h = self.hparams
@@ -189,6 +209,9 @@ class SebraModule(BaseMethod):
                 train.labels, num_classes=self.num_classes, p_critical=self.hparams.p_critical,
                 max_steps=self.hparams.max_steps, unranked=self.hparams.unranked, indices=train.indices,
                 groups=train.groups if (train.groups >= 0).any() else None, seed=self.hparams.seed)
+        if self.controller is not None and self._pending_controller_state is not None:
+            self.controller.load_state_dict(self._pending_controller_state)
+            self._pending_controller_state = None
         if self.given_rankings is not None and self.rankings is None:
             self.rankings = self._check_rankings(self.given_rankings, train)
 
@@ -212,7 +235,9 @@ class SebraModule(BaseMethod):
             return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=sampler)
         table = self._epoch_pairs(dm.train_dataset)
         pairs = PairDataset(dm.train_dataset, table.anchor, table.positive, table.negative)
-        return dm.loader(pairs, batch_size=self.hparams.batch_size or dm.batch_size)
+        # Already this process's share: a ShardSampler keeps Lightning from sharding it again.
+        return dm.loader(pairs, batch_size=self.hparams.batch_size or dm.batch_size,
+                         sampler=ShardSampler(range(len(pairs)), *self._replicas()))
 
     def _replicas(self) -> tuple[int, int]:
         t = self._trainer
@@ -227,8 +252,10 @@ class SebraModule(BaseMethod):
         table = mine_rank_pairs(self._ranks_by_position(train), train.labels, gap=self.hparams.gap,
                                 generator=self.pair_generator, official=self.hparams.pairs == "official")
         perm = torch.randperm(len(table), generator=self.pair_generator)
-        if self._trainer is not None and self._trainer.world_size > 1:
-            perm = perm[self._trainer.global_rank::self._trainer.world_size]
+        world, rank = self._replicas()
+        if world > 1:  # same table on every process; each keeps a strided share, padded to equal batch counts
+            size = -(-len(perm) // world)
+            perm = torch.cat([perm, perm[: size * world - len(perm)]])[rank::world]
         self.n_dropped = table.n_dropped
         return type(table)(table.anchor[perm], table.positive[perm], table.negative[perm], table.n_dropped)
 
@@ -302,14 +329,18 @@ class SebraModule(BaseMethod):
     # --- Stage 1 scoring and elimination -----------------------------------------------------------------------
     @torch.no_grad()
     def _score(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw."""
+        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw.
+
+        Under data parallelism this process's strided share only (see :meth:`_gather_scores`).
+        """
         dm, ctl = self.datamodule, self.controller
+        world, rank = self._replicas()
         if self.hparams.scoring == "full":
-            positions = torch.nonzero(ctl.active).squeeze(1)
+            positions = torch.nonzero(ctl.active).squeeze(1)[rank::world]
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
             self.ranker.eval()
         else:
-            sampler = ActiveSetSampler(ctl, self.hparams.draws_per_step)
+            sampler = ActiveSetSampler(ctl, self.hparams.draws_per_step, world, rank)
             positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
             self.ranker.train()
@@ -325,8 +356,11 @@ class SebraModule(BaseMethod):
 
     def _close_ranking_step(self) -> None:
         ctl = self.controller
+        distributed = self._replicas()[0] > 1
+        if distributed:
+            self._sync_ranker_buffers()
         positions, p_y = self._score()
-        if self._trainer is not None and self._trainer.world_size > 1:
+        if distributed:
             positions, p_y = self._gather_scores(positions, p_y)
         ctl.update(positions, p_y)
         rec = ctl.history[-1]
@@ -335,11 +369,30 @@ class SebraModule(BaseMethod):
         if ctl.done:
             self._finish_ranking()
 
+    def _sync_ranker_buffers(self) -> None:
+        """Give every process rank 0's ranker buffers (BatchNorm running statistics) before scoring.
+
+        DDP keeps the parameters equal, but each process's last training batches moved its own running statistics
+        (DDP only broadcasts buffers before the next forward through its wrapper, which scoring bypasses).
+        """
+        if dist.is_available() and dist.is_initialized():
+            for buf in self.ranker.buffers():
+                dist.broadcast(buf.data, src=0)
+
     def _gather_scores(self, positions: torch.Tensor, p_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every process scores the same active set in ``full`` mode; in ``official`` mode the draws are unioned."""
+        """All processes' ``(positions, p_y)``, in the same order on every process.
+
+        The shares may differ in length by one: they are padded with position -1 for ``all_gather`` (which needs
+        equal shapes), and the padding is dropped again.
+        """
+        size = int(self.all_gather(torch.tensor([len(positions)], device=self.device)).max())
+        pad = size - len(positions)
+        positions = torch.cat([positions.long(), torch.full((pad,), -1, dtype=torch.long)])
+        p_y = torch.cat([p_y.float(), torch.full((pad,), float("nan"))])
         g_pos = self.all_gather(positions.to(self.device)).reshape(-1).cpu()
         g_p = self.all_gather(p_y.to(self.device)).reshape(-1).cpu()
-        return g_pos, g_p
+        keep = g_pos >= 0
+        return g_pos[keep], g_p[keep]
 
     def _finish_ranking(self) -> None:
         ctl = self.controller
@@ -354,7 +407,8 @@ class SebraModule(BaseMethod):
         log_dir = self.trainer.log_dir if self._trainer is not None else None
         if log_dir is not None and self.trainer.is_global_zero:
             self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
-            ctl.history_frame().to_csv(Path(log_dir) / "ranking_history.csv", index=False)
+            history = ctl.history_frame()
+            atomic_write(Path(log_dir) / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
         rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps ({ctl.num_active} never eliminated); "
                        f"Stage 2 (mitigation) starts")
         self.stage = MITIGATE if self.hparams.epochs > 0 else DONE
@@ -368,6 +422,7 @@ class SebraModule(BaseMethod):
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
             "mitigation_epoch": self.mitigation_epoch,
+            "pairs_seen": self.pairs_seen,
             "pair_generator": self.pair_generator.get_state(),
         }
 
@@ -377,9 +432,13 @@ class SebraModule(BaseMethod):
             return
         self.stage = state["stage"]
         self._selectable_epoch = self.stage != RANK
-        if state["controller"] is not None and self.controller is not None:
-            self.controller.load_state_dict(state["controller"])
+        if state["controller"] is not None:
+            if self.controller is not None:
+                self.controller.load_state_dict(state["controller"])
+            else:  # loaded before setup() built the controller (e.g. load_from_checkpoint): applied there
+                self._pending_controller_state = state["controller"]
         if state["rankings"] is not None:
             self.rankings = pd.DataFrame(state["rankings"])
         self.mitigation_epoch = state["mitigation_epoch"]
+        self.pairs_seen = state.get("pairs_seen", self.pairs_seen)
         self.pair_generator.set_state(state["pair_generator"])

@@ -113,7 +113,10 @@ def test_datamodule_batches_carry_index(uc_root: Path) -> None:
     dm.setup("fit")
     assert dm.num_classes == 2 and dm.num_groups == 8
     batch = next(iter(dm.loader(dm.train_eval_dataset, batch_size=8)))
-    assert batch["image"].shape == (8, 3, 16, 16) and batch["image"].dtype == torch.float32
+    # samples stay uint8 until the batch transform (after transfer), which normalises whole batches
+    assert batch["image"].shape == (8, 3, 16, 16) and batch["image"].dtype == torch.uint8
+    x = dm.batch_transform(batch["image"], train=False)
+    assert x.dtype == torch.float32 and x.shape == (8, 3, 16, 16)
     assert batch["index"].tolist() == list(range(8))
     assert len(dm.splits["train"]) == 32 and len(dm.splits["val"]) == 8 and len(dm.splits["test"]) == 16
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from sebra.methods.erm import ERMModule
 from sebra.methods.jtt import JTTModule, error_set_from_predictions, upsampling_weights
 
 
@@ -113,6 +114,19 @@ def test_one_fit_identifies_then_retrains_a_fresh_network(tiny_dm, make_trainer)
     trainer.test(model, datamodule=tiny_dm, ckpt_path="best", verbose=False)
     assert model.phase == "retrain"  # restored from the retraining checkpoint: the retrained net is tested
     assert "test_wga" in model.test_results
+
+
+def test_networks_are_seeded_the_identifier_as_erm_the_retrained_one_fresh() -> None:
+    def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+        return [t.clone() for t in module.state_dict().values()]
+
+    jtt = JTTModule(backbone="test_resnet", seed=3, num_classes=2)
+    torch.manual_seed(123)  # the global RNG must not matter
+    jtt.configure_model()
+    erm = ERMModule(backbone="test_resnet", seed=3, num_classes=2)
+    erm.configure_model()
+    assert all(torch.equal(a, b) for a, b in zip(weights(jtt.id_net), weights(erm.net)))
+    assert not all(torch.equal(a, b) for a, b in zip(weights(jtt.id_net), weights(jtt.net)))
 
 
 def test_bad_arguments_and_too_few_epochs(tiny_dm, make_trainer) -> None:
