@@ -56,7 +56,7 @@ class BuiltinSpec:
     image_size: int = 32
     tint: float = 0.3  # background tint strength, fraction of the tint colour
     tint_jitter: float = 0.05  # per-image random variation of the tint colour
-    symbol: float = 0.6  # symbol colour intensity (0..1)
+    symbol: float = 0.4  # symbol colour intensity (0..1)
     ratio: float = 0.95
     counts_train: tuple[int, int, int, int] = (3610, 190, 190, 10)  # aligned, bg conflict, coobj conflict, both
     per_cell_eval: int = 125

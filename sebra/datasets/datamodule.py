@@ -32,8 +32,8 @@ from torchvision.transforms import v2
 from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.ranking import GeneratorPickling
 
-__all__ = ["SebraDataModule", "make_transform", "augment_batch", "ShardSampler", "shard_positions", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SebraDataModule", "ShardSampler", "augment_batch", "make_transform",
+           "shard_positions"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,7 +111,7 @@ class ShardSampler(DistributedSampler):
     sharding the loader a second time; none of the parent's machinery is used.
     """
 
-    def __init__(self, indices, num_replicas: int = 1, rank: int = 0) -> None:  # noqa: ANN001
+    def __init__(self, indices, num_replicas: int = 1, rank: int = 0) -> None:
         self.indices = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch, self.seed, self.shuffle, self.drop_last = 0, 0, False, False
@@ -120,7 +120,7 @@ class ShardSampler(DistributedSampler):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter(self.indices)
 
 
@@ -132,7 +132,7 @@ def shard_positions(n: int, num_replicas: int, rank: int) -> tuple[torch.Tensor,
     """
     if not 0 <= rank < num_replicas:
         raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
-    pos = torch.arange(rank, n, num_replicas)
+    pos = torch.arange(n)[rank::num_replicas]
     size = -(-n // num_replicas)
     pad = size - len(pos)
     fill = pos[:1] if len(pos) else torch.zeros(1, dtype=torch.long)
@@ -154,6 +154,23 @@ class _EvalShard(Dataset):
         item = dict(self.base[int(self.positions[i])])
         item["valid"] = bool(self.valid[i])
         return item
+
+
+class _DecodeRows(Dataset):
+    """``(row, uint8 image)`` of a file-based split, decoded without touching its cache (for :meth:`warm_cache`)."""
+
+    def __init__(self, dataset: ImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, row: int) -> tuple[int, torch.Tensor]:
+        return row, self.dataset._decode_row(row)
+
+
+#: The splits each ``setup`` stage reads, decoded up front when the loaders use worker processes.
+_STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("train",)}
 
 
 class SebraDataModule(GeneratorPickling, L.LightningDataModule):
@@ -272,6 +289,30 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         self.train_eval_dataset = self.splits["train"].with_transform(self.eval_transform)
         self.val_dataset = self.splits["val"].with_transform(self.eval_transform) if "val" in self.splits else None
         self.test_dataset = self.splits["test"].with_transform(self.eval_transform) if "test" in self.splits else None
+        if self.num_workers > 0:
+            for name in _STAGE_SPLITS.get(stage or "fit", tuple(self.splits)):
+                if name in self.splits:
+                    self.warm_cache(self.splits[name])
+
+    def warm_cache(self, dataset: ImageDataset) -> None:
+        """Decode a file-based split into its uint8 cache now, in parallel in the loader workers, stored here.
+
+        A DataLoader worker decodes into *its own* copy of the cache, which is gone when the worker ends (every
+        epoch, every scoring pass): with ``num_workers > 0`` a lazily filled cache would decode every image again each
+        time. ``setup`` calls this for the splits its stage reads when ``num_workers > 0``; the workers forked later
+        share the filled cache.
+        """
+        cache = getattr(dataset, "_cache", None)
+        if cache is None:
+            return
+        rows = torch.unique(torch.as_tensor(dataset._rows, dtype=torch.long))  # cache rows of this view
+        rows = rows[~cache.filled[rows]].tolist()
+        if not rows:
+            return
+        loader = DataLoader(_DecodeRows(dataset), sampler=rows, batch_size=64, num_workers=self.num_workers)
+        for batch_rows, images in loader:
+            for row, image in zip(batch_rows.tolist(), images):
+                cache.get(row, lambda _row, image=image: image)
 
     # --- facts methods and metrics need ------------------------------------------------------------------------
     @property
@@ -318,7 +359,7 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
             return hook(self)
         return self.loader(self.train_dataset, batch_size=self.batch_size, shuffle=True)
 
-    def eval_loader(self, dataset) -> DataLoader:  # noqa: ANN001
+    def eval_loader(self, dataset) -> DataLoader:
         """An evaluation loader; under data parallelism this process's padded shard (rows with ``valid``)."""
         world, rank = self._replicas()
         if world == 1:

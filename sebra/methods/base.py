@@ -15,7 +15,7 @@ from torch import nn
 from sebra.metrics import GroupAccuracy
 from sebra.ranking import GeneratorPickling
 
-__all__ = ["BaseMethod", "SelectionCheckpoint", "LastCheckpoint", "make_optimizer", "SELECTIONS"]
+__all__ = ["SELECTIONS", "BaseMethod", "LastCheckpoint", "SelectionCheckpoint", "make_optimizer"]
 
 Selection = Literal["val_wga", "val_acc", "last"]
 SELECTIONS = ("val_wga", "val_acc", "last")
@@ -58,7 +58,7 @@ class LastCheckpoint(ModelCheckpoint):
     It never selects: :class:`SelectionCheckpoint` keeps the checkpoint used for testing.
     """
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         kwargs.update(monitor=None, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
         super().__init__(**kwargs)
 

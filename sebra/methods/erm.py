@@ -42,7 +42,7 @@ class ERMModule(BaseMethod):
         seed: int = 0,
         num_classes: int | None = None,
         channels_last: bool = False,
-        compile: bool = False,  # noqa: A002
+        compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         if sampling not in ("uniform", "group_balanced"):
@@ -58,6 +58,7 @@ class ERMModule(BaseMethod):
                 torch.manual_seed(h.seed)
                 self.net = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
                                       weights_file=h.weights_file)
+            self._apply_gpu_options(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -88,6 +89,15 @@ class ERMModule(BaseMethod):
     def on_train_epoch_end(self) -> None:
         if self.current_epoch + 1 >= self.hparams.epochs:
             self.trainer.should_stop = True
+
+    # --- checkpoints: the shuffling resumes where it stopped ----------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["erm"] = {"sample_generator": self.sample_generator.get_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("erm")
+        if state is not None:
+            self.sample_generator.set_state(state["sample_generator"])
 
     def configure_optimizers(self):
         h = self.hparams

@@ -9,10 +9,14 @@ Data parallelism (``Trainer(devices=k, strategy="ddp"/"ddp_spawn")``): every pro
 and draws the same N positions per step, training on its strided share; scoring (``full``) is sharded the same way,
 the ``(position, p_y)`` pairs are all-gathered and every process applies the same eliminations, so the rankings are
 identical on all processes and written once (global rank 0). Stage 2 pair tables are mined with the same seeded
-generator on every process, then strided. Resuming: ``last.ckpt`` is written after every epoch, ranking steps
-included (:class:`~sebra.methods.base.LastCheckpoint`); ``trainer.fit(..., ckpt_path=...)`` continues the ranking
-(active set, elimination steps, draw generator) or Stage 2 (epoch, pair generator) where it stopped, with the data
-module's augmentation generator.
+generator on every process, then strided; the contrastive loss (its denominator and the BatchNorm statistics of
+the anchor + positive forward) sees each process's own batch, as in the official code, so keep the per-process
+``batch_size`` of a single-device run rather than dividing it.
+
+Resuming: ``last.ckpt`` is written after every epoch, ranking steps included
+(:class:`~sebra.methods.base.LastCheckpoint`); ``trainer.fit(..., ckpt_path=...)`` continues the ranking (active set,
+elimination steps, draw generator) or Stage 2 (epoch, pair generator) where it stopped, with the data module's
+augmentation generator.
 """
 
 from __future__ import annotations
@@ -128,7 +132,7 @@ class SebraModule(BaseMethod):
         seed: int = 0,
         num_classes: int | None = None,
         channels_last: bool = False,
-        compile: bool = False,  # noqa: A002
+        compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -152,6 +156,7 @@ class SebraModule(BaseMethod):
         self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
         self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
+        self._pair_cache: tuple[int, Any] | None = None  # (mitigation epoch, this process's pair table)
         self.step_seconds: list[float] = []
         self.automatic_optimization = False
         self._selectable_epoch = self.stage != RANK
@@ -248,7 +253,13 @@ class SebraModule(BaseMethod):
         return torch.tensor(r, dtype=torch.long)
 
     def _epoch_pairs(self, train: Any):
-        """Mine this epoch's pair table from the ranks, then shuffle its rows (both seeded)."""
+        """Mine this epoch's pair table from the ranks, then shuffle its rows (both seeded).
+
+        Mined once per mitigation epoch: Lightning may build the training loader twice for one epoch (it does when
+        resuming from a checkpoint), and the seeded generator must advance exactly once per epoch.
+        """
+        if self._pair_cache is not None and self._pair_cache[0] == self.mitigation_epoch:
+            return self._pair_cache[1]
         table = mine_rank_pairs(self._ranks_by_position(train), train.labels, gap=self.hparams.gap,
                                 generator=self.pair_generator, official=self.hparams.pairs == "official")
         perm = torch.randperm(len(table), generator=self.pair_generator)
@@ -257,7 +268,9 @@ class SebraModule(BaseMethod):
             size = -(-len(perm) // world)
             perm = torch.cat([perm, perm[: size * world - len(perm)]])[rank::world]
         self.n_dropped = table.n_dropped
-        return type(table)(table.anchor[perm], table.positive[perm], table.negative[perm], table.n_dropped)
+        share = type(table)(table.anchor[perm], table.positive[perm], table.negative[perm], table.n_dropped)
+        self._pair_cache = (self.mitigation_epoch, share)
+        return share
 
     # --- training ----------------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -1,0 +1,194 @@
+"""Resuming: a fit interrupted after ranking step k (or during Stage 2) and resumed from ``last.ckpt`` ends exactly
+where the uninterrupted fit ends: same rankings, same draws, same pair tables, same weights.
+
+The interruption is a crash (an exception at the start of epoch k, after ``last.ckpt`` of epoch k-1 was written);
+the resumed fit builds a new module, data module and trainer, as a restarted job would. Training uses augmentation
+(``crop_flip``), so the data module's augmentation generator must resume too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
+from tiny_data import TinyDataModule
+
+from sebra import SebraModule
+from sebra.methods import ERMModule
+from sebra.methods.base import LastCheckpoint, SelectionCheckpoint
+
+SETTINGS = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "p_critical": 0.9, "max_steps": 4,
+            "epochs": 3, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAt(Callback):
+    """Raises at the start of epoch ``epoch``, as a killed job would stop (``last.ckpt`` holds epoch - 1)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Crash(f"interrupted at epoch {self.epoch}")
+
+
+class Trace(Callback):
+    """Every training batch's dataset indices (Stage 1 draws or Stage 2 anchors), per epoch."""
+
+    def __init__(self) -> None:
+        self.batches: dict[int, list[list[int]]] = {}
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict,
+                             batch_idx: int) -> None:
+        idx = batch["anchor"]["index"] if "anchor" in batch else batch["index"]
+        self.batches.setdefault(trainer.current_epoch, []).append(idx.tolist())
+
+
+def _trainer(root: Path, *callbacks: Callback, **kwargs: object) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                     logger=CSVLogger(root, name="logs", version="v"), default_root_dir=str(root),
+                     callbacks=list(callbacks), **kwargs)
+
+
+def _dm() -> TinyDataModule:
+    return TinyDataModule(batch_size=4, augment="crop_flip", seed=11)
+
+
+def _state(module: L.LightningModule) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("uninterrupted")
+    trace = Trace()
+    model = SebraModule(**SETTINGS)
+    trainer = _trainer(root, trace)
+    trainer.fit(model, datamodule=_dm())
+    return {"model": model, "trace": trace.batches, "epochs": trainer.current_epoch, "history": model.controller.history}
+
+
+def _interrupt_and_resume(root: Path, epoch: int, last: bool = False) -> tuple[SebraModule, dict, dict]:
+    """Crash at ``epoch``, then resume in a new trainer: from the file, or (``last``) in the same folder with
+    ``ckpt_path="last"``."""
+    first = SebraModule(**SETTINGS)
+    with pytest.raises(Crash):
+        _trainer(root / "first", CrashAt(epoch)).fit(first, datamodule=_dm())
+    ckpt = root / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["epoch"] == epoch - 1
+    trace = Trace()
+    resumed = SebraModule(**SETTINGS)
+    second = _trainer(root / ("first" if last else "second"), trace)
+    second.fit(resumed, datamodule=_dm(), ckpt_path="last" if last else ckpt)
+    return resumed, trace.batches, saved
+
+
+def test_uninterrupted_run_ranks_over_several_steps(uninterrupted: dict) -> None:
+    steps = [rec["eliminated"] for rec in uninterrupted["history"]]
+    assert len(steps) == 4 and sum(1 for s in steps if s) >= 2, steps  # the resume points below fall mid-ranking
+    assert uninterrupted["model"].mitigation_epoch == 3
+
+
+@pytest.mark.parametrize("k,last", [(1, False), (2, True)])
+def test_resume_after_ranking_step_k_gives_identical_rankings(tmp_path: Path, uninterrupted: dict, k: int,
+                                                              last: bool) -> None:
+    resumed, trace, saved = _interrupt_and_resume(tmp_path, epoch=k, last=last)
+    state = saved["sebra"]
+    assert state["stage"] == "rank" and state["controller"]["step"] == k  # a checkpoint written by a ranking step
+    ref = uninterrupted["model"]
+    pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
+    assert resumed.controller.history == uninterrupted["history"]
+    assert {e: b for e, b in uninterrupted["trace"].items() if e >= k} == trace  # the same draws and pairs after k
+    for key, value in _state(ref).items():  # ranker and Stage 2 network: the same weights at the end
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed.mitigation_epoch == 3 and resumed.stage == "done"
+
+
+def test_interrupted_stage_two_resumes_from_its_epoch(tmp_path: Path, uninterrupted: dict) -> None:
+    first_mitigation_epoch = uninterrupted["epochs"] - 3 + 1  # ranking steps, then one Stage 2 epoch done
+    resumed, trace, saved = _interrupt_and_resume(tmp_path, epoch=first_mitigation_epoch + 1)
+    state = saved["sebra"]
+    assert state["stage"] == "mitigate" and state["mitigation_epoch"] == 2
+    assert sorted(trace) == [first_mitigation_epoch + 1]  # only the last Stage 2 epoch was run again
+    assert trace[first_mitigation_epoch + 1] == uninterrupted["trace"][first_mitigation_epoch + 1]
+    ref = uninterrupted["model"]
+    for key, value in _state(ref).items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed.mitigation_epoch == 3
+    lr = [m.optimizers()[1].param_groups[0]["lr"] for m in (resumed, ref)]  # the cosine schedule resumed too
+    assert lr[0] == lr[1]
+
+
+def test_erm_resume_continues_the_shuffling(tmp_path: Path) -> None:
+    def erm() -> ERMModule:
+        return ERMModule(backbone="test_resnet", epochs=3, optimizer="adam", lr=1e-2, seed=4)
+
+    ref_trace, ref = Trace(), erm()
+    _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
+    first = erm()
+    with pytest.raises(Crash):
+        _trainer(tmp_path / "first", CrashAt(2)).fit(first, datamodule=_dm())
+    trace, resumed = Trace(), erm()
+    ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+    _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
+    ref_batches = ref_trace.batches
+    assert trace.batches == {2: ref_batches[2]} and ref_batches[2] != ref_batches[0]  # epoch 2's shuffle, not epoch 0's
+    for key, value in _state(ref).items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+# --- which checkpoint callbacks a fit ends up with ----------------------------------------------------------------
+def test_last_checkpoint_every_epoch_selection_only_in_stage_two(tmp_path: Path) -> None:
+    model = SebraModule(**{**SETTINGS, "max_steps": 2, "p_critical": 0.999999, "epochs": 1})
+    trainer = _trainer(tmp_path)
+    trainer.fit(model, datamodule=_dm())
+    cbs = trainer.checkpoint_callbacks
+    assert [type(c) for c in cbs] == [SelectionCheckpoint, LastCheckpoint]
+    assert trainer.checkpoint_callback is cbs[0]  # "best" still means the selected checkpoint
+    assert torch.load(cbs[0].best_model_path, weights_only=False)["epoch"] == 2  # the only Stage 2 epoch
+    last = torch.load(cbs[1].last_model_path, weights_only=False)
+    assert Path(cbs[1].last_model_path).name == "last.ckpt" and last["epoch"] == 2
+
+
+def test_configure_callbacks_replaces_a_plain_model_checkpoint_but_keeps_a_subclass(tmp_path: Path) -> None:
+    class MyCheckpoint(ModelCheckpoint):
+        pass
+
+    settings = {**SETTINGS, "max_steps": 1, "epochs": 0}
+    plain = ModelCheckpoint(dirpath=tmp_path / "mine")
+    trainer = _trainer(tmp_path / "a", plain)
+    trainer.fit(SebraModule(**settings), datamodule=_dm())
+    assert plain not in trainer.callbacks
+    assert [type(c) for c in trainer.checkpoint_callbacks] == [SelectionCheckpoint, LastCheckpoint]
+
+    mine = MyCheckpoint(dirpath=tmp_path / "mine", save_last=True)
+    trainer = _trainer(tmp_path / "b", mine)
+    trainer.fit(SebraModule(**settings), datamodule=_dm())
+    assert mine in trainer.callbacks and (tmp_path / "mine" / "last.ckpt").exists()
+
+    trainer = _trainer(tmp_path / "c", enable_checkpointing=False)
+    trainer.fit(SebraModule(**settings), datamodule=_dm())
+    assert trainer.checkpoint_callbacks == [] and not list((tmp_path / "c").rglob("*.ckpt"))
