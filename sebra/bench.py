@@ -1,7 +1,7 @@
 """``sebra bench``: run methods x seeds on one data set from a YAML config, append tidy results, resume when killed.
 
     sebra bench --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
-        [--config benchmarks/configs/builtin.yaml] [--out benchmarks/results/builtin.csv]
+        [--config sebra/configs/builtin.yaml] [--out benchmarks/results/builtin.csv]
 
 Each (method, seed) *run* builds the data module and the method's LightningModule from the config, seeds
 (``lightning.seed_everything(seed)`` and the module's ``seed`` argument), fits with a quiet Trainer (no progress bars,
@@ -88,6 +88,11 @@ def _import(class_path: str, where: str) -> type:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise BenchError(f"{where}: class_path {class_path!r} cannot be imported: {e}") from e
+
+
+def default_config(dataset: str) -> Path:
+    """The packaged benchmark config of a data set (``sebra/configs/<dataset>.yaml``)."""
+    return Path(__file__).parent / "configs" / f"{dataset}.yaml"
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -548,7 +553,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="data set name (picks the default config and output names)")
     p.add_argument("--methods", default=None, help="comma list of methods of the config (default: all of them)")
     p.add_argument("--seeds", default="3", help="a count (3 -> seeds 0,1,2) or a comma list (0,5,7); default 3")
-    p.add_argument("--config", default=None, help="YAML config (default benchmarks/configs/<dataset>.yaml)")
+    p.add_argument("--config", default=None, help="YAML config (default: the packaged sebra/configs/<dataset>.yaml)")
     p.add_argument("--out", default=None, help="results CSV (default benchmarks/results/<dataset>.csv)")
     p.add_argument("--ranking-out", default=None,
                    help="ranking table CSV (default ranking_<dataset>.csv beside --out)")
@@ -565,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sebra bench``; returns the exit status (0 ok, 1 a run failed, 2 bad arguments/config)."""
     args = _parser().parse_args(argv)
     try:
-        config = Path(args.config or f"benchmarks/configs/{args.dataset}.yaml")
+        config = Path(args.config) if args.config else default_config(args.dataset)
         cfg = load_config(config)
         if cfg.get("dataset") not in (None, args.dataset):
             raise BenchError(f"{config}: dataset is {cfg['dataset']!r} but --dataset is {args.dataset!r}")

@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--results", default=None, help="results CSV (default benchmarks/results/<dataset>.csv)")
     p.add_argument("--config", default=None,
-                   help="benchmark config, for the selection rules (default benchmarks/configs/<dataset>.yaml)")
+                   help="benchmark config, for the selection rules (default: the packaged sebra/configs/<dataset>.yaml)")
     p.add_argument("--plot", default=None, help="PNG to write (default beside the results: <dataset>.png)")
     p.add_argument("--markdown", default=None,
                    help="markdown file whose bench:<dataset> block is rewritten (default: print to stdout)")
@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         if not results_path.exists():
             raise FileNotFoundError(f"results file {results_path} does not exist; run sebra bench first")
         results = read_results(results_path)
-        config = Path(args.config or f"benchmarks/configs/{args.dataset}.yaml")
+        from sebra.bench import default_config
+
+        config = Path(args.config) if args.config else default_config(args.dataset)
         cfg = load_config(config) if config.exists() else None
         if args.config and cfg is None:
             raise FileNotFoundError(f"benchmark config {config} does not exist")

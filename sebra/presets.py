@@ -1,40 +1,27 @@
-"""Settings for the built-in benchmark, shared by the demo (``make demo``) and the benchmark scripts.
+"""Settings for the built-in benchmark, read from the packaged ``sebra/configs/builtin.yaml``.
 
-Calibrated on the built-in benchmark (see BENCHMARKS.md for the trials): a tiny timm ResNet from scratch at 32 px,
-crop + flip augmentation and weight decay for every method, models chosen on validation worst-group accuracy.
+That one file drives both the demo (``make demo``) and the benchmark (``sebra bench --dataset builtin``), so the demo
+shows what BENCHMARKS.md measures.
 """
 
-BUILTIN_DATA = {"batch_size": 128, "image_size": 32, "augment": "crop_flip"}
+from __future__ import annotations
 
-BUILTIN_ERM = {
-    "backbone": "test_resnet",
-    "epochs": 12,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 0.05,
-    "selection": "val_wga",
-}
+from pathlib import Path
 
-BUILTIN_ORACLE = {**BUILTIN_ERM, "sampling": "group_balanced"}
+import yaml
 
-BUILTIN_SEBRA = {
-    "backbone": "test_resnet",
-    # Stage 1
-    "beta_inv": 0.7,
-    "p_critical": 0.75,
-    "max_steps": 20,
-    "rank_optimizer": "adam",
-    "rank_lr": 5e-5,
-    "rank_weight_decay": 0.0,
-    "scoring": "full",
-    "unranked": "last",
-    # Stage 2
-    "epochs": 12,
-    "gap": 1,
-    "temperature": 0.1,
-    "ce_weight": 1.0,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 0.05,
-    "selection": "val_wga",
-}
+__all__ = ["BUILTIN_CONFIG", "BUILTIN_DATA", "BUILTIN_ERM", "BUILTIN_ORACLE", "BUILTIN_SEBRA", "builtin_config"]
+
+BUILTIN_CONFIG = Path(__file__).parent / "configs" / "builtin.yaml"
+
+
+def builtin_config() -> dict:
+    with open(BUILTIN_CONFIG) as f:
+        return yaml.safe_load(f)
+
+
+_cfg = builtin_config()
+BUILTIN_DATA: dict = {k: v for k, v in _cfg["data"]["init_args"].items() if k not in ("root", "data_seed")}
+BUILTIN_ERM: dict = dict(_cfg["methods"]["erm"]["init_args"])
+BUILTIN_ORACLE: dict = dict(_cfg["methods"]["oracle"]["init_args"])
+BUILTIN_SEBRA: dict = dict(_cfg["methods"]["sebra"]["init_args"])

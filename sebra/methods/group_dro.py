@@ -167,6 +167,7 @@ class GroupDROModule(ERMModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The loss module is built in setup(); a checkpoint loaded before it (LightningModule.load_from_checkpoint)
         # carries its buffers, so build it from their shapes.
+        super().on_load_checkpoint(checkpoint)  # ERM's state: the sampling generator
         state = checkpoint.get("state_dict", {})
         if self.dro is None and "dro.q" in state:
             self.dro = GroupDROLoss(int(state["dro.q"].numel()), eta=self.hparams.eta)
