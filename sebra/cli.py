@@ -6,7 +6,6 @@ schema is the typed ``__init__`` arguments); the other sub-commands are small ar
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
@@ -44,9 +44,15 @@ from sebra.ranking import (
     true_class_prob,
 )
 
-__all__ = ["SebraModule", "PairDataset"]
+__all__ = ["SebraModule", "PairDataset", "stage2_bins"]
 
 RANK, MITIGATE, DONE = "rank", "mitigate", "done"
+
+
+def stage2_bins(rankings: pd.DataFrame, bins: int) -> np.ndarray:
+    """Per-class equal-size bins ``1..bins`` of the ranked order: ``ceil(position / n_class * bins)``."""
+    n = rankings.groupby("label")["position"].transform("max").to_numpy()
+    return np.ceil(rankings["position"].to_numpy() / n * bins).astype(np.int64).clip(1, bins)
 
 
 class PairDataset(Dataset):
@@ -77,7 +83,9 @@ class SebraModule(BaseMethod):
         scoring: ``full`` (every active sample once per step, eval mode, no augmentation: deterministic) or
             ``official`` (a second sampler-drawn pass in train mode with the training transform).
         unranked: never-eliminated samples go last (``last``, the paper) or get rank -1 (``official``).
-        draws_per_step: training draws per ranking step (default: the training-set size, as the official code).
+        draws_per_step: training draws per ranking step: the training-set size by default (the official code), an
+            integer, or ``"active"`` (as many draws as samples still active: one pass's worth over the active set,
+            so late steps, with few samples left, do not memorise them with N draws).
         epochs: Stage 2 epochs.
         gap: positives come from rank ``r + gap`` or higher.
         temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
@@ -87,6 +95,10 @@ class SebraModule(BaseMethod):
             (positive features taken, detached, from the training forward: one pass fewer).
         optimizer, lr, momentum, weight_decay, lr_schedule: Stage 2 optimizer (``lr_schedule``: none or cosine).
         bn_eval: keep Stage 2 BatchNorm in eval mode (reproduces the official CelebA code).
+        rank_bins: Stage 2 pairs on ``rank_bins`` equal-size per-class bins of the ranked order (``position``)
+            instead of the raw elimination steps, as the official ImageNet trainer re-bins its ranks (10 bins).
+            Useful when Stage 1 ends in few steps: the within-step order (higher ``p_y`` first) then still grades
+            the samples. ``None``: the raw ranks (UrbanCars/CelebA/BAR code).
         batch_size: Stage 2 anchors per batch (default: the data module's batch size).
         selection: checkpoint selection during Stage 2 (``val_wga``, ``val_acc`` or ``last``).
         rankings: a ranking table (DataFrame or a ``rankings.csv`` path): skips Stage 1.
@@ -112,7 +124,7 @@ class SebraModule(BaseMethod):
         rank_weight_decay: float = 0.0,
         scoring: Literal["full", "official"] = "full",
         unranked: Literal["last", "official"] = "last",
-        draws_per_step: int | None = None,
+        draws_per_step: int | Literal["active"] | None = None,
         epochs: int = 50,
         gap: int = 5,
         temperature: float = 0.05,
@@ -126,6 +138,7 @@ class SebraModule(BaseMethod):
         weight_decay: float = 0.0,
         lr_schedule: str = "none",
         bn_eval: bool = False,
+        rank_bins: int | None = None,
         batch_size: int | None = None,
         selection: Selection = "val_wga",
         rankings: pd.DataFrame | str | None = None,
@@ -144,6 +157,11 @@ class SebraModule(BaseMethod):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if gap < 1:
             raise ValueError(f"gap must be >= 1, got {gap}")
+        if rank_bins is not None and rank_bins < 2:
+            raise ValueError(f"rank_bins must be None or >= 2, got {rank_bins}")
+        if not (draws_per_step is None or draws_per_step == "active"
+                or (isinstance(draws_per_step, int) and draws_per_step >= 1)):
+            raise ValueError(f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}")
         self.save_hyperparameters(ignore=["rankings"])
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
         self.stage = RANK if self.given_rankings is None else MITIGATE
@@ -236,7 +254,7 @@ class SebraModule(BaseMethod):
     def train_loader(self, dm: Any) -> DataLoader:
         """Called by :class:`SebraDataModule.train_dataloader` every epoch."""
         if self.stage == RANK:
-            sampler = ActiveSetSampler(self.controller, self.hparams.draws_per_step, *self._replicas())
+            sampler = ActiveSetSampler(self.controller, self._draws(), *self._replicas())
             return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=sampler)
         table = self._epoch_pairs(dm.train_dataset)
         pairs = PairDataset(dm.train_dataset, table.anchor, table.positive, table.negative)
@@ -244,12 +262,23 @@ class SebraModule(BaseMethod):
         return dm.loader(pairs, batch_size=self.hparams.batch_size or dm.batch_size,
                          sampler=ShardSampler(range(len(pairs)), *self._replicas()))
 
+    def _draws(self) -> int | None:
+        """Training draws for the next ranking step (``None``: the training-set size)."""
+        d = self.hparams.draws_per_step
+        if d == "active":
+            return max(1, self.controller.num_active)
+        return d
+
     def _replicas(self) -> tuple[int, int]:
         t = self._trainer
         return (t.world_size, t.global_rank) if t is not None else (1, 0)
 
     def _ranks_by_position(self, train: Any) -> torch.Tensor:
-        r = self.rankings.set_index("index").loc[train.indices.numpy(), "rank"].to_numpy()
+        """The rank used for pairing, per training position: the raw rank, or its per-class bin (``rank_bins``)."""
+        df = self.rankings
+        if self.hparams.rank_bins:
+            df = df.assign(rank=stage2_bins(df, self.hparams.rank_bins))
+        r = df.set_index("index").loc[train.indices.numpy(), "rank"].to_numpy()
         return torch.tensor(r, dtype=torch.long)
 
     def _epoch_pairs(self, train: Any):
@@ -353,7 +382,7 @@ class SebraModule(BaseMethod):
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
             self.ranker.eval()
         else:
-            sampler = ActiveSetSampler(ctl, self.hparams.draws_per_step, world, rank)
+            sampler = ActiveSetSampler(ctl, self._draws(), world, rank)
             positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
             self.ranker.train()

@@ -119,3 +119,43 @@ def test_sebra_selection_ignores_ranking_epochs(selection, expected, tiny_dm, ma
 def test_max_epochs_too_small_is_explained(tiny_dm, make_trainer):
     with pytest.raises(ValueError, match="max_steps \\+ epochs = 5"):
         make_trainer(max_epochs=2).fit(SebraModule(**TINY), datamodule=tiny_dm)
+
+
+def test_stage2_bins_are_equal_size_per_class():
+    from sebra.methods.sebra import stage2_bins
+
+    df = pd.DataFrame({"label": [0] * 10 + [1] * 20, "position": list(range(1, 11)) + list(range(1, 21))})
+    bins = stage2_bins(df, 5)
+    assert bins[:10].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert (pd.Series(bins[10:]).value_counts() == 4).all() and bins[10:].tolist() == sorted(bins[10:].tolist())
+
+
+def test_rank_bins_change_the_pairing_ranks(tiny_dm, make_trainer):
+    # Everything eliminated at step 1 (one raw rank): with rank_bins=2 the pairs still go from the first half of a
+    # class's order (bin 1) to the second half (bin 2).
+    model = SebraModule(**{**TINY, "p_critical": 0.01, "rank_bins": 2, "epochs": 1})
+    make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
+    assert (model.rankings["rank"] == 1).all()
+    train = tiny_dm.train_dataset
+    ranks = model._ranks_by_position(train)
+    table = model._epoch_pairs(train)
+    first_half = ranks[table.anchor] == 1
+    assert first_half.any()
+    assert (ranks[table.positive[first_half]] == 2).all()
+    assert (ranks[table.negative] == ranks[table.anchor]).all()
+
+
+@pytest.mark.parametrize("draws,bad", [("active", False), (5, False), (0, True), ("all", True)])
+def test_draws_per_step_setting(draws, bad, tiny_dm, make_trainer):
+    if bad:
+        with pytest.raises(ValueError, match="draws_per_step"):
+            SebraModule(**{**TINY, "draws_per_step": draws})
+        return
+    model = SebraModule(**{**TINY, "draws_per_step": draws, "epochs": 0, "p_critical": 0.999999, "max_steps": 2})
+    seen = []
+    model.on_train_batch_start = lambda batch, i: seen.append(len(batch["label"]))
+    make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
+    per_step = sum(seen) / 2
+    assert per_step == (len(tiny_dm.train_dataset) if draws == "active" else draws)
+    model.controller.active[:5] = False  # later steps: "active" follows the shrinking active set
+    assert model._draws() == (len(tiny_dm.train_dataset) - 5 if draws == "active" else draws)
