@@ -1,0 +1,43 @@
+"""Merge results files of parallel ``sebra bench`` sweeps (disjoint methods or seeds) into one, and rebuild the
+ranking table from it.
+
+    python benchmarks/merge_results.py benchmarks/results/lane_*.csv --out benchmarks/results/builtin.csv
+
+Two sweeps must not write the same results file, so a benchmark split across processes (e.g. one per core) writes
+one file each; this joins them, refusing a (method, seed, metric) that two files both report.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from sebra.bench import ranking_table
+from sebra.export import atomic_write
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--ranking-out", default=None, help="default: ranking_<name of --out>")
+    a = p.parse_args()
+    frames = [pd.read_csv(f) for f in a.files if not Path(f).name.startswith("ranking_") and "_ranking" not in f]
+    merged = pd.concat(frames, ignore_index=True)
+    dup = merged.duplicated(["method", "seed", "metric"], keep=False)
+    if dup.any():
+        row = merged[dup].iloc[0]
+        raise SystemExit(f"{row['method']} seed {row['seed']} {row['metric']} is reported by two files")
+    merged = merged.sort_values(["method", "seed"], kind="stable")
+    out = Path(a.out)
+    atomic_write(out, lambda tmp: merged.to_csv(tmp, index=False))
+    rank_out = Path(a.ranking_out or out.with_name(f"ranking_{out.name}"))
+    table = ranking_table(merged)
+    atomic_write(rank_out, lambda tmp: table.to_csv(tmp, index=False))
+    print(f"{len(merged)} rows -> {out}; ranking table ({len(table)} rows) -> {rank_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""On the built-in benchmark itself, the grids show the shortcut (slow: runs Stage 1 on the full training set)."""
+
+import lightning as L
+import pytest
+
+pytest.importorskip("animal_mnist")
+
+
+@pytest.mark.slow
+def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
+    from sebra import SebraModule
+    from sebra.datasets import BuiltinDataModule
+    from sebra.inspect.grids import extreme_indices
+    from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
+
+    dm = BuiltinDataModule(root=str(tmp_path / "data"), **BUILTIN_DATA)
+    model = SebraModule(**{**BUILTIN_SEBRA, "epochs": 0})
+    L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0).fit(model, datamodule=dm)
+    table = model.rankings.set_index("index")
+    for label in (0, 1):
+        most, least = extreme_indices(model.rankings, label, k=8)
+        aligned_bg = table.loc[list(most), "bg"] == label
+        aligned_sym = table.loc[list(most), "coobj"] == label
+        assert aligned_bg.all() and aligned_sym.all()  # the 8 most spurious carry both shortcuts
+        conflicting = table.loc[list(least), "bg"] != label
+        assert conflicting.mean() >= 0.75  # the least spurious are (mostly) background-conflicting
