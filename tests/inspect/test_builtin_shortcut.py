@@ -23,5 +23,6 @@ def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
         aligned_bg = table.loc[list(most), "bg"] == label
         aligned_sym = table.loc[list(most), "coobj"] == label
         assert aligned_bg.all() and aligned_sym.all()  # the 8 most spurious carry both shortcuts
-        conflicting = table.loc[list(least), "bg"] != label
-        assert conflicting.mean() >= 0.75  # the least spurious are (mostly) background-conflicting
+        least_rows = table.loc[list(least)]
+        conflicting = (least_rows["bg"] != label) | (least_rows["coobj"] != label)
+        assert conflicting.all()  # the 8 least spurious each conflict with at least one shortcut (base rate: 10%)
