@@ -223,10 +223,12 @@ class SebraModule(BaseMethod):
                 )
             trainer.reload_dataloaders_every_n_epochs = 1  # the train loader changes every step / epoch
         dm = self.datamodule
-        if dm is None or not hasattr(dm, "train_dataset"):
-            if dm is not None:
-                dm.setup(stage)
-        train = self.datamodule.train_dataset
+        if dm is None or not hasattr(dm, "batch_transform"):
+            raise ValueError("SebraModule needs a sebra data module (a SebraDataModule subclass): "
+                             "trainer.fit(model, datamodule=dm); its loaders are rebuilt every ranking step")
+        if not hasattr(dm, "train_dataset"):
+            dm.setup(stage)
+        train = dm.train_dataset
         if self.controller is None and self.given_rankings is None:
             self.controller = RankingController(
                 train.labels, num_classes=self.num_classes, p_critical=self.hparams.p_critical,

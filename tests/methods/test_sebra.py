@@ -159,3 +159,10 @@ def test_draws_per_step_setting(draws, bad, tiny_dm, make_trainer):
     assert per_step == (len(tiny_dm.train_dataset) if draws == "active" else draws)
     model.controller.active[:5] = False  # later steps: "active" follows the shrinking active set
     assert model._draws() == (len(tiny_dm.train_dataset) - 5 if draws == "active" else draws)
+
+
+def test_plain_dataloaders_are_refused_with_an_explanation(tiny_dm, make_trainer):
+    tiny_dm.setup("fit")
+    loader = tiny_dm.loader(tiny_dm.train_dataset, batch_size=8)
+    with pytest.raises(ValueError, match="needs a sebra data module"):
+        make_trainer().fit(SebraModule(**TINY, num_classes=2), train_dataloaders=loader)
