@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data, for the real runs
@@ -32,13 +31,6 @@ from sebra.bench_tables import (
     update_markdown_block,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # OpenMP spinning on a small shared CPU makes tiny steps ~100x slower
-    yield
-    torch.set_num_threads(n)
 
 
 CONFIG = {

@@ -33,13 +33,6 @@ TINY = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "p
         "epochs": 1, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _trainer(root: Path, *callbacks: Callback) -> L.Trainer:
     return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, enable_progress_bar=False,

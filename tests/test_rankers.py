@@ -27,13 +27,6 @@ from sebra.rankers import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # OpenMP spinning on a small shared CPU makes tiny steps ~100x slower
-    yield
-    torch.set_num_threads(n)
-
 
 def test_confidence_rankings_order_by_p_y_within_each_class() -> None:
     rk = confidence_rankings([10, 11, 12, 13, 14], [0, 1, 0, 0, 1], [0.2, 0.9, 0.8, 0.8, 0.1])

@@ -29,13 +29,6 @@ SETTINGS = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2
             "epochs": 3, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Crash(RuntimeError):
     pass
