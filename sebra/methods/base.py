@@ -168,10 +168,22 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
                 body.compile()
 
     # --- evaluation --------------------------------------------------------------------------------------------
+    def in_final_phase(self) -> bool:
+        """Whether the module now trains the network it reports. Two-phase methods (Sebra's ranking, JTT's
+        identification) override it; their first-phase epochs are neither validated nor selectable."""
+        return True
+
     @property
     def selectable(self) -> bool:
-        """Whether this epoch's validation may select the checkpoint (Sebra: only during mitigation)."""
-        return True
+        """Whether this epoch's validation may select the checkpoint. Fixed at epoch start, because two-phase
+        methods switch phase in ``on_train_epoch_end``, before the epoch's validation and checkpoint run."""
+        return getattr(self, "_selectable_epoch", self.in_final_phase())
+
+    def on_train_epoch_start(self) -> None:
+        self._selectable_epoch = self.in_final_phase()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._selectable_epoch = self.in_final_phase()
 
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["image"])

@@ -119,7 +119,6 @@ class JTTModule(ERMModule):
         self.error_set: torch.Tensor | None = None  # dataset indices
         self.id_scores: pd.DataFrame | None = None
         self.error_set_path: Path | None = None
-        self._selectable_epoch = False
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -145,10 +144,8 @@ class JTTModule(ERMModule):
         """Logits of the identification network while identifying, of the retrained network after."""
         return (self.id_net if self.phase == IDENTIFY else self.net)(x)
 
-    @property
-    def selectable(self) -> bool:
-        """Only retraining epochs may select the checkpoint (fixed at epoch start: the phase switches at its end)."""
-        return self._selectable_epoch
+    def in_final_phase(self) -> bool:
+        return self.phase == RETRAIN
 
     # --- set-up and loaders ------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -195,7 +192,7 @@ class JTTModule(ERMModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._selectable_epoch = self.phase == RETRAIN
+        super().on_train_epoch_start()
         self.log("stage", 1.0 if self.phase == IDENTIFY else 2.0, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
@@ -292,7 +289,7 @@ class JTTModule(ERMModule):
         if state is None:
             return
         self.phase, self.phase_epoch = state["phase"], state["phase_epoch"]
-        self._selectable_epoch = self.phase == RETRAIN
+        super().on_load_checkpoint(checkpoint)
         self.error_set = state["error_set"]
         self.id_scores = pd.DataFrame(state["id_scores"]) if state["id_scores"] is not None else None
         self.sample_generator.set_state(state["sample_generator"])

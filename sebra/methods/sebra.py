@@ -177,7 +177,6 @@ class SebraModule(BaseMethod):
         self._pair_cache: tuple[int, Any] | None = None  # (mitigation epoch, this process's pair table)
         self.step_seconds: list[float] = []
         self.automatic_optimization = False
-        self._selectable_epoch = self.stage != RANK
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -203,11 +202,8 @@ class SebraModule(BaseMethod):
         """Logits of the network being trained: the ranker in Stage 1, the debiased network after it."""
         return (self.ranker if self.stage == RANK else self.net)(x)
 
-    @property
-    def selectable(self) -> bool:
-        """Whether this epoch trains the Stage 2 network (fixed at epoch start: the stage switches at its end)."""
-        return self._selectable_epoch
-
+    def in_final_phase(self) -> bool:
+        return self.stage != RANK
 
     # --- set-up ------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -348,7 +344,7 @@ class SebraModule(BaseMethod):
         return self.criterion(za, zp_ref, zn_ref, logits, labels)
 
     def on_train_epoch_start(self) -> None:
-        self._selectable_epoch = self.stage != RANK
+        super().on_train_epoch_start()
         self.log("stage", 1.0 if self.stage == RANK else 2.0, prog_bar=True, on_step=False, on_epoch=True)
         if self.stage != RANK:
             self.net.train(not self.hparams.bn_eval)
@@ -475,7 +471,7 @@ class SebraModule(BaseMethod):
         if state is None:
             return
         self.stage = state["stage"]
-        self._selectable_epoch = self.stage != RANK
+        super().on_load_checkpoint(checkpoint)
         if state["controller"] is not None:
             if self.controller is not None:
                 self.controller.load_state_dict(state["controller"])
