@@ -2,9 +2,12 @@
 ranking table from it.
 
     python benchmarks/merge_results.py benchmarks/results/lane_*.csv --out benchmarks/results/builtin.csv
+    python benchmarks/merge_results.py benchmarks/results/lane_sebra*.csv --base benchmarks/results/builtin.csv \
+        --out benchmarks/results/builtin.csv      # re-ran one method: its new rows replace the base's
 
 Two sweeps must not write the same results file, so a benchmark split across processes (e.g. one per core) writes
-one file each; this joins them, refusing a (method, seed, metric) that two files both report.
+one file each; this joins them, refusing a (method, seed, metric) that two files both report. With ``--base``, the
+base table's rows of every (method, seed) that the files report are dropped first (a re-run replaces the old run).
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ def main() -> None:
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--ranking-out", default=None, help="default: ranking_<name of --out>")
+    p.add_argument("--base", default=None, help="an earlier merged table whose re-run (method, seed)s are replaced")
     a = p.parse_args()
     frames = [pd.read_csv(f) for f in a.files if not Path(f).name.startswith("ranking_") and "_ranking" not in f]
     merged = pd.concat(frames, ignore_index=True)
+    if a.base:
+        base = pd.read_csv(a.base)
+        rerun = set(zip(merged["method"], merged["seed"]))
+        keep = [(m, s) not in rerun for m, s in zip(base["method"], base["seed"])]
+        merged = pd.concat([base[keep], merged], ignore_index=True)
     dup = merged.duplicated(["method", "seed", "metric"], keep=False)
     if dup.any():
         row = merged[dup].iloc[0]
