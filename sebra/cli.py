@@ -7,6 +7,7 @@ schema is the typed ``__init__`` arguments); the other sub-commands are small ar
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -41,6 +42,8 @@ def _fit(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Lightning 2.x calls a pytree API that torch 2.14 deprecates, once per loader: noise, not a user problem.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
