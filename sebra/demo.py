@@ -20,7 +20,7 @@ from sebra.methods import ERMModule, SebraModule
 from sebra.metrics import ranking_quality
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 
-__all__ = ["main", "rank_main", "fit_method", "ranking_summary"]
+__all__ = ["fit_method", "main", "rank_main", "ranking_summary"]
 
 
 def _trainer(out: Path, name: str) -> L.Trainer:

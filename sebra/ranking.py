@@ -9,7 +9,8 @@ samples from it.
 
 from __future__ import annotations
 
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,12 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 __all__ = [
-    "confidence_weighted_loss",
-    "true_class_prob",
-    "RankingController",
     "ActiveSetSampler",
     "GeneratorPickling",
+    "RankingController",
     "check_ranking_args",
+    "confidence_weighted_loss",
+    "true_class_prob",
 ]
 
 Unranked = Literal["last", "official"]

@@ -31,8 +31,6 @@ from sebra.bench_tables import (
     update_markdown_block,
 )
 
-
-
 CONFIG = {
     "dataset": "toy",
     "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},

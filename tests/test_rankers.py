@@ -27,7 +27,6 @@ from sebra.rankers import (
 )
 
 
-
 def test_confidence_rankings_order_by_p_y_within_each_class() -> None:
     rk = confidence_rankings([10, 11, 12, 13, 14], [0, 1, 0, 0, 1], [0.2, 0.9, 0.8, 0.8, 0.1])
     assert list(rk.columns) == ["index", "label", "rank", "position", "p_y"]

@@ -17,9 +17,9 @@ entry per bias attribute (shape ``[0]`` when there are none), so the default col
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -240,13 +240,13 @@ class ImageDataset(Dataset):
             "group": self.groups[pos],
         }
 
-    def with_transform(self, transform: Callable | None) -> "ImageDataset":
+    def with_transform(self, transform: Callable | None) -> ImageDataset:
         """A view of the same samples with another transform; the image cache is shared."""
         view = copy.copy(self)
         view.transform = transform
         return view
 
-    def subset(self, positions: Sequence[int] | np.ndarray | torch.Tensor) -> "ImageDataset":
+    def subset(self, positions: Sequence[int] | np.ndarray | torch.Tensor) -> ImageDataset:
         """A view of some samples, keeping their dataset ``index``; the image cache is shared."""
         pos = np.asarray(torch.as_tensor(positions).cpu().numpy(), dtype=np.int64)
         view = copy.copy(self)

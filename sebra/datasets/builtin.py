@@ -32,7 +32,7 @@ from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.datasets.datamodule import Augment
 from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
 
-__all__ = ["BuiltinDataModule", "BuiltinSpec", "BUILTIN_BIAS", "render_builtin", "write_builtin", "default_root", "ensure_builtin"]
+__all__ = ["BUILTIN_BIAS", "BuiltinDataModule", "BuiltinSpec", "default_root", "ensure_builtin", "render_builtin", "write_builtin"]
 
 GROUPS_OF_ANIMALS = (("bear", "cow", "elephant", "giraffe", "horse"), ("bird", "cat", "dog", "sheep", "zebra"))
 CLASS_NAMES = ("large", "small")

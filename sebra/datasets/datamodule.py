@@ -20,7 +20,8 @@ every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 import torch
@@ -271,13 +272,13 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         if "aug_generator" in state_dict:
             self.aug_generator.set_state(state_dict["aug_generator"])
 
-    def _transform_nested(self, batch, train: bool):  # noqa: ANN001, ANN202
+    def _transform_nested(self, batch, train: bool):
         if isinstance(batch, dict):
             return {k: (self.batch_transform(v, train) if k == "image" else self._transform_nested(v, train))
                     for k, v in batch.items()}
         return batch
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001, ANN201
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
         train = self.trainer is not None and self.trainer.training
         return self._transform_nested(batch, train)
 

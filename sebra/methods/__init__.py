@@ -8,5 +8,5 @@ from sebra.methods.sebra import PairDataset, SebraModule
 
 METHODS = {"erm": ERMModule, "jtt": JTTModule, "groupdro": GroupDROModule, "sebra": SebraModule}
 
-__all__ = ["BaseMethod", "ERMModule", "GroupDROLoss", "GroupDROModule", "JTTModule", "METHODS", "PairDataset",
+__all__ = ["METHODS", "BaseMethod", "ERMModule", "GroupDROLoss", "GroupDROModule", "JTTModule", "PairDataset",
            "SebraModule", "SelectionCheckpoint", "make_optimizer"]

@@ -3,6 +3,7 @@ optimizer construction, data-parallel and GPU settings."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning as L
@@ -213,7 +214,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
                     out[f"{split}_{k}{g}"] = a
             else:
                 out[f"{split}_{k}"] = float(v)
-        self.log_dict({k: v for k, v in out.items() if v == v}, sync_dist=False)  # NaN groups are not logged
+        self.log_dict({k: v for k, v in out.items() if not math.isnan(v)}, sync_dist=False)  # empty groups: NaN
         return out
 
     def on_validation_epoch_end(self) -> None:

@@ -63,7 +63,7 @@ class ERMModule(BaseMethod):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def train_loader(self, dm):  # noqa: ANN001, ANN201
+    def train_loader(self, dm):
         """Seeded shuffling, or group-balanced draws (``sampling="group_balanced"``)."""
         train = dm.train_dataset
         if self.hparams.sampling == "group_balanced":

@@ -44,7 +44,7 @@ from sebra.ranking import (
     true_class_prob,
 )
 
-__all__ = ["SebraModule", "PairDataset", "stage2_bins"]
+__all__ = ["PairDataset", "SebraModule", "stage2_bins"]
 
 RANK, MITIGATE, DONE = "rank", "mitigate", "done"
 
@@ -182,7 +182,7 @@ class SebraModule(BaseMethod):
     def configure_model(self) -> None:
         h = self.hparams
         if self.net is None:
-            make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,  # noqa: E731
+            make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
                                       weights_file=h.weights_file)
             with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
                 torch.manual_seed(h.seed)

@@ -11,7 +11,6 @@ from lightning.pytorch.loggers import CSVLogger
 from tiny_data import TinyDataModule
 
 
-
 @pytest.fixture
 def tiny_dm() -> TinyDataModule:
     return TinyDataModule(batch_size=8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -166,3 +167,26 @@ def test_plain_dataloaders_are_refused_with_an_explanation(tiny_dm, make_trainer
     loader = tiny_dm.loader(tiny_dm.train_dataset, batch_size=8)
     with pytest.raises(ValueError, match="needs a sebra data module"):
         make_trainer().fit(SebraModule(**TINY, num_classes=2), train_dataloaders=loader)
+
+
+@pytest.mark.parametrize("gap", [5, 7, 9])
+def test_binned_pairing_draws_gap_plus_one_tenths_of_positives_from_the_top_bin(gap):
+    # The built-in config's mechanism (BENCHMARKS.md §3): with 10 per-class bins, anchors of bins >= 10 - gap take their
+    # positive from the top bin, so it supplies (gap + 1) / 10 of the positives, and bins 1..gap supply none.
+    from sebra.contrastive import mine_rank_pairs
+    from sebra.methods.sebra import stage2_bins
+
+    n = 500  # per class
+    labels = torch.arange(2).repeat_interleave(n)
+    df = pd.DataFrame({"label": labels.numpy(), "position": np.tile(np.arange(1, n + 1), 2)})
+    bins = torch.as_tensor(stage2_bins(df, 10))
+    table = mine_rank_pairs(bins, labels, gap=gap, generator=torch.Generator().manual_seed(0))
+    assert table.n_dropped == 0 and len(table) == 2 * n
+    pos_bins = bins[table.positive]
+    share = torch.bincount(pos_bins, minlength=11)[1:].double() / len(table)
+    expected = torch.zeros(10, dtype=torch.double)
+    expected[gap:9] = 0.1        # bins gap+1 .. 9 are the positives of bins 1 .. 9-gap
+    expected[9] = (gap + 1) / 10  # the top bin
+    assert torch.allclose(share, expected)
+    assert (labels[table.positive] == labels[table.anchor]).all()
+    assert (bins[table.negative] == bins[table.anchor]).all()
