@@ -20,24 +20,10 @@ import pandas as pd
 import torch
 
 from sebra.datasets.builtin import BuiltinDataModule
-from sebra.demo import fit_method, ranking_summary
+from sebra.demo import fit_method, parse_settings, ranking_summary
 from sebra.export import atomic_write
 from sebra.methods import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``key=value`` pairs; values are read as JSON when they parse (numbers, true, null), else kept as text."""
-    out = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects key=value, got {kv!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd
@@ -20,7 +21,7 @@ from sebra.methods import ERMModule, SebraModule
 from sebra.metrics import ranking_quality
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 
-__all__ = ["fit_method", "main", "rank_main", "ranking_summary"]
+__all__ = ["fit_method", "main", "parse_settings", "rank_main", "ranking_summary"]
 
 
 def _trainer(out: Path, name: str) -> L.Trainer:
@@ -56,6 +57,21 @@ def fit_method(name: str, model: L.LightningModule, dm: BuiltinDataModule, out: 
     row = {k: 100 * v for k, v in row.items()}
     row["seconds"] = time.time() - t
     return row
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` overrides (``--set``): a value is read as JSON when it parses (numbers, true, null, lists), else
+    kept as text, so ``scoring=full`` and ``p_critical=0.9`` both work."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {kv!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,10 +124,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override a SebraModule setting, e.g. --set p_critical=0.8 max_steps=20")
     a = p.parse_args(argv)
-    over = {}
-    for kv in a.set:
-        k, _, v = kv.partition("=")
-        over[k] = json.loads(v) if v[:1] in "0123456789-[{tfn" and v not in ("") else v
+    over = parse_settings(a.set)
     L.seed_everything(a.seed, verbose=False)
     dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
     model = SebraModule(**{**BUILTIN_SEBRA, **over, "epochs": 0, "seed": a.seed})
