@@ -49,6 +49,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from sebra.export import atomic_write
+from sebra.methods.base import SelectionCheckpoint
 
 __all__ = [
     "COLUMNS",
@@ -71,7 +72,7 @@ TEST_METRICS = {"worst_group_acc": "wga", "avg_acc": "acc", "id_acc": "id_acc", 
                 "gap_both": "gap_both", "gap_mean": "gap_mean"}
 TAU_METRICS = ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
 DONE_METRIC = "seconds"
-_RUN_KEYS = {"class_path", "init_args", "data", "trainer", "confidence_ranker"}
+_RUN_KEYS = {"class_path", "init_args", "data", "trainer", "confidence_ranker", "also_select"}
 _TOP_KEYS = {"dataset", "data", "trainer", "methods"}
 
 
@@ -145,6 +146,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
             m[key] = dict(m.get(key) or {})
         if "seed" in m["init_args"]:
             raise BenchError(f"{where}.init_args.seed is set per run from --seeds; remove it")
+        also = m.get("also_select")
+        if also is not None:
+            also = [also] if isinstance(also, str) else also
+            if not isinstance(also, list) or not set(also) <= {"val_acc", "val_wga", "last"}:
+                raise BenchError(f"{where}.also_select must be a list of val_acc / val_wga / last, got {also!r}")
+            m["also_select"] = also
         ranker = m.get("confidence_ranker")
         if ranker is not None:
             if ranker is True:
@@ -258,6 +265,19 @@ class PhaseMeter(Callback):
         self._close()
 
 
+class AlsoSelectCheckpoint(SelectionCheckpoint):
+    """A second checkpoint callback keeping the best epoch under another selection rule (e.g. ``val_acc``, which uses
+    no group labels), so one run reports both protocols. A subclass of the module's own
+    :class:`~sebra.methods.base.SelectionCheckpoint`, so Lightning keeps it beside that one."""
+
+    @classmethod
+    def for_rule(cls, rule: str) -> AlsoSelectCheckpoint:
+        if rule == "last":
+            return cls(monitor=None, save_last=False, filename="also-last-{epoch}")
+        return cls(monitor=rule, mode="max", save_top_k=1, filename=f"also-{rule}-{{epoch}}",
+                   auto_insert_metric_name=False)
+
+
 def _build(cfg: dict[str, Any], method: str, seed: int) -> tuple[Any, Any]:
     m = cfg["methods"][method]
     where = f"{cfg.get('_path', 'config')}: methods.{method}"
@@ -311,6 +331,8 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
         recorder = ConfidenceRecorder() if m.get("confidence_ranker") is not None else None
         if recorder is not None:
             callbacks.append(recorder)
+        also = {rule: AlsoSelectCheckpoint.for_rule(rule) for rule in m.get("also_select") or () if rule != module.selection}
+        callbacks += list(also.values())
         trainer_args = {"max_epochs": -1, "num_sanity_val_steps": 0, "log_every_n_steps": 10,
                         **cfg["trainer"], **m["trainer"]}
         trainer = L.Trainer(
@@ -318,7 +340,14 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
             default_root_dir=str(out_dir), enable_progress_bar=False, enable_model_summary=False,
             callbacks=callbacks, **trainer_args)
         trainer.fit(module, datamodule=dm)
-        ckpt = trainer.checkpoint_callback
+        rows: list[dict[str, Any]] = []
+        for rule, cb in also.items():  # the same run under another selection rule, tested first
+            if cb.best_model_path:
+                trainer.test(module, datamodule=dm, ckpt_path=cb.best_model_path, verbose=False)
+                res = getattr(module, "test_results", {}) or {}
+                rows += _rows(f"{method}_{rule}", seed, {
+                    name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()})
+        ckpt = next((c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint), None)
         best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
         if best:
             trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
@@ -327,7 +356,6 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
             trainer.test(module, datamodule=dm, verbose=False)
     res = getattr(module, "test_results", {}) or {}
     values = {name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()}
-    rows: list[dict[str, Any]] = []
     train = dm.train_dataset
     if isinstance(module, SebraModule) and module.rankings is not None:
         values.update(level_scores(module.rankings, train))
@@ -417,7 +445,8 @@ def completed_runs(results: pd.DataFrame) -> set[tuple[str, int]]:
 
 def owned_methods(cfg: dict[str, Any], method: str) -> set[str]:
     """Result method names a run of ``method`` writes or invalidates (its rankers, and same-budget rows using it)."""
-    names = {method, f"{method}_error_set", f"{method}_conf_best_epoch", f"{method}_conf_same_budget"}
+    names = {method, f"{method}_error_set", f"{method}_conf_best_epoch", f"{method}_conf_same_budget",
+             *(f"{method}_{rule}" for rule in ("val_acc", "val_wga", "last"))}
     for name, m in cfg["methods"].items():
         if (m.get("confidence_ranker") or {}).get("budget_from") == method:
             names.add(f"{name}_conf_same_budget")
@@ -496,10 +525,12 @@ RunFn = Callable[[dict[str, Any], str, int, Path, str], list[dict[str, Any]]]
 
 def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int], *, out: str | Path,
               ranking_out: str | Path, runs_dir: str | Path, dataset: str, run_fn: RunFn | None = None,
-              keep_going: bool = False, progress: bool = True) -> pd.DataFrame:
+              keep_going: bool = False, progress: bool = True,
+              after_run: Callable[[], Any] | None = None) -> pd.DataFrame:
     """Run every unfinished (method, seed), seed by seed; returns the final results table.
 
-    ``run_fn(cfg, method, seed, runs_dir, dataset) -> rows`` defaults to :func:`run_one` (tests pass a fake).
+    ``run_fn(cfg, method, seed, runs_dir, dataset) -> rows`` defaults to :func:`run_one` (tests pass a fake);
+    ``after_run()`` is called after each finished run's rows are saved (the family bench merges its lanes there).
     """
     from tqdm.auto import tqdm
 
@@ -540,6 +571,8 @@ def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
                 raise BenchError(f"bench: the run of {method} seed {seed} returned no '{DONE_METRIC}' row")
             results = write_run_rows(out, rows, owned_methods(cfg, method), seed)
             results = settle(results)
+            if after_run is not None:
+                after_run()
             bar.update(1)
     finally:
         bar.close()
@@ -550,7 +583,15 @@ def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sebra bench", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--dataset", required=True, help="data set name (picks the default config and output names)")
+    p.add_argument("--dataset", default=None, help="data set name (picks the default config and output names)")
+    p.add_argument("--family", action="store_true",
+                   help="run the benchmark family (sebra.datasets.family) with the builtin config's settings; "
+                        "results in benchmarks/results/family.csv")
+    p.add_argument("--variants", default=None, help="--family: comma list of variants (default: those of --role)")
+    p.add_argument("--role", default=None, choices=("dev", "heldout"),
+                   help="--family: every variant of this role (default: all variants)")
+    p.add_argument("--lane", default="main",
+                   help="--family: name of this process's results files (run lanes side by side, one thread each)")
     p.add_argument("--methods", default=None, help="comma list of methods of the config (default: all of them)")
     p.add_argument("--seeds", default="3", help="a count (3 -> seeds 0,1,2) or a comma list (0,5,7); default 3")
     p.add_argument("--config", default=None, help="YAML config (default: the packaged sebra/configs/<dataset>.yaml)")
@@ -568,7 +609,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sebra bench``; returns the exit status (0 ok, 1 a run failed, 2 bad arguments/config)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.family:
+        return _family_main(args)
+    if args.dataset is None:
+        parser.error("--dataset is required (or --family)")
     try:
         config = Path(args.config) if args.config else default_config(args.dataset)
         cfg = load_config(config)
@@ -609,6 +655,54 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     print(f"sebra bench: results in {out}, ranking table in {ranking_out}", file=sys.stderr)
+    return 0
+
+
+def _family_main(args: argparse.Namespace) -> int:
+    from sebra.bench_family import run_family
+    from sebra.datasets.family import variants as registered
+
+    try:
+        config = Path(args.config) if args.config else default_config("builtin")
+        cfg = load_config(config)
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+        names = ([v.strip() for v in args.variants.split(",") if v.strip()] if args.variants
+                 else registered(args.role))
+        unknown = [v for v in names if v not in registered()]
+        if unknown:
+            raise BenchError(f"--variants: unknown variant(s) {unknown}; registered: {', '.join(registered())}")
+        missing = [m for m in methods if m not in cfg["methods"]]
+        if missing:
+            raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
+        if not args.lane.replace("-", "").replace("_", "").isalnum():
+            raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
+        seeds = parse_seeds(args.seeds)
+        out = Path(args.out or "benchmarks/results/family.csv")
+        if args.dry_run:
+            from sebra.bench_family import lane_file
+
+            for v in names:
+                done = completed_runs(read_results(lane_file(out, v, args.lane)))
+                todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
+                print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
+            return 0
+        if args.threads is not None:
+            if args.threads < 1:
+                raise BenchError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
+        run_family(cfg, methods, seeds, names, out=out, runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench"
+                                                                            else "runs/family"),
+                   lane=args.lane, keep_going=args.keep_going, progress=not args.no_progress)
+    except (BenchError, FileNotFoundError) as e:
+        print(f"sebra bench: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sebra bench: interrupted; finished runs are saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(f"sebra bench: results in {out}", file=sys.stderr)
     return 0
 
 

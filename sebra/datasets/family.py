@@ -1,0 +1,342 @@
+"""A family of two-shortcut benchmarks built like the built-in one: same images, same UrbanCars layout, other shortcuts.
+
+A *variant* picks the class grouping of the ``animal-mnist`` animals and, for each of the two bias attributes (A and
+B), one shortcut *kind* and its strength. Every variant has UrbanCars' cell sizes (3610 / 190 / 190 / 10 per class in
+train, 95% aligned on each attribute; 125 per cell in val and test), is written in UrbanCars' folder layout and read
+back by the UrbanCars reader, and is a deterministic function of its spec.
+
+Shortcut kinds (``strength`` in 0..1; the two values of an attribute are the class-aligned looks of class 0 and 1):
+
+* ``tint``: background colour, blue-ish vs orange-ish (the built-in's attribute A).
+* ``symbol``: a 7 px corner symbol, plus vs ring (the built-in's attribute B).
+* ``border``: a 2 px frame, cyan vs red.
+* ``stripes``: a grey background texture, horizontal vs vertical lines.
+* ``objcolor``: the animal itself tinted, yellow-ish vs violet-ish.
+* ``patch``: a 5 px coloured square at a random place, green vs magenta.
+* ``blur``: the animal sharp vs blurred (Gaussian, sigma ``1.5 * strength`` px).
+
+The two attributes of a variant must be of different kinds. The built-in benchmark is the variant ``builtin``
+(tint 0.3 / symbol 0.4, large vs small animals), rendered bit for bit as :mod:`sebra.datasets.builtin` does.
+
+Which variants tune settings and which only evaluate is fixed in :data:`VARIANTS` (``role``): see BENCHMARKS.md §7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
+from sebra.datasets.base import BiasSpec, ImageDataset
+from sebra.datasets.builtin import _SYMBOL_COLOURS, _SYMBOL_SIZE, _TINTS, _cells, _folder, _symbol
+from sebra.datasets.datamodule import Augment
+from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
+
+__all__ = [
+    "GROUPINGS",
+    "KINDS",
+    "ROLES",
+    "VARIANTS",
+    "FamilyDataModule",
+    "Shortcut",
+    "VariantSpec",
+    "ensure_variant",
+    "render_variant",
+    "variant",
+    "variant_bias",
+    "variants",
+    "write_variant",
+]
+
+FORMAT_VERSION = 1
+KINDS = ("tint", "symbol", "border", "stripes", "objcolor", "patch", "blur")
+ROLES = ("dev", "heldout")
+#: Target groupings of the ten animal-mnist classes (calibration, docs/calibration: core task ~96% / ~90%).
+GROUPINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "large_small": (("bear", "cow", "elephant", "giraffe", "horse"), ("bird", "cat", "dog", "sheep", "zebra")),
+    "farm_wild": (("cat", "cow", "dog", "horse", "sheep"), ("bear", "bird", "elephant", "giraffe", "zebra")),
+}
+_BORDER = np.array([[0.2, 0.9, 0.9], [0.95, 0.2, 0.2]], dtype=np.float32)  # cyan, red
+_OBJ = np.array([[1.0, 0.85, 0.2], [0.7, 0.35, 1.0]], dtype=np.float32)  # yellow-ish, violet-ish
+_PATCH = np.array([[0.2, 1.0, 0.2], [1.0, 0.2, 1.0]], dtype=np.float32)  # green, magenta
+_PATCH_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """One spurious attribute: how it is drawn (``kind``, one of :data:`KINDS`) and how visible it is (0..1)."""
+
+    kind: str
+    strength: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"shortcut kind must be one of {KINDS}, got {self.kind!r}")
+        if not 0 < float(self.strength) <= 1:
+            raise ValueError(f"shortcut strength must lie in (0, 1], got {self.strength} for kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a variant's data depends on (written next to it; a mismatch triggers regeneration).
+
+    ``stronger`` (0 = A, 1 = B) records which attribute costs ERM more (measured, BENCHMARKS.md §7); it only feeds the
+    4-level ranking ground truth. ``role`` and ``note`` describe the variant and do not change the data.
+    """
+
+    name: str
+    a: Shortcut
+    b: Shortcut
+    grouping: str = "large_small"
+    stronger: int = 0
+    role: str = "dev"
+    note: str = ""
+    seed: int = 0
+    image_size: int = 32
+    tint_jitter: float = 0.05
+    ratio: float = 0.95
+    counts_train: tuple[int, int, int, int] = (3610, 190, 190, 10)
+    per_cell_eval: int = 125
+    attr_names: tuple[str, str] = field(default=("bg", "coobj"))
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.a.kind == self.b.kind:
+            raise ValueError(f"variant {self.name!r}: both attributes are {self.a.kind!r}; use two different kinds")
+        if self.grouping not in GROUPINGS:
+            raise ValueError(f"variant {self.name!r}: grouping must be one of {sorted(GROUPINGS)}, got {self.grouping!r}")
+        if self.role not in ROLES:
+            raise ValueError(f"variant {self.name!r}: role must be one of {ROLES}, got {self.role!r}")
+        if self.stronger not in (0, 1):
+            raise ValueError(f"variant {self.name!r}: stronger must be 0 (A) or 1 (B), got {self.stronger!r}")
+
+    def data_key(self) -> dict:
+        """The fields the rendered data depends on (not role, note or stronger)."""
+        d = asdict(self)
+        for k in ("role", "note", "stronger", "name"):
+            d.pop(k)
+        return d
+
+
+def variant_bias(spec: VariantSpec) -> BiasSpec:
+    """The variant's :class:`BiasSpec`: attribute value ``c`` is aligned with class ``c`` on both attributes."""
+    return BiasSpec(attr_names=tuple(spec.attr_names), aligned_value=((0, 0), (1, 1)),
+                    train_ratios=(spec.ratio, spec.ratio), stronger=spec.stronger)
+
+
+# --------------------------------------------------------------------------------------------------- rendering
+def _stripes(value: int, size: int) -> np.ndarray:
+    """1 on the lines of a period-4 pattern: horizontal lines for value 0, vertical for 1."""
+    line = (np.arange(size) % 4 < 2).astype(np.float32)
+    return np.repeat(line[:, None], size, 1) if value == 0 else np.repeat(line[None, :], size, 0)
+
+
+def _render_one(sil: np.ndarray, values: dict[str, int], spec: VariantSpec, rng: np.random.Generator) -> np.ndarray:
+    """One RGB uint8 image. ``values`` maps each of the variant's two kinds to its attribute value (0/1).
+
+    Random draws happen in a fixed order (tint jitter, then patch position), and only for the kinds present, so the
+    variant ``tint`` + ``symbol`` consumes the generator exactly as :func:`sebra.datasets.builtin.render_builtin`.
+    """
+    s = spec.image_size
+    strength = {spec.a.kind: spec.a.strength, spec.b.kind: spec.b.strength}
+    img = Image.fromarray(sil)
+    if "blur" in values and values["blur"] == 1:
+        img = img.filter(ImageFilter.GaussianBlur(1.5 * strength["blur"]))
+    if s != 32:
+        img = img.resize((s - 4, s - 4), Image.BILINEAR)
+    m = np.asarray(img, dtype=np.float32) / 255.0
+    m = np.pad(m, ((2, 2), (2, 2)))[:s, :s]
+    bg = np.zeros((s, s, 3), np.float64)  # float64 like the built-in renderer, so its variant stays bit-identical
+    if "tint" in values:
+        bg += np.clip(_TINTS[values["tint"]] + rng.normal(0, spec.tint_jitter, 3), 0, 1) * strength["tint"]
+    if "stripes" in values:
+        bg += _stripes(values["stripes"], s)[..., None] * strength["stripes"] * 0.6
+    obj = np.ones(3, np.float32)
+    if "objcolor" in values:
+        obj = (1 - strength["objcolor"]) * obj + strength["objcolor"] * _OBJ[values["objcolor"]]
+    x = m[..., None] * obj + (1 - m[..., None]) * bg
+    if "border" in values:
+        c = _BORDER[values["border"]] * strength["border"]
+        x[:2], x[-2:], x[:, :2], x[:, -2:] = c, c, c, c
+    if "symbol" in values:
+        k = _SYMBOL_SIZE
+        x[1:1 + k, 1:1 + k][_symbol(values["symbol"]) > 0] = _SYMBOL_COLOURS[values["symbol"]] * strength["symbol"]
+    if "patch" in values:
+        k = _PATCH_SIZE
+        r, c = rng.integers(2, s - 2 - k, size=2)
+        x[r:r + k, c:c + k] = _PATCH[values["patch"]] * strength["patch"]
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def render_variant(spec: VariantSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Render a variant in memory: ``{split: {"images", "label", "bg", "coobj", "animal"}}`` (attribute A is stored
+    as ``bg`` and B as ``coobj``, UrbanCars' names, whatever their kind)."""
+    images, animals = load_animal_mnist()
+    rng = np.random.default_rng(spec.seed)
+    out: dict[str, dict[str, list]] = {k: {"images": [], "label": [], "bg": [], "coobj": [], "animal": []}
+                                       for k in ("train", "val", "test")}
+    eval_cells = [(spec.per_cell_eval, a, b) for a in (1, 0) for b in (1, 0)]
+    for label, names in enumerate(GROUPINGS[spec.grouping]):
+        ids = [ANIMAL_CLASSES.index(n) for n in names]
+        per_animal = [rng.permutation(np.flatnonzero(animals == a)) for a in ids]
+        order = np.stack(per_animal, axis=1).reshape(-1)  # interleaved: every cell gets an even mix of animals
+        start = 0
+        for split, cells in (("val", eval_cells), ("test", eval_cells), ("train", _cells(spec.counts_train))):
+            for n, a_al, b_al in cells:
+                take = order[start:start + n]
+                start += n
+                a = label if a_al else 1 - label
+                b = label if b_al else 1 - label
+                for i in take:
+                    out[split]["images"].append(_render_one(images[i], {spec.a.kind: a, spec.b.kind: b}, spec, rng))
+                    out[split]["label"].append(label)
+                    out[split]["bg"].append(a)
+                    out[split]["coobj"].append(b)
+                    out[split]["animal"].append(int(animals[i]))
+        if start > len(order):
+            raise ValueError(f"variant {spec.name!r}: class {label} needs {start} images but has {len(order)}")
+    return {k: {f: np.stack(v) if f == "images" else np.asarray(v, dtype=np.int64) for f, v in d.items()}
+            for k, d in out.items()}
+
+
+def write_variant(root: str | Path, spec: VariantSpec) -> Path:
+    """Render and write a variant under ``root/urbancars/`` in UrbanCars' layout (atomically); returns ``root``."""
+    root = Path(root)
+    data = render_variant(spec)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".variant-", dir=root))
+    try:
+        ratio_dir = {"train": f"bg-{spec.ratio}_co_occur_obj-{spec.ratio}", "val": "bg-0.5_co_occur_obj-0.5",
+                     "test": "bg-0.5_co_occur_obj-0.5"}
+        for split, d in data.items():
+            base = tmp / "urbancars" / ratio_dir[split] / split
+            for lab in (0, 1):
+                for a in (0, 1):
+                    for b in (0, 1):
+                        (base / _folder(lab, a, b)).mkdir(parents=True, exist_ok=True)
+            counters: dict[str, int] = {}
+            animals = []
+            for img, lab, a, b, an in zip(d["images"], d["label"], d["bg"], d["coobj"], d["animal"]):
+                folder = _folder(int(lab), int(a), int(b))
+                k = counters.get(folder, 0)
+                counters[folder] = k + 1
+                name = f"{k:03d}.jpg"
+                Image.fromarray(img).save(base / folder / name, quality=95, subsampling=0)
+                animals.append(f"{split}/{folder}/{name},{ANIMAL_CLASSES[int(an)]}")
+            (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
+        (tmp / "variant.json").write_text(json.dumps(spec.data_key(), indent=1))
+        for p in tmp.iterdir():
+            dest = root / p.name
+            if dest.exists():
+                dest.unlink() if dest.is_file() else shutil.rmtree(dest)
+            os.replace(p, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def default_root(name: str) -> Path:
+    """``$SEBRA_DATA/family/<name>`` or ``~/.cache/sebra/family/<name>``."""
+    base = os.environ.get("SEBRA_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "sebra")
+    return Path(base) / "family" / name
+
+
+def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
+    """Write the variant under ``root`` unless the same data is already there; returns ``root``."""
+    root = Path(root) if root is not None else default_root(spec.name)
+    meta = root / "variant.json"
+    if meta.exists() and (root / "urbancars").is_dir():
+        try:
+            if json.loads(meta.read_text()) == json.loads(json.dumps(spec.data_key())):
+                return root
+        except json.JSONDecodeError:
+            pass
+    return write_variant(root, spec)
+
+
+# --------------------------------------------------------------------------------------------------- registry
+#: The registered variants. The dev / held-out split was fixed before the first trial and is not to be changed:
+#: settings of any method may be chosen on ``dev`` variants only; ``heldout`` variants are only evaluated.
+VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
+    VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev",
+                note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
+    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=1, role="dev",
+                note="background texture and animal colour; B (colour) designed the stronger"),
+    VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild", role="dev",
+                note="farm vs wild animals (core ~90%); coloured frame and blurred animal"),
+    VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout",
+                note="randomly placed coloured square and background tint; B (tint) designed the stronger"),
+    VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout",
+                note="coloured frame and background texture, designed about equally strong"),
+    VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild",
+                role="heldout", note="farm vs wild animals; animal colour and corner symbol"),
+)}
+
+
+def variant(name: str) -> VariantSpec:
+    """A registered variant by name (a clear error listing the names otherwise)."""
+    return _lookup(name)
+
+
+def _lookup(name: str) -> VariantSpec:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown benchmark variant {name!r}; registered: {', '.join(VARIANTS)}") from None
+
+
+def variants(role: str | None = None) -> list[str]:
+    """Names of the registered variants, optionally only those of one role (``dev`` / ``heldout``)."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return [n for n, v in VARIANTS.items() if role is None or v.role == role]
+
+
+class FamilyDataModule(UrbanCarsDataModule):
+    """A registered benchmark variant, generated on first use and read back through the UrbanCars reader.
+
+    Args:
+        variant: name of a registered variant (:data:`VARIANTS`).
+        root: where to write it (default ``$SEBRA_DATA/family/<variant>`` or ``~/.cache/sebra/family/<variant>``).
+        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, batch_augment: see
+            :class:`SebraDataModule`.
+        seed: seeds the batch augmentation (vary it with the training seed).
+    """
+
+    def __init__(
+        self,
+        variant: str = "builtin",
+        root: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        image_size: int = 32,
+        augment: Augment = "crop_flip",
+        pin_memory: bool = False,
+        batch_augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(root=str(root) if root is not None else "", batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
+                         augment=augment, pin_memory=pin_memory, batch_augment=batch_augment, seed=seed)
+        self.spec = _lookup(variant)
+        self.variant_root = Path(root) if root is not None else None
+
+    def prepare_data(self) -> None:
+        ensure_variant(self.spec, self.variant_root)
+
+    def build_splits(self) -> dict[str, ImageDataset]:
+        self.root = str(ensure_variant(self.spec, self.variant_root))
+        bias = variant_bias(self.spec)
+        splits = {s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=bias)
+                  for s in ("train", "val", "test")}
+        for ds in splits.values():
+            ds.class_names = self.spec.grouping.split("_")  # e.g. ["large", "small"]
+        return splits
