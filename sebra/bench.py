@@ -341,14 +341,16 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
             callbacks=callbacks, **trainer_args)
         trainer.fit(module, datamodule=dm)
         rows: list[dict[str, Any]] = []
-        for rule, cb in also.items():  # the same run under another selection rule, tested first
-            if cb.best_model_path:
-                trainer.test(module, datamodule=dm, ckpt_path=cb.best_model_path, verbose=False)
+        # Read every best path before testing: loading a checkpoint restores the callbacks' state saved in it.
+        ckpt = next((c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint), None)
+        best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
+        also_best = {rule: cb.best_model_path for rule, cb in also.items()}
+        for rule, path in also_best.items():  # the same run under another selection rule, tested first
+            if path:
+                trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False)
                 res = getattr(module, "test_results", {}) or {}
                 rows += _rows(f"{method}_{rule}", seed, {
                     name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()})
-        ckpt = next((c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint), None)
-        best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
         if best:
             trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
         else:

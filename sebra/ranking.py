@@ -215,11 +215,13 @@ class RankingController(GeneratorPickling):
         r[r == 0] = self.step + 1 if self.unranked == "last" else -1
         return r
 
-    def rankings(self) -> pd.DataFrame:
+    def rankings(self, within: torch.Tensor | None = None) -> pd.DataFrame:
         """The ranking table (see :mod:`sebra.export`), sorted by class then position.
 
         Within a class, samples are ordered by rank (numerically, so ``-1`` comes first under ``"official"``, as the
-        official Stage 2 reads it), then by higher ``p_y`` first, then by dataset index (deterministic).
+        official Stage 2 reads it), then by a higher score first, then by dataset index (deterministic). The score
+        is ``p_y`` at elimination, or ``within`` (one value per position, e.g. the final Stage 1 network's ``p_y``,
+        kept as the column ``p_final``) when given.
         """
         df = pd.DataFrame({
             "index": self.indices.numpy(),
@@ -227,9 +229,16 @@ class RankingController(GeneratorPickling):
             "rank": self.ranks().numpy(),
             "p_y": self.p_y.numpy().astype(np.float64),
         })
+        if within is not None:
+            within = torch.as_tensor(within, dtype=torch.float64).cpu()
+            if within.shape != (len(self),):
+                raise ValueError(f"within must hold one score per training position ({len(self)}), "
+                                 f"got shape {tuple(within.shape)}")
+            df["p_final"] = within.numpy()
         if self.groups is not None:
             df["group"] = self.groups.numpy()
-        p_key = -np.nan_to_num(df["p_y"].to_numpy(), nan=-np.inf)
+        score = df["p_final"] if within is not None else df["p_y"]
+        p_key = -np.nan_to_num(score.to_numpy(), nan=-np.inf)
         order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
         df = df.iloc[order].reset_index(drop=True)
         df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)

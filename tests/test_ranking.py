@@ -184,3 +184,21 @@ def test_rankings_csv_round_trip_atomic(tmp_path):
     back = load_rankings(path)
     pd.testing.assert_frame_equal(back, ctl.rankings(), check_exact=False, atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["rankings.csv"]  # no temporary file left
+
+
+def test_within_step_order_by_a_given_score():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    ctl = RankingController(labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15]))
+    ctl.update(torch.arange(6), torch.tensor([0.9, 0.8, 0.7, 0.1, 0.9, 0.6]))  # step 1: 10, 11, 12 | 14, 15
+    ctl.update(torch.tensor([3]), torch.tensor([0.9]))  # step 2: 13
+    final = torch.tensor([0.2, 0.9, 0.5, 0.99, 0.1, 0.3])  # e.g. the final network's p_y
+    df = ctl.rankings(final)
+    c0 = df[df.label == 0]
+    assert c0["index"].tolist() == [11, 12, 10, 13]  # step 1 by the given score, higher first; the rank still leads
+    assert c0["rank"].tolist() == [1, 1, 1, 2]
+    assert c0["p_final"].tolist() == pytest.approx([0.9, 0.5, 0.2, 0.99])
+    assert c0["p_y"].tolist() == pytest.approx([0.8, 0.7, 0.9, 0.9])  # p_y at elimination is kept
+    assert df[df.label == 1]["index"].tolist() == [15, 14]
+    assert "p_final" not in ctl.rankings().columns
+    with pytest.raises(ValueError, match="one score per training position"):
+        ctl.rankings(torch.ones(5))

@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
 from sebra.datasets.datamodule import ShardSampler
-from sebra.export import atomic_write, load_rankings, save_rankings
-from sebra.methods.base import BaseMethod, Selection, make_optimizer
+from sebra.export import atomic_write, check_ranking_values, check_rankings, load_rankings, save_rankings
+from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
 from sebra.ranking import (
     ActiveSetSampler,
     RankingController,
@@ -86,6 +86,13 @@ class SebraModule(BaseMethod):
         draws_per_step: training draws per ranking step: the training-set size by default (the official code), an
             integer, or ``"active"`` (as many draws as samples still active: one pass's worth over the active set,
             so late steps, with few samples left, do not memorise them with N draws).
+        within_step: what orders the samples eliminated at the same step (the ranking table's ``position``):
+            ``elimination`` (their ``p_y`` when eliminated, higher first) or ``final`` (the ``p_y`` of the *final*
+            Stage 1 network, scored once on every training sample when ranking ends, higher first). When one
+            shortcut's aligned samples leave in one wave, the network keeps training on what is left, where the
+            other shortcut is still aligned, and learns it; its confidence then grades the early wave by that other
+            shortcut (BENCHMARKS.md §7). The paper leaves the within-step order open (the official code keeps
+            batch order).
         epochs: Stage 2 epochs.
         gap: positives come from rank ``r + gap`` or higher.
         temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
@@ -125,6 +132,7 @@ class SebraModule(BaseMethod):
         scoring: Literal["full", "official"] = "full",
         unranked: Literal["last", "official"] = "last",
         draws_per_step: int | Literal["active"] | None = None,
+        within_step: Literal["elimination", "final"] = "elimination",
         epochs: int = 50,
         gap: int = 5,
         temperature: float = 0.05,
@@ -152,13 +160,22 @@ class SebraModule(BaseMethod):
         for name, value, allowed in (("scoring", scoring, ("full", "official")), ("unranked", unranked, ("last", "official")),
                                      ("ce_on", ce_on, ("positive", "anchor", "both")), ("pairs", pairs, ("paper", "official")),
                                      ("feature_pass", feature_pass, ("official", "shared")),
-                                     ("lr_schedule", lr_schedule, ("none", "cosine"))):
+                                     ("lr_schedule", lr_schedule, ("none", "cosine")),
+                                     ("within_step", within_step, ("elimination", "final"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if gap < 1:
-            raise ValueError(f"gap must be >= 1, got {gap}")
-        if rank_bins is not None and rank_bins < 2:
-            raise ValueError(f"rank_bins must be None or >= 2, got {rank_bins}")
+        check_args("SebraModule", {"epochs": {"integer": True, "low": 0, "note": "Stage 2 epochs; 0 = Stage 1 only"}},
+                   backbone=backbone, max_steps=max_steps, rank_optimizer=rank_optimizer, rank_lr=rank_lr,
+                   rank_momentum=rank_momentum, rank_weight_decay=rank_weight_decay, epochs=epochs, gap=gap,
+                   temperature=temperature, ce_weight=ce_weight, optimizer=optimizer, lr=lr, momentum=momentum,
+                   weight_decay=weight_decay, rank_bins=rank_bins, batch_size=batch_size, seed=seed,
+                   num_classes=num_classes)
+        if not (rankings is None or isinstance(rankings, (str, Path, pd.DataFrame))):
+            raise ValueError(f"SebraModule: rankings must be a ranking table (DataFrame) or a rankings.csv path, "
+                             f"got {type(rankings).__name__}")
+        if isinstance(rankings, pd.DataFrame):
+            check_rankings(rankings, "SebraModule(rankings=...)")
+            check_ranking_values(rankings, "SebraModule(rankings=...)")
         if not (draws_per_step is None or draws_per_step == "active"
                 or (isinstance(draws_per_step, int) and draws_per_step >= 1)):
             raise ValueError(f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}")
@@ -368,15 +385,17 @@ class SebraModule(BaseMethod):
 
     # --- Stage 1 scoring and elimination -----------------------------------------------------------------------
     @torch.no_grad()
-    def _score(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw.
+    def _score(self, every: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
+        ``every``: every training sample once in eval mode (the final network's scores for ``within_step``).
 
         Under data parallelism this process's strided share only (see :meth:`_gather_scores`).
         """
         dm, ctl = self.datamodule, self.controller
         world, rank = self._replicas()
-        if self.hparams.scoring == "full":
-            positions = torch.nonzero(ctl.active).squeeze(1)[rank::world]
+        if every or self.hparams.scoring == "full":
+            pool = torch.ones_like(ctl.active) if every else ctl.active
+            positions = torch.nonzero(pool).squeeze(1)[rank::world]
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
             self.ranker.eval()
         else:
@@ -385,7 +404,7 @@ class SebraModule(BaseMethod):
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
             self.ranker.train()
         out = []
-        train_view = self.hparams.scoring == "official"
+        train_view = self.hparams.scoring == "official" and not every
         for batch in loader:
             x = dm.batch_transform(batch["image"].to(self.device), train=train_view)
             with self.trainer.precision_plugin.forward_context():
@@ -436,7 +455,14 @@ class SebraModule(BaseMethod):
 
     def _finish_ranking(self) -> None:
         ctl = self.controller
-        df = ctl.rankings()
+        within = None
+        if self.hparams.get("within_step", "elimination") == "final":
+            positions, p_y = self._score(every=True)
+            if self._replicas()[0] > 1:
+                positions, p_y = self._gather_scores(positions, p_y)
+            within = torch.full((len(ctl),), float("nan"))
+            within[positions] = p_y.float()
+        df = ctl.rankings(within)
         train = self.datamodule.train_dataset
         extra = train.table.drop(columns=["label"]).set_index("index")
         keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]

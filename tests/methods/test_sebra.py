@@ -68,8 +68,8 @@ def test_given_rankings_must_cover_the_training_set(tiny_dm, make_trainer):
     dm = TinyDataModule()
     dm.setup("fit")
     t = dm.splits["train"]
-    rankings = pd.DataFrame({"index": t.indices.numpy()[1:], "label": t.labels.numpy()[1:], "rank": 1,
-                             "position": 1, "p_y": 0.5})
+    rankings = pd.DataFrame({"index": t.indices.numpy()[1:], "label": t.labels.numpy()[1:], "rank": 1, "p_y": 0.5})
+    rankings["position"] = rankings.groupby("label").cumcount() + 1
     with pytest.raises(ValueError, match="lack 1 training samples"):
         make_trainer().fit(SebraModule(**{**TINY, "rankings": rankings}), datamodule=dm)
 
@@ -190,3 +190,21 @@ def test_binned_pairing_draws_gap_plus_one_tenths_of_positives_from_the_top_bin(
     assert torch.allclose(share, expected)
     assert (labels[table.positive] == labels[table.anchor]).all()
     assert (bins[table.negative] == bins[table.anchor]).all()
+
+
+def test_within_step_final_orders_each_step_by_the_final_network(tiny_dm, make_trainer):
+    model = SebraModule(**{**TINY, "epochs": 0, "within_step": "final"})
+    make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
+    df = model.rankings
+    assert df["p_final"].between(0, 1).all()  # every training sample scored by the final ranker
+    for (_, _), part in df.groupby(["label", "rank"]):
+        assert part["p_final"].is_monotonic_decreasing
+    # the same network scored again in eval mode gives the same numbers (no augmentation, no train-mode BN)
+    from sebra.rankers import score_dataset
+
+    p = score_dataset(model.ranker, tiny_dm)
+    train = tiny_dm.train_dataset
+    by_index = dict(zip(train.indices.tolist(), p.tolist()))
+    assert [by_index[i] for i in df["index"]] == pytest.approx(df["p_final"].tolist(), abs=1e-5)
+    with pytest.raises(ValueError, match="within_step must be one of"):
+        SebraModule(**{**TINY, "within_step": "mean"})
