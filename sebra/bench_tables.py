@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from sebra.bench import BenchError, load_config, read_results, selection_rules
-from sebra.export import atomic_write
+from sebra.export import atomic_write, read_csv_file
 
 __all__ = [
     "aggregate",
+    "check_results_file",
     "format_mean_std",
     "label_use",
     "main",
@@ -46,6 +47,18 @@ SELECTION_TEXT = {
     "val_acc": "best validation accuracy (no group labels)",
     "last": "last epoch (no validation)",
 }
+
+
+RESULTS_CONTENT = "a header method,seed,metric,value and one row per result (written by sebra bench)"
+
+
+def check_results_file(path: str | Path) -> None:
+    """Raise :class:`~sebra.bench.BenchError` naming ``path`` when an existing results file is empty or not a CSV
+    table (``sebra.bench.read_results`` then names a missing column or a bad seed itself). A missing file is fine:
+    ``sebra bench`` starts it."""
+    path = Path(path)
+    if path.exists():
+        read_csv_file(path, RESULTS_CONTENT, BenchError, "results file")
 
 
 def aggregate(results: pd.DataFrame) -> pd.DataFrame:
@@ -237,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         results_path = Path(args.results or f"benchmarks/results/{args.dataset}.csv")
         if not results_path.exists():
             raise FileNotFoundError(f"results file {results_path} does not exist; run sebra bench first")
+        check_results_file(results_path)
         results = read_results(results_path)
         from sebra.bench import default_config
 

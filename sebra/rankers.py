@@ -16,6 +16,7 @@ Each ranker returns a ranking table with Sebra's columns (``index``, ``label``, 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
@@ -115,18 +116,32 @@ def error_set_rankings(scores: pd.DataFrame, within: Literal["p_y", "random"] = 
 def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)) -> dict[str, float]:
     """Ranking quality against the true spuriosity levels of ``dataset`` (``BiasSpec.levels``), per scheme.
 
+    The 3-level scheme (the number of conflicting attributes: 0..K) applies to any number K of bias attributes; the
+    4-level scheme (stronger / weaker attribute) needs exactly two. A scheme that does not apply to ``dataset`` is
+    skipped with a warning, and so is everything when ``dataset`` has no bias attributes (no true levels): the
+    result then lacks those keys, so a benchmark still writes its other numbers.
+
     Returns:
         ``kendall_tau_b`` and ``weighted_tau`` for the 4-level scheme, ``kendall_tau_b_3`` and ``weighted_tau_3``
-        for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4).
+        for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4), for the schemes that apply.
     """
-    if dataset.bias is None:
-        raise ValueError(f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels")
+    if dataset.bias is None or not dataset.bias.attr_names:
+        warnings.warn(f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels; "
+                      "ranking quality (Kendall tau-b, weighted tau) is not computed", stacklevel=2)
+        return {}
     pos = dataset.positions_of(torch.from_numpy(np.array(rankings["index"].to_numpy(), dtype=np.int64)))
     labels = dataset.labels[pos]
     if not np.array_equal(labels.numpy(), rankings["label"].to_numpy()):
         raise ValueError(f"level_scores: the rankings give some sample another label than {dataset.name!r}")
+    k = len(dataset.bias.attr_names)
     out = {}
     for scheme in schemes:
+        if scheme == 4 and k != 2:
+            warnings.warn(f"level_scores: {dataset.name!r} has {k} bias attribute(s) "
+                          f"({', '.join(dataset.bias.attr_names)}); the 4-level scheme needs exactly 2, so "
+                          "kendall_tau_b and weighted_tau are skipped (the 3-level scheme, the number of conflicting "
+                          "attributes, gives kendall_tau_b_3 and weighted_tau_3)", stacklevel=2)
+            continue
         levels = dataset.bias.levels(labels, dataset.attrs[pos], scheme=scheme)
         q = ranking_quality(rankings, levels)
         suffix = "" if scheme == 4 else f"_{scheme}"

@@ -104,8 +104,56 @@ def read_bar(
     return _dataset(table, list(BAR_CLASSES), image_size, cache, group_by_class, f"BAR {split} ({d})")
 
 
+_WANT_FILE = ("IRMCon's torch.save({'train': [paths, labels], 'test': [paths, labels], 'label_info': ...}) file "
+              "(data/BAR/dataset{ratio}.torch)")
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse, naming the file, an empty file or one that is not a ``torch.save`` file (zip or legacy pickle)."""
+    if path.stat().st_size == 0:
+        raise DatasetError(f"BAR file {path} is empty (0 bytes); expected {_WANT_FILE}")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise DatasetError(f"BAR file {path} is not a file written by torch.save (it starts with {head!r}); "
+                           f"expected {_WANT_FILE}")
+
+
+def _int_labels(raw, path: Path, split: str, num_classes: int, names: list[str]) -> np.ndarray:
+    """The ``labels`` list of a split as int64, refusing (with the position) text, fractions and ids out of range."""
+    expected = (f"expected integer class ids 0..{num_classes - 1} ({', '.join(names)}; a file with other classes "
+                "names them in label_info)")
+    if isinstance(raw, torch.Tensor):
+        values = raw.reshape(-1).tolist()
+    elif isinstance(raw, (list, tuple)):
+        values = list(raw)
+    else:
+        raise DatasetError(f"BAR file {path}: {split} labels are a {type(raw).__name__}; {expected}")
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        if not ok or (isinstance(v, (float, np.floating)) and not float(v).is_integer()):
+            raise DatasetError(f"BAR file {path}: {split} label at position {i} is {v!r}; {expected}")
+        if not 0 <= int(v) < num_classes:
+            raise DatasetError(f"BAR file {path}: {split} label at position {i} is {int(v)}; {expected}")
+        out[i] = int(v)
+    return out
+
+
 def _class_names(label_info, num_classes: int, where: str) -> list[str]:
     """Names from IRMCon's ``label_info`` when it is a name->id or id->name mapping (or a list), else BAR's."""
+    names = _info_names(label_info)
+    if sorted(names) == list(range(num_classes)):
+        return [names[c] for c in range(num_classes)]
+    if num_classes == len(BAR_CLASSES):
+        return list(BAR_CLASSES)
+    return [str(c) for c in range(num_classes)]
+
+
+def _info_names(label_info) -> dict[int, str]:
+    """``{class id: name}`` from IRMCon's ``label_info`` (a name->id or id->name mapping, or a list of names)."""
     names: dict[int, str] = {}
     if isinstance(label_info, dict):
         for k, v in label_info.items():
@@ -115,11 +163,7 @@ def _class_names(label_info, num_classes: int, where: str) -> list[str]:
                 names[k] = v
     elif isinstance(label_info, (list, tuple)) and all(isinstance(v, str) for v in label_info):
         names = dict(enumerate(label_info))
-    if sorted(names) == list(range(num_classes)):
-        return [names[c] for c in range(num_classes)]
-    if num_classes == len(BAR_CLASSES):
-        return list(BAR_CLASSES)
-    return [str(c) for c in range(num_classes)]
+    return names
 
 
 def read_bar_torch(
@@ -142,11 +186,13 @@ def read_bar_torch(
 
     Raises:
         DatasetNotFoundError: the file, or any image it lists (the first missing one is named), does not exist.
-        DatasetError: the file is not a dict with ``[paths, labels]`` per split, or a label is out of range.
+        DatasetError: the file is empty or not a ``torch.save`` file, not a dict with ``[paths, labels]`` per split,
+            or a label is not an integer class id of BAR's 6 classes (or of the classes ``label_info`` names).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"BAR file {path} does not exist; expected IRMCon's data/BAR/dataset{{ratio}}.torch")
+    _check_torch_file(path)
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # weights_only refuses arbitrary objects; anything else is a corrupt file
@@ -157,12 +203,14 @@ def read_bar_torch(
     entry = obj[split]
     if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and len(entry[0]) == len(entry[1])):
         raise DatasetError(f"BAR file {path}: entry {split!r} is not [paths, labels] of equal length; expected {want}")
+    bad = [i for i, p in enumerate(entry[0]) if not isinstance(p, str) or not p]
+    if bad:
+        raise DatasetError(f"BAR file {path}: {split} image path at position {bad[0]} is {entry[0][bad[0]]!r}; "
+                           "expected a file path (text)")
     paths = [str(p) for p in entry[0]]
-    labels = np.asarray(torch.as_tensor(entry[1]).numpy(), dtype=np.int64).reshape(-1)
-    num_classes = max(len(BAR_CLASSES), int(labels.max()) + 1 if len(labels) else 0)
-    if len(labels) and labels.min() < 0:
-        r = int(np.argmax(labels < 0))
-        raise DatasetError(f"BAR file {path}: {split} label {labels[r]} at position {r}; expected 0..{num_classes - 1}")
+    info = _info_names(obj.get("label_info"))
+    num_classes = len(info) if info and sorted(info) == list(range(len(info))) else len(BAR_CLASSES)
+    labels = _int_labels(entry[1], path, split, num_classes, _class_names(obj.get("label_info"), num_classes, ""))
     base = Path(base_dir) if base_dir is not None else path.parent.parent
     resolved = [p if Path(p).is_absolute() else str(base / p) for p in paths]
     missing = [p for p in resolved if not Path(p).is_file()]

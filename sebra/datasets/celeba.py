@@ -54,6 +54,7 @@ import pandas as pd
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
 from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
 from sebra.datasets.folder import majority_bias_spec
+from sebra.export import read_csv_file
 
 __all__ = [
     "CELEBA_ATTRS",
@@ -208,7 +209,8 @@ def _to_pm1(text_vals: list[list[str]], names: Sequence[str], where: str, first_
 
 def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     where = f"CelebA attribute file {path}"
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_file(path, "a header image_id,<40 attribute names> and one row per image", DatasetError,
+                       "CelebA attribute file", dtype=str, keep_default_na=False)
     cols = [c.strip() for c in df.columns]
     if not cols or cols[0] != "image_id":
         raise DatasetError(f"{where}: header starts with {cols[:1]}; expected image_id,<40 attribute names>")
@@ -223,7 +225,8 @@ def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 def _read_partition(path: Path, files: list[str]) -> np.ndarray:
     where = f"CelebA partition file {path}"
     if path.suffix == ".csv":
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = read_csv_file(path, "a header image_id,partition and one row per image", DatasetError,
+                           "CelebA partition file", dtype=str, keep_default_na=False)
         cols = [c.strip() for c in df.columns]
         if cols != ["image_id", "partition"]:
             raise DatasetError(f"{where}: header is {','.join(cols)}; expected image_id,partition")

@@ -16,6 +16,8 @@ from a ``torch.Generator`` seeded with ``seed``, so the split is the same on eve
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import torch
 
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
 from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
+from sebra.export import read_csv_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -177,6 +180,38 @@ def _int_column(df: pd.DataFrame, col: str, where: str, *, minimum: int | None =
     return vals.to_numpy().astype(np.int64)
 
 
+MANIFEST_CONTENT = "a header path,label[,split][,group][,<bias attributes>] and one row per image"
+
+
+def _unique_images(df: pd.DataFrame, paths: list[str], where: str) -> np.ndarray:
+    """Bool mask of the rows to keep: an image listed twice is an error naming both rows (its label, split or
+    attributes would be ambiguous, or it would be in two splits at once), except for an exact repeat of a whole row,
+    which is dropped with a warning."""
+    norm = pd.Series([os.path.normpath(p) for p in paths])
+    dup = norm.duplicated(keep=False).to_numpy()
+    keep = np.ones(len(paths), dtype=bool)
+    if not dup.any():
+        return keep
+    cells = df.apply(lambda c: c.str.strip())
+    first: dict[str, int] = {}
+    for r in np.flatnonzero(dup):
+        key = norm.iloc[r]
+        if key not in first:
+            first[key] = int(r)
+            continue
+        a = first[key]
+        diff = [c for c in df.columns if c != "path" and cells[c].iloc[a] != cells[c].iloc[r]]
+        if not diff:
+            warnings.warn(f"{where}: row {r} (line {r + 2}) repeats row {a} (line {a + 2}) exactly "
+                          f"({paths[r]}); the repeat is ignored", stacklevel=3)
+            keep[r] = False
+            continue
+        what = "; ".join(f"{c} {cells[c].iloc[a]!r} vs {cells[c].iloc[r]!r}" for c in diff)
+        raise DatasetError(f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both list the image {paths[r]} "
+                           f"({what}); expected each image once (an image in two splits leaks between them)")
+    return keep
+
+
 def read_manifest(
     csv_path: str | Path,
     *,
@@ -200,14 +235,17 @@ def read_manifest(
 
     Raises:
         DatasetNotFoundError: the CSV, or an image a row names, does not exist (the row is named).
-        DatasetError: a missing column, a bad label / split / attribute value, or a class with no samples.
+        DatasetError: an empty or malformed CSV, a missing column, a bad label / split / attribute value (labels
+            mixing class ids and names, a negative id), an image listed in two rows (an exact repeat of a row is
+            dropped with a warning), or a class with no samples.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DatasetNotFoundError(f"manifest {csv_path} does not exist; expected a CSV with columns path,label"
                                    "[,split][,<bias attributes>]")
     where = f"manifest {csv_path}"
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    df = read_csv_file(csv_path, MANIFEST_CONTENT, DatasetError, "manifest", dtype=str, keep_default_na=False,
+                       skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in ("path", "label") if c not in df.columns]
     if missing:
@@ -224,8 +262,18 @@ def read_manifest(
     if (raw == "").any():
         r = int(np.flatnonzero((raw == "").to_numpy())[0])
         raise DatasetError(f"{where}: row {r} (line {r + 2}) has an empty label; expected a class id or name")
-    if raw.str.fullmatch(r"\d+").all():
+    is_int = raw.str.fullmatch(r"[+-]?\d+").to_numpy()
+    if is_int.any() and not is_int.all():
+        a, b = int(np.argmax(is_int)), int(np.argmax(~is_int))
+        raise DatasetError(f"{where}: labels mix class ids and class names: row {a} (line {a + 2}) has "
+                           f"{raw.iloc[a]!r}, row {b} (line {b + 2}) has {raw.iloc[b]!r}; labels must be all integers "
+                           "(class ids 0..n-1) or all class names")
+    if is_int.all():
         labels = raw.astype("int64").to_numpy()
+        if (labels < 0).any():
+            r = int(np.argmax(labels < 0))
+            raise DatasetError(f"{where}: row {r} (line {r + 2}) label {labels[r]} is negative; expected a class id "
+                               ">= 0 (labels are all integers 0..n-1, or all class names)")
         nc = len(class_names) if class_names is not None else int(labels.max()) + 1
         if labels.max() >= nc:
             r = int(np.argmax(labels >= nc))
@@ -243,6 +291,7 @@ def read_manifest(
     # paths
     base = csv_path.parent
     paths = [p if Path(p).is_absolute() else str(base / p) for p in df["path"].str.strip().tolist()]
+    keep = _unique_images(df, paths, where)
     for r, p in enumerate(paths):
         if not Path(p).is_file():
             raise DatasetNotFoundError(f"{where}: row {r} (line {r + 2}) names the image {p}, which does not exist")
@@ -261,6 +310,10 @@ def read_manifest(
             r = int(np.flatnonzero(bad)[0])
             raise DatasetError(f"{where}: row {r} (line {r + 2}) split {df['split'].iloc[r]!r}; expected train, "
                                "val or test")
+    if not keep.all():  # exact duplicate rows (warned about): the first one stays, with its data-row index
+        table, df = table[keep].reset_index(drop=True), df[keep].reset_index(drop=True)
+        if split_of is not None:
+            split_of = split_of[keep]
     return _finish(table, split_of, attr_names, names, where, val_fraction=val_fraction,
                    test_fraction=test_fraction, seed=seed, image_size=image_size, cache=cache, has_group=has_group)
 

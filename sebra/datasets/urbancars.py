@@ -110,7 +110,8 @@ def urbancars_split_dir(root: str | Path, split: Split, train_dir: str | None = 
     if split == "train" and train_dir is not None:
         cands = [base / train_dir]
         if not _RATIO_DIR.match(train_dir):
-            raise ValueError(f"train_dir {train_dir!r} is not named bg-<ratio>_co_occur_obj-<ratio>")
+            raise DatasetError(f"UrbanCars: train_dir (--train-dir) {train_dir!r} is not a ratio folder name "
+                               "bg-<ratio>_co_occur_obj-<ratio>, e.g. bg-0.95_co_occur_obj-0.95")
     elif split != "train" and (base / "bg-0.5_co_occur_obj-0.5" / split).is_dir():
         cands = [base / "bg-0.5_co_occur_obj-0.5"]
     else:
@@ -121,7 +122,9 @@ def urbancars_split_dir(root: str | Path, split: Split, train_dir: str | None = 
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise DatasetError(
-            f"UrbanCars: several ratio folders under {base} hold {split}/ ({names}); pass train_dir to pick one"
+            f"UrbanCars: several ratio folders under {base} hold {split}/ ({names}); pick one with "
+            f"--train-dir {found[0].name} (sebra data verify), --data.init_args.train_dir {found[0].name} "
+            f"(sebra fit) or train_dir={found[0].name!r} (Python)"
         )
     m = _RATIO_DIR.match(found[0].name)
     return found[0] / split, (float(m.group(1)), float(m.group(2)))

@@ -1,8 +1,9 @@
 """``sebra data verify <dataset> <root>``: read a data set the way training will, and print what was found.
 
 Prints a table of image counts per group (or per class when the data set has no groups) and split. Layout errors
-(a missing folder, a malformed file, an image that does not exist) end with the loader's message and exit status
-1. Counts that differ from the published sizes are printed as warnings and the exit status stays 0, since users
+(a missing folder, a malformed file, an image that does not exist or is empty) end with the loader's message and
+exit status 1. Images are only listed (each file exists and is not empty) unless ``--decode`` decodes every one,
+which finds truncated or corrupt files; the summary line says which was done. Counts that differ from the published sizes are printed as warnings and the exit status stays 0, since users
 regenerate UrbanCars and multi-bias CelebA with other sizes.
 
 Examples::
@@ -83,14 +84,19 @@ def _print_table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
 
 
 def _check_files(splits: dict[str, ImageDataset], decode: bool) -> int:
-    """Every image path exists (and decodes, with ``decode``); raises the loader's error naming the file."""
+    """Every image path exists and is not empty (and decodes, with ``decode``); raises an error naming the file."""
     n = 0
     for ds in splits.values():
         for p in ds.paths or []:
             if decode:
                 decode_image(p)
-            elif not Path(p).is_file():
-                raise DatasetNotFoundError(f"{ds.name}: image file {p} does not exist")
+            else:
+                try:
+                    size = Path(p).stat().st_size
+                except FileNotFoundError:
+                    raise DatasetNotFoundError(f"{ds.name}: image file {p} does not exist") from None
+                if size == 0:
+                    raise DatasetError(f"{ds.name}: image file {p} is empty (0 bytes); expected an image")
             n += 1
     return n
 
@@ -177,8 +183,14 @@ def _folder(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
 def _csv(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.folder import read_manifest
 
-    return read_manifest(a.root, attrs=a.attrs, val_fraction=a.val_fraction, test_fraction=a.test_fraction,
-                         seed=a.seed, cache=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return read_manifest(a.root, attrs=a.attrs, val_fraction=a.val_fraction, test_fraction=a.test_fraction,
+                                 seed=a.seed, cache=False)
+        finally:  # e.g. a row repeated exactly
+            for w in caught:
+                warn(str(w.message))
 
 
 _READERS = {"urbancars": _urbancars, "bar": _bar, "celeba": _celeba, "folder": _folder, "csv": _csv}
@@ -204,10 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         splits = _READERS[args.dataset](args, warn)
         n = _check_files(splits, args.decode)
-    except (DatasetError, DatasetNotFoundError) as e:
+    except (DatasetError, DatasetNotFoundError, ValueError) as e:
         print(f"error: {e}", file=err)
         return 1
-    print(f"{args.dataset} at {args.root}: {n} images {'decoded' if args.decode else 'found'}", file=out)
+    if args.decode:
+        print(f"{args.dataset} at {args.root}: {n} images decoded", file=out)
+    else:
+        print(f"{args.dataset} at {args.root}: {n} images found (listed and not empty, not decoded: a truncated or "
+              "corrupt image shows only with --decode)", file=out)
     first = next(iter(splits.values()))
     if first.bias is not None:
         b = first.bias

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sebra.backbones import Classifier
-from sebra.methods.base import BaseMethod, Selection, make_optimizer
+from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
 
 __all__ = ["ERMModule"]
 
@@ -45,6 +45,9 @@ class ERMModule(BaseMethod):
         compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
+        check_args(type(self).__name__, backbone=backbone, epochs=epochs, optimizer=optimizer, lr=lr,
+                   momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+                   num_classes=num_classes)
         if sampling not in ("uniform", "group_balanced"):
             raise ValueError(f"sampling must be 'uniform' or 'group_balanced', got {sampling!r}")
         self.save_hyperparameters()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sebra.methods.base import Selection
+from sebra.methods.base import Selection, check_args
 from sebra.methods.erm import ERMModule
 
 __all__ = ["GroupDROLoss", "GroupDROModule"]
@@ -133,6 +133,7 @@ class GroupDROModule(ERMModule):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          lr_schedule=lr_schedule, sampling=sampling, selection=selection, seed=seed,
                          num_classes=num_classes)
+        check_args(type(self).__name__, eta=eta, adjustment=adjustment)
         self.save_hyperparameters()
         self.dro: GroupDROLoss | None = None
 

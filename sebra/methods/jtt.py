@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from sebra.backbones import Classifier
 from sebra.export import atomic_write
-from sebra.methods.base import Selection, make_optimizer
+from sebra.methods.base import Selection, check_args, make_optimizer
 from sebra.methods.erm import ERMModule
 from sebra.ranking import true_class_prob
 
@@ -103,14 +103,8 @@ class JTTModule(ERMModule):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          lr_schedule=lr_schedule, sampling="uniform", selection=selection, seed=seed,
                          num_classes=num_classes)
-        if int(id_epochs) < 1:
-            raise ValueError(f"id_epochs must be >= 1, got {id_epochs}")
-        if int(epochs) < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if not upweight >= 1:
-            raise ValueError(f"upweight must be >= 1 (1 = plain ERM retraining), got {upweight}")
-        if lr_schedule not in ("none", "cosine"):
-            raise ValueError(f"lr_schedule must be 'none' or 'cosine', got {lr_schedule!r}")
+        check_args(type(self).__name__, id_epochs=id_epochs, upweight=upweight, id_lr=id_lr,
+                   id_weight_decay=id_weight_decay)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.phase = IDENTIFY
