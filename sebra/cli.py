@@ -7,6 +7,8 @@ schema is the typed ``__init__`` arguments); the other sub-commands are small ar
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import sys
@@ -156,6 +158,15 @@ def _fit(argv: list[str]) -> int:
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
         trainer.test(model, datamodule=cli.datamodule, ckpt_path="best" if model.selection != "last" else None)
+    except RuntimeError as e:
+        if debug or ckpt_path is None or "Error(s) in loading state_dict" not in str(e):
+            raise
+        missing, unexpected = (len(re.findall(r'"[^"]+"', part)) for part in
+                               (str(e).partition("Missing key(s)")[2].partition("Unexpected key(s)")[0],
+                                str(e).partition("Unexpected key(s)")[2]))
+        return fail(f"--ckpt_path {ckpt_path} holds the weights of another model ({missing} of this model's "
+                    f"parameters missing, {unexpected} unexpected); resume with the config that wrote it (same "
+                    f"model class_path and backbone)", 2)
     except (DatasetError, DatasetNotFoundError, ValueError, FileNotFoundError, KeyError) as e:
         if debug:
             raise
@@ -182,9 +193,12 @@ def _bench_preflight(argv: list[str]) -> int | None:
     from sebra.bench_tables import check_results_file
 
     try:
-        args, _ = _parser().parse_known_args(argv)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args, _ = _parser().parse_known_args(argv)  # usage errors and --help: sebra bench's own output
     except SystemExit:
         return None
+    if not getattr(args, "dataset", None):
+        return None  # e.g. --family: its per-variant configs are sebra bench's business
     try:
         check_results_file(Path(args.out or f"benchmarks/results/{args.dataset}.csv"))
     except BenchError as e:
@@ -216,17 +230,19 @@ def _bench_preflight(argv: list[str]) -> int | None:
 
 
 def _guarded(name: str, run: Any, argv: list[str]) -> int:
-    """Run a sub-command; a ``ValueError`` (a refused setting or input) ends with its message alone, exit 2, unless
-    ``--debug`` or ``SEBRA_DEBUG=1`` asks for the traceback."""
+    """Run a sub-command; a refused setting or input (``ValueError``, a missing data set, an unknown setting name)
+    ends with its message alone, exit 2, unless ``--debug`` or ``SEBRA_DEBUG=1`` asks for the traceback."""
     debug, argv = _debug_requested(argv)
     from sebra.datasets.base import DatasetNotFoundError
 
     try:
         return run(argv)
-    except (ValueError, DatasetNotFoundError) as e:
-        if debug:
-            raise
-        print(f"sebra {name}: error: {e} (run with --debug, or SEBRA_DEBUG=1, for the traceback)", file=sys.stderr)
+    except (ValueError, DatasetNotFoundError, TypeError) as e:
+        if debug or (isinstance(e, TypeError) and "unexpected keyword argument" not in str(e)):
+            raise  # a TypeError is a bug unless it is a setting the class does not have (sebra rank --set)
+        saved = "; finished runs are saved, the same command resumes" if name == "bench" else ""
+        print(f"sebra {name}: error: {e}{saved} (run with --debug, or SEBRA_DEBUG=1, for the traceback)",
+              file=sys.stderr)
         return 2
 
 
@@ -263,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         from sebra.bench import main as bench_main
 
         status = _bench_preflight(rest)
-        return status if status is not None else bench_main(rest)
+        return status if status is not None else _guarded("bench", bench_main, rest)
     print(f"sebra: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

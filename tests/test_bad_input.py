@@ -539,3 +539,83 @@ def test_urbancars_several_ratio_folders_names_the_options(tmp_path: Path, capsy
     assert verify_main(["urbancars", str(tmp_path), "--train-dir", "bg-0.95"]) == 1  # a bad name: message, no traceback
     assert "error: UrbanCars: train_dir (--train-dir) 'bg-0.95' is not a ratio folder name" in capsys.readouterr().err
     assert verify_main(["urbancars", str(tmp_path), "--train-dir", "bg-0.95_co_occur_obj-0.95"]) == 0
+
+
+# ------------------------------------------------------------------------- more of the same kind, found by trying
+def test_manifest_index_column_repeated_names_both_rows(tmp_path: Path, images: list[str]) -> None:
+    rows = [f"{images[0]},0,train,5", f"{images[1]},1,train,6", f"{images[2]},0,val,5", f"{images[3]},1,val,7"]
+    with pytest.raises(DatasetError, match=r"rows 0 \(line 2\) and 2 \(line 4\) both have index 5; expected a unique"):
+        read_manifest(_manifest(tmp_path, rows, header="path,label,split,index"))
+
+
+def test_verify_empty_manifest_names_it(tmp_path: Path, capsys) -> None:
+    (tmp_path / "m.csv").write_text("")
+    assert verify_main(["csv", str(tmp_path / "m.csv")]) == 1
+    assert "error: manifest" in (err := capsys.readouterr().err) and "m.csv is empty (0 bytes)" in err
+
+
+def test_celeba_empty_kaggle_csv_names_it(tmp_path: Path) -> None:
+    from dataset_fixtures import celeba_to_kaggle, make_celeba
+
+    from sebra.datasets.celeba import load_celeba_metadata
+
+    rng = np.random.default_rng(0)
+    root = celeba_to_kaggle(make_celeba(tmp_path / "o", rng.integers(0, 2, (6, 40)), np.array([0, 0, 0, 1, 1, 2]),
+                                        images=False), tmp_path / "k")
+    (root / "celeba" / "list_attr_celeba.csv").write_text("")
+    with pytest.raises(DatasetError, match=r"CelebA attribute file .*list_attr_celeba\.csv is empty \(0 bytes\); "
+                                           r"expected a CSV file with a header image_id,<40 attribute names>"):
+        load_celeba_metadata(root)
+
+
+def test_bench_checks_every_method_before_the_first_run(tmp_path: Path, capsys) -> None:
+    config = {"data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
+              "methods": {"erm": {"class_path": "sebra.methods.erm.ERMModule",
+                                  "init_args": {"backbone": "test_resnet", "epochs": 1}},
+                          "sebra": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": {**TINY, "gap": 2.5}},
+                          "jtt": {"class_path": "sebra.methods.jtt.JTTModule",
+                                  "init_args": {"backbone": "test_resnet", "upweigth": 4}}}}
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["bench", "--dataset", "toy", "--config", str(path), "--out", str(tmp_path / "r.csv"),
+            "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert cli.main([*args, "--methods", "erm,sebra"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sebra bench: {path}: methods.sebra.init_args: SebraModule: gap must be >= 1 (an integer; positives come "
+        "from rank r + gap or higher), got 2.5")
+    assert cli.main([*args, "--methods", "erm,jtt"]) == 2
+    assert "methods.jtt.init_args: JTTModule.__init__() got an unexpected keyword argument 'upweigth'" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "runs").exists()  # nothing was trained
+
+
+def test_sebra_rank_refused_setting_is_one_message(tmp_path: Path, capsys) -> None:
+    assert cli.main(["rank", "--set", "gap=2.5", "--out", str(tmp_path / "rank")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sebra rank: error: SebraModule: gap must be >= 1") and "Traceback" not in err
+    assert cli.main(["rank", "--set", "gapp=2", "--out", str(tmp_path / "rank")]) == 2
+    assert "unexpected keyword argument 'gapp'" in capsys.readouterr().err
+
+
+def test_sebra_fit_missing_data_is_one_message_exit_1(tmp_path: Path, capsys) -> None:
+    cfg = yaml.safe_load(_fit_config(tmp_path).read_text())
+    cfg["data"] = {"class_path": "sebra.datasets.folder.CSVDataModule", "init_args": {"csv_path": "nope.csv"}}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["fit", "--config", str(tmp_path / "fit.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "sebra fit: error: manifest nope.csv does not exist; expected a CSV with columns path,label" in err
+    assert "Traceback" not in err
+
+
+def test_sebra_fit_checkpoint_of_another_model_is_one_message(tmp_path: Path, capsys) -> None:
+    import lightning as L
+
+    erm = ERMModule(backbone="test_resnet", epochs=1)
+    trainer = L.Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path / "erm"))
+    trainer.fit(erm, datamodule=TinyDataModule())
+    ckpt = tmp_path / "erm" / "checkpoints" / "last.ckpt"
+    assert cli.main(["fit", "--config", str(_fit_config(tmp_path)), "--ckpt_path", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert f"sebra fit: error: --ckpt_path {ckpt} holds the weights of another model" in err
+    assert "Traceback" not in err and "Missing key(s)" not in err

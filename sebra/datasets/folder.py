@@ -297,6 +297,12 @@ def read_manifest(
             raise DatasetNotFoundError(f"{where}: row {r} (line {r + 2}) names the image {p}, which does not exist")
     table = pd.DataFrame({"path": paths, "label": labels})
     table["index"] = _int_column(df, "index", where, minimum=0) if "index" in df.columns else np.arange(len(df))
+    dup_index = table["index"].duplicated().to_numpy() & keep
+    if dup_index.any():
+        r = int(np.flatnonzero(dup_index)[0])
+        a = int(np.flatnonzero((table["index"] == table["index"].iloc[r]).to_numpy())[0])
+        raise DatasetError(f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both have index "
+                           f"{table['index'].iloc[r]}; expected a unique dataset index per row")
     has_group = "group" in df.columns
     if has_group:
         table["group"] = _int_column(df, "group", where, minimum=-1)
