@@ -619,3 +619,21 @@ def test_sebra_fit_checkpoint_of_another_model_is_one_message(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert f"sebra fit: error: --ckpt_path {ckpt} holds the weights of another model" in err
     assert "Traceback" not in err and "Missing key(s)" not in err
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SebraModule(**{**TINY, "epochs": 1}),
+    lambda: ERMModule(backbone="test_resnet", epochs=2),
+    lambda: JTTModule(backbone="test_resnet", id_epochs=1, epochs=1),
+])
+def test_resuming_a_finished_fit_trains_nothing_more(make, make_trainer_fast, tmp_path: Path) -> None:
+    # The modules end the fit themselves (max_epochs=-1): resumed from the last.ckpt of a finished fit, they used to
+    # train for ever. Now the fit ends at once and testing goes on from the restored checkpoints.
+    first = make_trainer_fast()
+    first.fit(make(), datamodule=TinyDataModule())
+    epochs = first.current_epoch
+    again = make_trainer_fast()
+    model = make()
+    again.fit(model, datamodule=TinyDataModule(), ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+    assert again.current_epoch == epochs and model.fit_finished()
+    assert again.test(model, datamodule=TinyDataModule(), ckpt_path="best", verbose=False)[0]["test_acc"] >= 0

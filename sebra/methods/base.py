@@ -328,6 +328,16 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._selectable_epoch = self.in_final_phase()
 
+    def fit_finished(self) -> bool:
+        """Whether the module already trained everything it trains (a fit resumed from the ``last.ckpt`` of a
+        finished fit). Default: the ``stage`` a two-phase method keeps (SebraModule) is ``"done"``."""
+        return getattr(self, "stage", None) == "done"
+
+    def on_train_start(self) -> None:
+        if self.fit_finished():  # the module ends the fit itself; resumed after its end it would never stop
+            rank_zero_info(f"{type(self).__name__}: the checkpoint holds a finished fit; nothing left to train")
+            self.trainer.should_stop = True
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._selectable_epoch = self.in_final_phase()
 

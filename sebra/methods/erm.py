@@ -93,6 +93,9 @@ class ERMModule(BaseMethod):
         if self.current_epoch + 1 >= self.hparams.epochs:
             self.trainer.should_stop = True
 
+    def fit_finished(self) -> bool:
+        return self.current_epoch >= self.hparams.epochs
+
     # --- checkpoints: the shuffling resumes where it stopped ----------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["erm"] = {"sample_generator": self.sample_generator.get_state()}

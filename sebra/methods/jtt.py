@@ -206,6 +206,9 @@ class JTTModule(ERMModule):
             self.phase = DONE
             self.trainer.should_stop = True
 
+    def fit_finished(self) -> bool:
+        return self.phase == DONE
+
     @staticmethod
     def _cosine(opt: Any, epoch: int, total: int) -> None:
         for g in opt.param_groups:
