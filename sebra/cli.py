@@ -205,6 +205,10 @@ def _bench_preflight(argv: list[str]) -> int | None:
         print(f"sebra bench: {e}; move it away (or pass another --out) to start a new results file", file=sys.stderr)
         return 2
     config = Path(args.config) if args.config else default_config(args.dataset)
+    shape = _bench_config_shape(config)
+    if shape:
+        print(f"sebra bench: {config}: {shape}", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(config)
         names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
@@ -226,6 +230,31 @@ def _bench_preflight(argv: list[str]) -> int | None:
                     return 2
     except (BenchError, FileNotFoundError):
         return None  # sebra bench prints these itself
+    return None
+
+
+def _bench_config_shape(config: Path) -> str | None:
+    """What is wrong with the nesting of a benchmark config's argument sections (each ``init_args``, ``data`` and
+    ``trainer`` is a mapping of ``key: value`` lines, or empty), or ``None`` (also when the file cannot be read:
+    ``sebra bench`` reports that)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    data, methods = cfg.get("data"), cfg.get("methods")
+    fields = [("data.init_args", data.get("init_args") if isinstance(data, dict) else None),
+              ("trainer", cfg.get("trainer"))]
+    for name, m in methods.items() if isinstance(methods, dict) else ():
+        if isinstance(m, dict):
+            fields += [(f"methods.{name}.{k}", m.get(k)) for k in ("init_args", "data", "trainer")]
+    for field, value in fields:
+        if value is not None and not isinstance(value, dict):
+            return (f"{field} must be a mapping (one 'name: value' line per argument, indented below it), got "
+                    f"{value!r}")
     return None
 
 

@@ -211,7 +211,8 @@ def read_csv_file(path: str | Path, what: str, error: type[Exception] = ValueErr
         what: what the file should hold, for the message (e.g. ``"a header path,label and one row per image"``).
         error: the exception class raised (``ValueError`` or a subclass such as ``DatasetError``).
         kind: what the file is, put before its path in messages (e.g. ``"manifest"``).
-        kwargs: passed to :func:`pandas.read_csv`.
+        kwargs: passed to :func:`pandas.read_csv` (``encoding`` defaults to ``utf-8-sig``: a leading byte-order mark
+            is skipped).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -221,6 +222,7 @@ def read_csv_file(path: str | Path, what: str, error: type[Exception] = ValueErr
     name = f"{kind} {path}" if kind else str(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name} does not exist; expected a CSV file with {what}")
+    kwargs.setdefault("encoding", "utf-8-sig")  # spreadsheet exports start with a byte-order mark
     try:
         return pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:

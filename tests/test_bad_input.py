@@ -637,3 +637,30 @@ def test_resuming_a_finished_fit_trains_nothing_more(make, make_trainer_fast, tm
     again.fit(model, datamodule=TinyDataModule(), ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
     assert again.current_epoch == epochs and model.fit_finished()
     assert again.test(model, datamodule=TinyDataModule(), ckpt_path="best", verbose=False)[0]["test_acc"] >= 0
+
+
+def test_manifest_from_a_spreadsheet(tmp_path: Path, images: list[str]) -> None:
+    rows = [f"{images[0]},0,train", f"{images[1]},1,train", f"{images[2]},0,val", f"{images[3]},1,val"]
+    path = _manifest(tmp_path, rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # Excel's "CSV UTF-8" starts with a byte-order mark
+    assert len(read_manifest(path)["train"]) == 2
+    path.write_text(path.read_text(encoding="utf-8-sig").replace(",", ";"))
+    with pytest.raises(DatasetError, match=r"lacks the column\(s\) \['path', 'label'\]; found \['path;label;split'\].*"
+                                           r"\(the header is separated by ';'; a manifest is comma-separated\)"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["data"].update(init_args="batch_size=8"), r"data.init_args must be a mapping .*got 'batch_size=8'"),
+    (lambda c: c["methods"]["erm"].update(init_args=[1, 2]), r"methods.erm.init_args must be a mapping .*got \[1, 2\]"),
+    (lambda c: c.update(trainer="cpu"), r"trainer must be a mapping"),
+])
+def test_bench_config_sections_that_are_not_mappings(tmp_path: Path, edit, match: str, capsys) -> None:
+    config = {"data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
+              "methods": {"erm": {"class_path": "sebra.methods.erm.ERMModule", "init_args": {"epochs": 1}}}}
+    edit(config)
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["bench", "--dataset", "toy", "--config", str(path), "--out", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"^sebra bench: {re.escape(str(path))}: {match}", err) and "Traceback" not in err

@@ -249,8 +249,10 @@ def read_manifest(
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in ("path", "label") if c not in df.columns]
     if missing:
+        seps = [sep for sep in (";", "\t", "|") if len(df.columns) == 1 and sep in df.columns[0]]
+        hint = f" (the header is separated by {seps[0]!r}; a manifest is comma-separated)" if seps else ""
         raise DatasetError(f"{where}: lacks the column(s) {missing}; found {list(df.columns)}, expected path,label"
-                           "[,split][,<bias attributes>]")
+                           f"[,split][,<bias attributes>]{hint}")
     attr_names = list(attrs) if attrs is not None else [c for c in df.columns if c not in _RESERVED]
     for a in attr_names:
         if a not in df.columns or a in _RESERVED:
