@@ -267,16 +267,17 @@ def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
 VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev",
                 note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
-    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=1, role="dev",
-                note="background texture and animal colour; B (colour) designed the stronger"),
-    VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild", role="dev",
-                note="farm vs wild animals (core ~90%); coloured frame and blurred animal"),
+    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=0, role="dev",
+                note="background texture and animal colour; A (texture) measured the stronger"),
+    VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild",
+                stronger=1, role="dev",
+                note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger"),
     VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout",
-                note="randomly placed coloured square and background tint; B (tint) designed the stronger"),
+                note="randomly placed coloured square and background tint; B (tint) the stronger"),
     VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout",
-                note="coloured frame and background texture, designed about equally strong"),
+                note="coloured frame and background texture; A (frame) measured the stronger"),
     VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild",
-                role="heldout", note="farm vs wild animals; animal colour and corner symbol"),
+                role="heldout", note="farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
 )}
 
 

@@ -114,3 +114,4 @@ def test_registry_split_and_coverage() -> None:
     assert len(kinds_a | kinds_b) >= 4
     assert {v.grouping for v in VARIANTS.values()} == set(family.GROUPINGS)
     assert any(v.stronger == 1 for n, v in VARIANTS.items() if n in held)  # B the stronger on a held-out variant
+    assert any(v.stronger == 1 for n, v in VARIANTS.items() if n in dev)  # ... and on a dev variant
