@@ -664,3 +664,11 @@ def test_bench_config_sections_that_are_not_mappings(tmp_path: Path, edit, match
     assert cli.main(["bench", "--dataset", "toy", "--config", str(path), "--out", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err
     assert re.search(rf"^sebra bench: {re.escape(str(path))}: {match}", err) and "Traceback" not in err
+
+
+def test_inspect_out_that_is_a_file(tmp_path: Path, capsys) -> None:
+    save_rankings(_rankings(), tmp_path / "rankings.csv")
+    (tmp_path / "afile").write_text("keep me")
+    assert inspect_main([str(tmp_path / "rankings.csv"), "--out", str(tmp_path / "afile")]) == 1
+    assert f"--out {tmp_path / 'afile'} is a file; expected a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "keep me"

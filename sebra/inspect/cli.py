@@ -134,6 +134,8 @@ def _run(args: argparse.Namespace) -> Path:
         if not isinstance(quality, dict):
             raise InspectError(f"--quality {args.quality}: expected a JSON object of name: number")
     out = args.out if args.out is not None else args.rankings.parent / f"{args.rankings.stem}_inspect"
+    if out.exists() and not out.is_dir():
+        raise InspectError(f"--out {out} is a file; expected a folder for the report (it is created when missing)")
     dataset = _dataset(args, rankings)
     class_names = dataset.class_names if dataset is not None else None
     group_names = (dataset.bias.group_names or None) if dataset is not None and dataset.bias is not None else None
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         report = _run(args)
-    except (InspectError, DatasetError, FileNotFoundError, ValueError, ImportError) as e:
+    except (InspectError, DatasetError, OSError, ValueError, ImportError) as e:  # OSError: e.g. --out not writable
         print(f"sebra inspect: error: {e}", file=sys.stderr)
         return 1
     print(report)
