@@ -189,21 +189,26 @@ def rank_contrastive_loss(z_anchor: Tensor, z_pos: Tensor, z_neg: Tensor, temper
 
 
 class RankContrastiveLoss(nn.Module):
-    """Stage 2 objective ``L_con + ce_weight * CE(logits, labels)``.
+    """Stage 2 objective ``con_weight * L_con + ce_weight * CE(logits, labels)`` (the paper: ``con_weight`` 1).
 
     The caller picks the logits: Sebra uses the positives' (less spurious) images, the anchors get no CE term.
 
     Args:
         temperature: contrastive temperature ``tau``.
         ce_weight: ``lambda``, weight of the cross-entropy term.
+        con_weight: weight of the contrastive term (0 switches it off: CE on the rank-chosen images alone).
     """
 
-    def __init__(self, temperature: float = 0.05, ce_weight: float = 0.5) -> None:
+    def __init__(self, temperature: float = 0.05, ce_weight: float = 0.5, con_weight: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"RankContrastiveLoss: temperature must be > 0, got {temperature}")
+        if con_weight < 0 or ce_weight < 0:
+            raise ValueError(f"RankContrastiveLoss: weights must be >= 0, got con_weight={con_weight}, "
+                             f"ce_weight={ce_weight}")
         self.temperature = float(temperature)
         self.ce_weight = float(ce_weight)
+        self.con_weight = float(con_weight)
 
     def forward(
         self, z_anchor: Tensor, z_pos: Tensor, z_neg: Tensor, logits: Tensor, labels: Tensor
@@ -211,9 +216,9 @@ class RankContrastiveLoss(nn.Module):
         """Return ``(total, {"con": L_con, "ce": CE})``; the parts are detached, for logging."""
         con = rank_contrastive_loss(z_anchor, z_pos, z_neg, self.temperature)
         ce = F.cross_entropy(logits, labels)
-        total = con + self.ce_weight * ce
+        total = self.con_weight * con + self.ce_weight * ce
         return total, {"con": con.detach(), "ce": ce.detach()}
 
     def extra_repr(self) -> str:
         """Show the hyperparameters in ``print(module)``."""
-        return f"temperature={self.temperature}, ce_weight={self.ce_weight}"
+        return f"temperature={self.temperature}, ce_weight={self.ce_weight}, con_weight={self.con_weight}"

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
@@ -96,6 +97,9 @@ class SebraModule(BaseMethod):
         epochs: Stage 2 epochs.
         gap: positives come from rank ``r + gap`` or higher.
         temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
+        contrastive_weight: weight of the contrastive term (the paper: 1). ``0`` switches it off: Stage 2 is then
+            cross-entropy on the rank-chosen images alone, and skips the feature passes the contrastive term needs
+            (anchors and negatives are not encoded when ``ce_on="positive"``).
         ce_on: which images get the CE term: ``positive`` (official), ``anchor`` or ``both``.
         pairs: ``paper`` (per-class highest rank, negative differs from the anchor when possible) or ``official``.
         feature_pass: ``official`` (positives and negatives re-encoded in eval mode without gradients) or ``shared``
@@ -137,6 +141,7 @@ class SebraModule(BaseMethod):
         gap: int = 5,
         temperature: float = 0.05,
         ce_weight: float = 0.5,
+        contrastive_weight: float = 1.0,
         ce_on: Literal["positive", "anchor", "both"] = "positive",
         pairs: Literal["paper", "official"] = "paper",
         feature_pass: Literal["official", "shared"] = "official",
@@ -186,7 +191,9 @@ class SebraModule(BaseMethod):
         self.rankings: pd.DataFrame | None = None
         self.ranker: Classifier | None = None
         self.net: Classifier | None = None
-        self.criterion = RankContrastiveLoss(temperature, ce_weight)
+        if contrastive_weight < 0:
+            raise ValueError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
+        self.criterion = RankContrastiveLoss(temperature, ce_weight, contrastive_weight)
         self.mitigation_epoch = 0
         self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
@@ -340,6 +347,16 @@ class SebraModule(BaseMethod):
         a, p, n = batch["anchor"], batch["positive"], batch["negative"]
         y = a["label"]
         net, bn_eval = self.net, self.hparams.bn_eval
+        if self.criterion.con_weight == 0:  # CE on the chosen images only: no contrastive feature passes
+            ce_on = self.hparams.ce_on
+            if ce_on == "positive":
+                x, labels = p["image"], p["label"]
+            elif ce_on == "anchor":
+                x, labels = a["image"], y
+            else:
+                x, labels = torch.cat([a["image"], p["image"]]), torch.cat([y, p["label"]])
+            ce = F.cross_entropy(net(x), labels)
+            return self.criterion.ce_weight * ce, {"con": torch.zeros((), device=ce.device), "ce": ce.detach()}
         with torch.no_grad():
             net.eval()
             if self.hparams.feature_pass == "official":

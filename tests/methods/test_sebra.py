@@ -208,3 +208,19 @@ def test_within_step_final_orders_each_step_by_the_final_network(tiny_dm, make_t
     assert [by_index[i] for i in df["index"]] == pytest.approx(df["p_final"].tolist(), abs=1e-5)
     with pytest.raises(ValueError, match="within_step must be one of"):
         SebraModule(**{**TINY, "within_step": "mean"})
+
+
+def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer):
+    model = SebraModule(**{**TINY, "contrastive_weight": 0.0, "ce_weight": 2.0})
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    assert model.stage == "done"
+    batch = next(iter(model.train_loader(tiny_dm)))
+    batch = tiny_dm.on_after_batch_transfer(batch, 0)
+    model.net.train()
+    loss, parts = model._mitigation_loss(batch)
+    expected = torch.nn.functional.cross_entropy(model.net(batch["positive"]["image"]), batch["positive"]["label"])
+    assert float(parts["con"]) == 0.0
+    assert float(loss) == pytest.approx(2.0 * float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="contrastive_weight must be >= 0"):
+        SebraModule(**{**TINY, "contrastive_weight": -1.0})
