@@ -21,7 +21,12 @@ from sebra.methods import ERMModule, SebraModule
 from sebra.metrics import ranking_quality
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 
-__all__ = ["fit_method", "main", "parse_settings", "rank_main", "ranking_summary"]
+__all__ = ["REFERENCE_FILE", "fit_method", "main", "parse_settings", "rank_main", "ranking_summary", "reference_text"]
+
+#: Mean ± std over seeds of the same settings (BENCHMARKS.md §4), written by ``benchmarks/reference.py``.
+REFERENCE_FILE = Path(__file__).resolve().parent / "configs" / "builtin_reference.csv"
+REFERENCE_METRICS = ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both")
+_USES_LABELS = {"groupdro": "groupdro (uses group labels)", "oracle": "oracle (uses group labels)"}
 
 
 def _trainer(out: Path, name: str) -> L.Trainer:
@@ -57,6 +62,52 @@ def fit_method(name: str, model: L.LightningModule, dm: BuiltinDataModule, out: 
     row = {k: 100 * v for k, v in row.items()}
     row["seconds"] = time.time() - t
     return row
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def reference_text(path: str | Path = REFERENCE_FILE) -> str:
+    """The multi-seed reference for the demo's settings as printable lines (a one-line note if the file is missing).
+
+    ``path`` is a CSV with columns ``method,metric,mean,std,seeds`` (``benchmarks/reference.py`` writes it from the
+    ``sebra bench`` results behind BENCHMARKS.md §4).
+    """
+    path = Path(path)
+    if not path.exists():
+        return (f"\n(no multi-seed reference: {path} is missing; write it with python benchmarks/reference.py "
+                f"--results benchmarks/results/builtin.csv --out {path})")
+    try:
+        ref = pd.read_csv(path)
+        missing = [c for c in ("method", "metric", "mean", "std", "seeds") if c not in ref.columns]
+        if missing:
+            raise ValueError(f"lacks the column(s) {missing}")
+    except (ValueError, pd.errors.ParserError) as e:  # EmptyDataError is a ValueError
+        return f"\n(no multi-seed reference: {path} could not be read: {e})"
+    ref = ref[ref["metric"].isin(REFERENCE_METRICS)]
+    if ref.empty:
+        return f"\n(no multi-seed reference: {path} holds none of the metrics {', '.join(REFERENCE_METRICS)})"
+    label = {m: _USES_LABELS.get(m, m) for m in dict.fromkeys(ref["method"])}
+    table = pd.DataFrame("-", index=list(label.values()), dtype=object,
+                         columns=[c for c in REFERENCE_METRICS if c in set(ref["metric"])])
+    for r in ref.itertuples(index=False):
+        table.loc[label[r.method], r.metric] = _mean_std(r.mean, r.std)
+    seeds = "/".join(str(s) for s in sorted({int(s) for s in ref["seeds"].dropna()})) or "?"
+    lines = [
+        (f"\nReference for these settings: mean ± std over {seeds} seeds (BENCHMARKS.md §4: sebra bench --dataset "
+         "builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3, one thread per run; test split, %)"),
+        table.to_string(),
+    ]
+    wga = ref[ref["metric"] == "worst_group_acc"].set_index("method")["std"]
+    spread = [f"{wga[m]:.1f} ({m})" for m in ("sebra", "erm") if m in wga.index and pd.notna(wga[m])]
+    if spread:
+        lines.append(f"A single run varies by this much: worst-group std over seeds {', '.join(spread)} points, and "
+                     "the thread count and the machine change a run's numbers too; compare the run above with these "
+                     "ranges, not with one number.")
+    return "\n".join(lines)
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -101,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nBuilt-in benchmark (test split, checkpoint chosen by validation worst-group accuracy; accuracies in %;")
     print("gap_a = background conflict, gap_b = symbol conflict, gap_both = both, each minus I.D. accuracy)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    print(reference_text())
     print(f"\nrankings: {rank_path}")
     try:
         from sebra.inspect.report import write_report

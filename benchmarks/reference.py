@@ -1,0 +1,61 @@
+"""The multi-seed reference the demo prints under its own table: mean ± std over seeds per method and metric.
+
+    python benchmarks/reference.py --results benchmarks/results/builtin.csv --out sebra/configs/builtin_reference.csv
+
+Reads a ``sebra bench`` results file (rows ``method,seed,metric,value``) and writes a small CSV with columns
+``method,metric,mean,std,seeds`` (sample std, ``ddof=1``, empty for a single seed), atomically (temporary file, then
+rename), for the demo's metrics only: worst-group, average and I.D. accuracy and the three gaps. Methods without
+those metrics (the ranker rows such as ``erm_conf_same_budget``) are left out. Rerun it whenever BENCHMARKS.md §4
+is regenerated, so the demo prints the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sebra.bench import BenchError, read_results
+from sebra.bench_tables import METHOD_ORDER, aggregate
+from sebra.export import atomic_write
+
+#: The demo's metrics, in its column order (accuracies and gaps in %).
+METRICS = ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both")
+COLUMNS = ("method", "metric", "mean", "std", "seeds")
+
+
+def reference_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows ``method, metric, mean, std, seeds`` for :data:`METRICS`; methods in the benchmark's row order."""
+    agg = aggregate(results[results["metric"].isin(METRICS)])
+    if agg.empty:
+        raise BenchError(f"no rows with the metrics {', '.join(METRICS)}")
+    methods = list(dict.fromkeys(agg["method"]))
+    order = [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
+    agg["_m"] = agg["method"].map(order.index)
+    agg["_k"] = agg["metric"].map(METRICS.index)
+    agg = agg.sort_values(["_m", "_k"]).rename(columns={"n": "seeds"})
+    agg["seeds"] = agg["seeds"].astype(int)
+    return agg[list(COLUMNS)].reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="benchmarks/results/builtin.csv", help="a sebra bench results CSV")
+    p.add_argument("--out", default="sebra/configs/builtin_reference.csv")
+    a = p.parse_args(argv)
+    if not Path(a.results).exists():
+        raise SystemExit(f"reference: {a.results} does not exist")
+    try:
+        table = reference_table(read_results(a.results))
+    except BenchError as e:
+        raise SystemExit(f"reference: {a.results}: {e}") from e
+    out = atomic_write(a.out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+    n = table["method"].nunique()
+    print(f"{len(table)} rows ({n} methods) -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
