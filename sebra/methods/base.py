@@ -239,10 +239,10 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
     def _remove_stale_temporaries(self) -> None:
         """Delete the temporary files a killed run left in the log folder (a resumed run continues there)."""
         trainer = self._trainer
-        if trainer is None or not trainer.is_global_zero:
+        if trainer is None:
             return
-        log_dir = trainer.log_dir
-        if log_dir:
+        log_dir = trainer.log_dir  # a broadcast under data parallelism: every process must ask
+        if log_dir and trainer.is_global_zero:
             for tmp in remove_stale_temporaries(log_dir):
                 rank_zero_info(f"removed {tmp}, a temporary file of a write that was killed")
 
