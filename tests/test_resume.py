@@ -101,7 +101,9 @@ def _interrupt_and_resume(root: Path, epoch: int, last: bool = False) -> tuple[S
 
 def test_uninterrupted_run_ranks_over_several_steps(uninterrupted: dict) -> None:
     steps = [rec["eliminated"] for rec in uninterrupted["history"]]
-    assert len(steps) == 4 and sum(1 for s in steps if s) >= 2, steps  # the resume points below fall mid-ranking
+    # The resume points below (after steps 1 and 2) fall mid-ranking: something was eliminated by step 2 and
+    # samples are still active. (How the eliminations spread over the steps depends on the CPU's float results.)
+    assert len(steps) == 4 and sum(steps[:2]) > 0 and uninterrupted["history"][1]["active"] > 0, steps
     assert uninterrupted["model"].mitigation_epoch == 3
 
 
