@@ -133,3 +133,14 @@ def test_heldout_summary_is_the_mean_of_variant_means_and_targets_are_checked() 
     assert met["h2: Sebra worst-group std ≤ 5 over seeds"] is None  # one seed: no std
     md = markdown_family(fam)
     assert "Held-out summary" in md and "*h1* (heldout)" in md and "*d* (dev)" in md
+
+
+def test_trial_script_refuses_held_out_variants() -> None:
+    import subprocess
+
+    root = Path(__file__).parent.parent
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "family_trial.py"), "--variant", "patch-tint",
+                          "--rank-only", "--out", "/nonexistent/x.csv"], capture_output=True, text=True, cwd=root,
+                         timeout=120)
+    assert out.returncode != 0
+    assert "'patch-tint' is a heldout variant; settings are chosen on dev variants only" in out.stderr
