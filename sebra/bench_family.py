@@ -93,7 +93,10 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
         derived = read_results(derived_path)
         vcfg = family_config(cfg, name)
         seeds = sorted(res["seed"].unique().tolist())
-        new = _derive_same_budget(vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name, seeds)
+        with warnings.catch_warnings():  # imported rows have no run folders here: nothing to derive, no noise
+            warnings.simplefilter("ignore", UserWarning)
+            new = _derive_same_budget(vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name,
+                                      seeds)
         if new:
             rows = pd.DataFrame([r for _, _, rs in new for r in rs], columns=list(COLUMNS))
             derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(

@@ -23,6 +23,7 @@ __all__ = [
     "GeneratorPickling",
     "RankingController",
     "check_ranking_args",
+    "combine_rankings",
     "confidence_weighted_loss",
     "true_class_prob",
 ]
@@ -56,6 +57,31 @@ def confidence_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, beta_in
     ce = F.cross_entropy(logits.float(), labels.long(), reduction="none")
     weight = torch.exp(-ce).detach() ** beta_inv  # p_y = exp(-CE), no gradient through the weight
     return (weight * ce).mean()
+
+
+def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One ranking table from several rankings of the same training set (independently seeded Stage 1 runs).
+
+    Within each class, samples are ordered by their mean position percentile (``position / class size``) over the
+    tables, then by dataset index; ``rank`` becomes the rounded mean rank (at least 1) and ``p_y`` the mean ``p_y``.
+    Averaging orders that agree on the shortcuts but differ by seed (which shortcut one run happened to learn first,
+    where its elimination waves split) keeps what they share and damps what one run got wrong.
+    """
+    if not tables:
+        raise ValueError("combine_rankings needs at least one ranking table")
+    keys = [t.set_index("index").sort_index() for t in tables]
+    first = keys[0]
+    for i, t in enumerate(keys[1:], 1):
+        if not t.index.equals(first.index) or not (t["label"] == first["label"]).all():
+            raise ValueError(f"combine_rankings: table {i} ranks other samples (or labels) than table 0")
+    pct = sum(t["position"] / t.groupby("label")["position"].transform("max") for t in keys) / len(keys)
+    rank = (sum(t["rank"].astype(float) for t in keys) / len(keys)).round().clip(lower=1).astype(np.int64)
+    p_y = sum(t["p_y"].astype(float) for t in keys) / len(keys)
+    df = pd.DataFrame({"index": first.index.to_numpy(), "label": first["label"].to_numpy(), "rank": rank.to_numpy(),
+                       "p_y": p_y.to_numpy(), "_pct": pct.to_numpy()})
+    df = df.sort_values(["label", "_pct", "index"], kind="mergesort").reset_index(drop=True)
+    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+    return df.drop(columns="_pct")
 
 
 class _SavedGenerator:

@@ -202,3 +202,28 @@ def test_within_step_order_by_a_given_score():
     assert "p_final" not in ctl.rankings().columns
     with pytest.raises(ValueError, match="one score per training position"):
         ctl.rankings(torch.ones(5))
+
+
+def test_combine_rankings_orders_by_mean_position_percentile():
+    from sebra.ranking import combine_rankings
+
+    def table(order0, order1, ranks):
+        rows = [(i, 0, ranks[i], 0.5) for i in order0] + [(i, 1, ranks[i], 0.5) for i in order1]
+        df = pd.DataFrame(rows, columns=["index", "label", "rank", "p_y"])
+        df.insert(3, "position", df.groupby("label").cumcount() + 1)
+        return df
+
+    ranks = {i: 1 for i in range(7)}
+    a = table([0, 1, 2, 3], [4, 5, 6], ranks)
+    b = table([1, 0, 3, 2], [6, 5, 4], {**ranks, 3: 3})
+    c = table([0, 1, 3, 2], [4, 5, 6], ranks)
+    out = combine_rankings([a, b, c])
+    c0 = out[out.label == 0]
+    # mean positions: 0 -> (1+2+1)/3, 1 -> (2+1+2)/3, 2 -> (3+4+4)/3, 3 -> (4+3+3)/3
+    assert c0["index"].tolist() == [0, 1, 3, 2]
+    assert c0["position"].tolist() == [1, 2, 3, 4]
+    assert c0.set_index("index")["rank"].to_dict() == {0: 1, 1: 1, 2: 1, 3: 2}  # round((1 + 3 + 1) / 3) = 2
+    assert out[out.label == 1]["index"].tolist() == [4, 5, 6]  # 4: (1+3+1)/3 < 6: (3+1+3)/3; 5 in the middle
+    assert combine_rankings([a]).equals(a.sort_values(["label", "position"]).reset_index(drop=True)[out.columns])
+    with pytest.raises(ValueError, match="other samples"):
+        combine_rankings([a, a[a["index"] != 6]])

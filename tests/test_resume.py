@@ -187,3 +187,20 @@ def test_configure_callbacks_replaces_a_plain_model_checkpoint_but_keeps_a_subcl
     trainer = _trainer(tmp_path / "c", enable_checkpointing=False)
     trainer.fit(SebraModule(**settings), datamodule=_dm())
     assert trainer.checkpoint_callbacks == [] and not list((tmp_path / "c").rglob("*.ckpt"))
+
+
+def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path) -> None:
+    settings = {**SETTINGS, "rank_repeats": 2, "max_steps": 2, "epochs": 1}
+    ref = SebraModule(**settings)
+    _trainer(tmp_path / "ref").fit(ref, datamodule=_dm())
+    assert ref.repeat == 1 and len(ref._repeat_tables) == 2
+    first = SebraModule(**settings)
+    crash_at = ref._repeat_history[0]["step"].max() + 1  # the first epoch of the second Stage 1 run
+    with pytest.raises(Crash):
+        _trainer(tmp_path / "first", CrashAt(int(crash_at))).fit(first, datamodule=_dm())
+    ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)["sebra"]
+    assert saved["repeat"] == 1 and len(saved["repeat_tables"]) == 1 and saved["stage"] == "rank"
+    resumed = SebraModule(**settings)
+    _trainer(tmp_path / "second").fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
+    pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)

@@ -41,6 +41,7 @@ from sebra.ranking import (
     ActiveSetSampler,
     RankingController,
     check_ranking_args,
+    combine_rankings,
     confidence_weighted_loss,
     true_class_prob,
 )
@@ -94,6 +95,11 @@ class SebraModule(BaseMethod):
             other shortcut is still aligned, and learns it; its confidence then grades the early wave by that other
             shortcut (BENCHMARKS.md §7). The paper leaves the within-step order open (the official code keeps
             batch order).
+        rank_repeats: run Stage 1 this many times, each with a fresh ranker, optimizer and draws (seeds ``seed``,
+            ``seed + 1000``, ...), and combine the rankings: within a class, samples are ordered by their mean
+            position percentile (:func:`~sebra.ranking.combine_rankings`). One run's order depends on which
+            shortcut it happened to learn first and on where its elimination waves split; the mean damps that
+            (BENCHMARKS.md §7). Costs ``rank_repeats`` times the Stage 1 time; pair on ``rank_bins`` with it.
         epochs: Stage 2 epochs.
         gap: positives come from rank ``r + gap`` or higher.
         temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
@@ -137,6 +143,7 @@ class SebraModule(BaseMethod):
         unranked: Literal["last", "official"] = "last",
         draws_per_step: int | Literal["active"] | None = None,
         within_step: Literal["elimination", "final"] = "elimination",
+        rank_repeats: int = 1,
         epochs: int = 50,
         gap: int = 5,
         temperature: float = 0.05,
@@ -184,6 +191,8 @@ class SebraModule(BaseMethod):
         if not (draws_per_step is None or draws_per_step == "active"
                 or (isinstance(draws_per_step, int) and draws_per_step >= 1)):
             raise ValueError(f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}")
+        if int(rank_repeats) != rank_repeats or rank_repeats < 1:
+            raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
         self.save_hyperparameters(ignore=["rankings"])
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
         self.stage = RANK if self.given_rankings is None else MITIGATE
@@ -198,6 +207,9 @@ class SebraModule(BaseMethod):
         self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
         self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
+        self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
+        self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
+        self._repeat_history: list[pd.DataFrame] = []
         self._pair_cache: tuple[int, Any] | None = None  # (mitigation epoch, this process's pair table)
         self.step_seconds: list[float] = []
         self.automatic_optimization = False
@@ -234,7 +246,8 @@ class SebraModule(BaseMethod):
         super().setup(stage)
         trainer = self.trainer
         if stage == "fit":
-            need = self.hparams.epochs + (0 if self.given_rankings is not None else self.hparams.max_steps)
+            repeats = int(self.hparams.get("rank_repeats", 1))
+            need = self.hparams.epochs + (0 if self.given_rankings is not None else self.hparams.max_steps * repeats)
             max_epochs = trainer.fit_loop.max_epochs
             if max_epochs is not None and max_epochs != -1 and max_epochs < need:
                 raise ValueError(
@@ -480,6 +493,18 @@ class SebraModule(BaseMethod):
             within = torch.full((len(ctl),), float("nan"))
             within[positions] = p_y.float()
         df = ctl.rankings(within)
+        history = ctl.history_frame().assign(repeat=self.repeat)
+        repeats = int(self.hparams.get("rank_repeats", 1))
+        if repeats > 1:
+            self._repeat_tables.append(df)
+            self._repeat_history.append(history)
+            if self.repeat + 1 < repeats:
+                rank_zero_info(f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
+                               "the next starts from a fresh ranker")
+                self._next_repeat()
+                return
+            df = combine_rankings(self._repeat_tables)
+            history = pd.concat(self._repeat_history, ignore_index=True)
         train = self.datamodule.train_dataset
         extra = train.table.drop(columns=["label"]).set_index("index")
         keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
@@ -490,7 +515,6 @@ class SebraModule(BaseMethod):
         log_dir = self.trainer.log_dir if self._trainer is not None else None
         if log_dir is not None and self.trainer.is_global_zero:
             self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
-            history = ctl.history_frame()
             atomic_write(Path(log_dir) / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
         rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps ({ctl.num_active} never eliminated); "
                        f"Stage 2 (mitigation) starts")
@@ -498,9 +522,29 @@ class SebraModule(BaseMethod):
         if self.stage == DONE:
             self.trainer.should_stop = True
 
+    def _next_repeat(self) -> None:
+        """Start the next Stage 1 run: the ranker re-initialised in place (the optimizer keeps its parameters, its
+        state is cleared), a new elimination controller with its own draw seed."""
+        self.repeat += 1
+        h = self.hparams
+        seed = h.seed + 1000 * self.repeat
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file)
+        self.ranker.load_state_dict(fresh.state_dict())
+        rank_opt = self.optimizers()[0]
+        getattr(rank_opt, "optimizer", rank_opt).state.clear()
+        old = self.controller
+        self.controller = RankingController(
+            old.labels, num_classes=old.num_classes, p_critical=old.p_critical, max_steps=old.max_steps,
+            unranked=old.unranked, indices=old.indices, groups=old.groups, seed=seed)
+
     # --- checkpoints -------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sebra"] = {
+            "repeat": self.repeat,
+            "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
+            "repeat_history": [t.to_dict("list") for t in self._repeat_history],
             "stage": self.stage,
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
@@ -514,6 +558,9 @@ class SebraModule(BaseMethod):
         if state is None:
             return
         self.stage = state["stage"]
+        self.repeat = state.get("repeat", 0)
+        self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
+        self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
         super().on_load_checkpoint(checkpoint)
         if state["controller"] is not None:
             if self.controller is not None:

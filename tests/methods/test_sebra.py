@@ -224,3 +224,20 @@ def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer)
     assert float(loss) == pytest.approx(2.0 * float(expected), rel=1e-5)
     with pytest.raises(ValueError, match="contrastive_weight must be >= 0"):
         SebraModule(**{**TINY, "contrastive_weight": -1.0})
+
+
+def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer, tmp_path):
+    from sebra.ranking import combine_rankings
+
+    model = SebraModule(**{**TINY, "epochs": 0, "rank_repeats": 2})
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    first, second = model._repeat_tables
+    assert not first[["index", "position"]].equals(second[["index", "position"]])  # another ranker and draws
+    expected = combine_rankings([first, second])
+    pd.testing.assert_frame_equal(model.rankings[expected.columns], expected)
+    hist = pd.read_csv(Path(trainer.log_dir) / "ranking_history.csv")
+    assert sorted(hist["repeat"].unique()) == [0, 1]
+    assert trainer.current_epoch == len(hist)  # every ranking step of both runs was one epoch
+    with pytest.raises(ValueError, match="rank_repeats must be an integer >= 1"):
+        SebraModule(**{**TINY, "rank_repeats": 0})
