@@ -65,7 +65,7 @@ def main() -> None:
     data_args = {**cfg["data"]["init_args"], "seed": seed}
     sebra_args = {**cfg["methods"]["sebra"]["init_args"], **settings, "seed": seed}
     if a.rank_only:
-        sebra_args["epochs"] = 0
+        sebra_args["rank_only"] = True
     tag = "_".join(f"{k}-{v}" for k, v in settings.items()) or "shipped"
     out_dir = Path(a.runs_dir) / a.variant / f"{tag}_seed{seed}"
     t0 = time.perf_counter()

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         add("erm", rec, peak, step=e)
     add_mean("erm")
 
-    ranker = TimedSebra(**{**sebra_settings, "max_steps": args.max_steps, "epochs": 0})
+    ranker = TimedSebra(**{**sebra_settings, "max_steps": args.max_steps, "rank_only": True})
     recs, peak = _fit(ranker, dm, args)
     for s, rec in enumerate(recs, start=1):
         add("rank_step", rec, peak, step=s)

@@ -134,10 +134,10 @@ def _fit(argv: list[str]) -> int:
             raise
         return fail(str(_innermost(e)), 2)
     model, trainer = cli.model, cli.trainer
-    if isinstance(model, SebraModule) and model.hparams.epochs == 0:
-        return fail("--model.init_args.epochs 0 trains Stage 1 only and leaves nothing to test; sebra fit needs "
-                    "epochs >= 1 (Stage 2 epochs). For Stage 1 only run `sebra rank` (built-in benchmark) or "
-                    "SebraModule(epochs=0) from Python", 2, traceback=False)
+    if isinstance(model, SebraModule) and model.hparams.get("rank_only"):
+        return fail("--model.init_args.rank_only trains Stage 1 only and leaves nothing to test; for Stage 1 only "
+                    "run `sebra rank` (built-in benchmark) or SebraModule(rank_only=True) from Python", 2,
+                    traceback=False)
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path == "last":
         root = getattr(trainer.logger, "root_dir", None)

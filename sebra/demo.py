@@ -179,7 +179,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     over = parse_settings(a.set)
     L.seed_everything(a.seed, verbose=False)
     dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
-    model = SebraModule(**{**BUILTIN_SEBRA, **over, "epochs": 0, "seed": a.seed})
+    model = SebraModule(**{**BUILTIN_SEBRA, **over, "rank_only": True, "seed": a.seed})
     out = Path(a.out)
     trainer = _trainer(out, "rank")
     t = time.time()

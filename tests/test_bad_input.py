@@ -336,8 +336,9 @@ def test_bar_torch_empty_or_text_file(bar_file, content: bytes, match: str) -> N
 
 # ------------------------------------------------------------------------------------- constructor arguments
 @pytest.mark.parametrize("kwargs, match", [
-    ({"epochs": -1}, r"SebraModule: epochs must be >= 0 \(an integer; Stage 2 epochs; 0 = Stage 1 only\), got -1"),
-    ({"epochs": 2.5}, r"epochs must be >= 0 \(an integer.*got 2.5"),
+    ({"epochs": -1}, r"SebraModule: epochs must be >= 1 \(an integer; Stage 2 epochs\), got -1"),
+    ({"epochs": 0}, r"SebraModule: epochs must be >= 1 \(Stage 2 epochs\), got 0; for Stage 1 only pass rank_only=True"),
+    ({"epochs": 2.5}, r"epochs must be >= 1 \(an integer.*got 2.5"),
     ({"ce_weight": -1}, r"SebraModule: ce_weight must be >= 0 \(a number; the weight lambda .*\), got -1"),
     ({"batch_size": 0}, r"SebraModule: batch_size must be >= 1 or None \(an integer\), got 0"),
     ({"gap": 2.5}, (r"SebraModule: gap must be >= 1 \(an integer; positives come from rank r \+ gap or higher\), "
@@ -355,8 +356,9 @@ def test_sebra_constructor_refuses_with_the_allowed_range(kwargs: dict, match: s
         SebraModule(**{**TINY, **kwargs})
 
 
-def test_epochs_zero_is_stage_one_only_in_python() -> None:
-    assert SebraModule(**{**TINY, "epochs": 0}).hparams.epochs == 0  # what `sebra rank` runs
+def test_stage_one_only_has_its_own_switch() -> None:
+    model = SebraModule(**{**TINY, "rank_only": True})  # what `sebra rank` runs
+    assert model.hparams.epochs == 0 and model.hparams.rank_only
 
 
 @pytest.mark.parametrize("cls, kwargs, match", [
@@ -408,8 +410,8 @@ def _fit_config(tmp_path: Path, crash_at: int | None = None, **model) -> Path:
      r"^sebra fit: error: --model.init_args.gap \(sebra.SebraModule\): Expected a <class 'int'>. Got value: 2.5;"),
     (["--model.init_args.ce_weight", "-1"], r"^sebra fit: error: SebraModule: ce_weight must be >= 0"),
     (["--model.init_args.backbone", "resnet5O"], r"^sebra fit: error: SebraModule: unknown model: backbone"),
-    (["--model.init_args.epochs", "0"], (r"^sebra fit: error: --model.init_args.epochs 0 trains Stage 1 only .*"
-                                        r"epochs >= 1")),
+    (["--model.init_args.epochs", "0"], r"^sebra fit: error: SebraModule: epochs must be >= 1 \(Stage 2 epochs\)"),
+    (["--model.init_args.rank_only", "true"], r"^sebra fit: error: --model.init_args.rank_only trains Stage 1 only"),
     (["--ckpt_path", "nope.ckpt"], r"^sebra fit: error: --ckpt_path nope.ckpt does not exist"),
     (["--ckpt_path", "last"], r"^sebra fit: error: --ckpt_path last: no version_\*/checkpoints/last.ckpt under"),
 ])

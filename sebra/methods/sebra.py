@@ -21,6 +21,7 @@ augmentation generator.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,7 +101,8 @@ class SebraModule(BaseMethod):
             position percentile (:func:`~sebra.ranking.combine_rankings`). One run's order depends on which
             shortcut it happened to learn first and on where its elimination waves split; the mean damps that
             (BENCHMARKS.md §7). Costs ``rank_repeats`` times the Stage 1 time; pair on ``rank_bins`` with it.
-        epochs: Stage 2 epochs.
+        rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
+        epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
         temperature, ce_weight: contrastive temperature and the weight ``lambda`` of the cross-entropy term.
         contrastive_weight: weight of the contrastive term (the paper: 1). ``0`` switches it off: Stage 2 is then
@@ -144,6 +146,7 @@ class SebraModule(BaseMethod):
         draws_per_step: int | Literal["active"] | None = None,
         within_step: Literal["elimination", "final"] = "elimination",
         rank_repeats: int = 1,
+        rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
         temperature: float = 0.05,
@@ -176,7 +179,11 @@ class SebraModule(BaseMethod):
                                      ("within_step", within_step, ("elimination", "final"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        check_args("SebraModule", {"epochs": {"integer": True, "low": 0, "note": "Stage 2 epochs; 0 = Stage 1 only"}},
+        if not rank_only and isinstance(epochs, numbers.Integral) and epochs == 0:
+            raise ValueError("SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "
+                             "rank_only=True (or run `sebra rank`)")
+        check_args("SebraModule", {"epochs": {"integer": True, "low": 0 if rank_only else 1,
+                                              "note": "Stage 2 epochs"}},
                    backbone=backbone, max_steps=max_steps, rank_optimizer=rank_optimizer, rank_lr=rank_lr,
                    rank_momentum=rank_momentum, rank_weight_decay=rank_weight_decay, epochs=epochs, gap=gap,
                    temperature=temperature, ce_weight=ce_weight, optimizer=optimizer, lr=lr, momentum=momentum,
@@ -194,6 +201,8 @@ class SebraModule(BaseMethod):
         if int(rank_repeats) != rank_repeats or rank_repeats < 1:
             raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
         self.save_hyperparameters(ignore=["rankings"])
+        if rank_only:
+            self.hparams.epochs = 0  # Stage 1, then done
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
         self.stage = RANK if self.given_rankings is None else MITIGATE
         self.controller: RankingController | None = None

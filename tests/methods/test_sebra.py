@@ -39,7 +39,7 @@ def test_fit_runs_both_stages_and_writes_rankings(tiny_dm, make_trainer, tmp_pat
 
 def test_same_seed_same_rankings(make_trainer):
     def ranks():
-        model = SebraModule(**{**TINY, "epochs": 0})
+        model = SebraModule(**{**TINY, "rank_only": True})
         make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=TinyDataModule())
         return model.rankings
 
@@ -152,7 +152,7 @@ def test_draws_per_step_setting(draws, bad, tiny_dm, make_trainer):
         with pytest.raises(ValueError, match="draws_per_step"):
             SebraModule(**{**TINY, "draws_per_step": draws})
         return
-    model = SebraModule(**{**TINY, "draws_per_step": draws, "epochs": 0, "p_critical": 0.999999, "max_steps": 2})
+    model = SebraModule(**{**TINY, "draws_per_step": draws, "rank_only": True, "p_critical": 0.999999, "max_steps": 2})
     seen = []
     model.on_train_batch_start = lambda batch, i: seen.append(len(batch["label"]))
     make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
@@ -193,7 +193,7 @@ def test_binned_pairing_draws_gap_plus_one_tenths_of_positives_from_the_top_bin(
 
 
 def test_within_step_final_orders_each_step_by_the_final_network(tiny_dm, make_trainer):
-    model = SebraModule(**{**TINY, "epochs": 0, "within_step": "final"})
+    model = SebraModule(**{**TINY, "rank_only": True, "within_step": "final"})
     make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
     df = model.rankings
     assert df["p_final"].between(0, 1).all()  # every training sample scored by the final ranker
@@ -229,7 +229,7 @@ def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer)
 def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer, tmp_path):
     from sebra.ranking import combine_rankings
 
-    model = SebraModule(**{**TINY, "epochs": 0, "rank_repeats": 2})
+    model = SebraModule(**{**TINY, "rank_only": True, "rank_repeats": 2})
     trainer = make_trainer()
     trainer.fit(model, datamodule=tiny_dm)
     first, second = model._repeat_tables
