@@ -48,7 +48,7 @@ import pandas as pd
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from sebra.export import atomic_write
+from sebra.export import atomic_write, read_csv_file
 from sebra.methods.base import SelectionCheckpoint
 
 __all__ = [
@@ -393,15 +393,19 @@ def _record_quality(recorder: Any, train: Any, level_scores: Callable) -> pd.Dat
 
 
 def _best_epoch_values(quality: pd.DataFrame, best_record: Callable) -> dict[str, float]:
+    """The best recorded epoch per level scheme present (a data set with one or three bias attributes has only the
+    3-level scores); ``rank_optimizer_steps`` and ``seconds`` of the first scheme's best epoch."""
     records = quality.to_dict("records")
     out: dict[str, float] = {}
     for suffix in ("", "_3"):
         key = f"kendall_tau_b{suffix}"
+        if key not in quality.columns:
+            continue
         rec, _ = best_record(records, lambda r, key=key: r[key])
         out[f"kendall_tau_b{suffix}"] = rec[f"kendall_tau_b{suffix}"]
         out[f"weighted_tau{suffix}"] = rec[f"weighted_tau{suffix}"]
         out[f"best_epoch{suffix}"] = float(rec["epoch"])
-        if suffix == "":
+        if "rank_optimizer_steps" not in out:
             out["rank_optimizer_steps"] = float(rec["step"])
             out["seconds"] = float(rec["seconds"])
     return out
@@ -412,7 +416,7 @@ def same_budget_rows(quality: pd.DataFrame, method: str, seed: int, budget: floa
     from sebra.rankers import record_at_budget
 
     rec = record_at_budget(quality.to_dict("records"), round(budget))
-    values = {k: rec[k] for k in TAU_METRICS}
+    values = {k: rec[k] for k in TAU_METRICS if k in rec}  # the schemes the data set's attributes allow
     values.update(epoch=float(rec["epoch"]), rank_optimizer_steps=float(rec["step"]), budget_steps=float(budget),
                   seconds=float(rec["seconds"]))
     return _rows(f"{method}_conf_same_budget", seed, values)
@@ -424,7 +428,8 @@ def read_results(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(COLUMNS, ("object", "int64", "object", "float64"))})
-    df = pd.read_csv(path)
+    df = read_csv_file(path, "the header method,seed,metric,value and one row per result", BenchError,
+                       kind="results file")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchError(f"{path}: results file lacks the column(s) {missing}; expected {list(COLUMNS)}")

@@ -255,3 +255,26 @@ def test_update_markdown_block(tmp_path: Path) -> None:
     md.write_text("<!-- bench:toy:start -->\n")
     with pytest.raises(BenchError, match="found 1 and 0"):
         update_markdown_block(md, "toy", "x")
+
+
+def test_confidence_ranker_rows_with_only_the_three_level_scheme() -> None:
+    """One or three bias attributes give only 3-level scores: the ERM-confidence rows keep what exists."""
+    from sebra.bench import _best_epoch_values, same_budget_rows
+    from sebra.rankers import best_record
+
+    q = pd.DataFrame({"epoch": [1, 2, 3], "step": [2, 4, 6], "seconds": [1.0, 2.0, 3.0],
+                      "kendall_tau_b_3": [0.3, 0.9, 0.1], "weighted_tau_3": [0.3, 0.8, 0.1]})
+    best = _best_epoch_values(q, best_record)
+    assert best["kendall_tau_b_3"] == 0.9 and best["best_epoch_3"] == 2.0 and best["rank_optimizer_steps"] == 4.0
+    assert "kendall_tau_b" not in best
+    rows = {r["metric"]: r["value"] for r in same_budget_rows(q, "erm", 0, 6)}
+    assert rows["kendall_tau_b_3"] == 0.1 and "kendall_tau_b" not in rows
+
+
+@pytest.mark.parametrize("content, match", [("", "is empty"), ("method,seed\n\"unclosed,1\n", "results file")])
+def test_read_results_names_an_empty_or_corrupt_file(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "res.csv"
+    path.write_text(content)
+    with pytest.raises(BenchError, match=match) as e:
+        read_results(path)
+    assert str(path) in str(e.value)
