@@ -26,7 +26,7 @@ from sebra.bench import quiet_lightning
 from sebra.bench_family import family_config
 from sebra.datasets.family import FamilyDataModule, variant
 from sebra.demo import parse_settings, ranking_summary
-from sebra.export import atomic_write
+from sebra.export import append_record
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
 
@@ -94,10 +94,7 @@ def main() -> None:
     record["eliminated"] = " ".join(str(h["eliminated"]) for h in model.controller.history)
     record["seconds"] = time.perf_counter() - t0
     print(json.dumps(record))
-    out = Path(a.out)
-    table = pd.concat([pd.read_csv(out), pd.DataFrame([record])]) if out.exists() else pd.DataFrame([record])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    append_record(a.out, record)
 
 
 if __name__ == "__main__":

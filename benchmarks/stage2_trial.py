@@ -16,12 +16,11 @@ import json
 from pathlib import Path
 
 import lightning as L
-import pandas as pd
 import torch
 
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.demo import fit_method, parse_settings, ranking_summary
-from sebra.export import atomic_write
+from sebra.export import append_record
 from sebra.methods import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
 
@@ -48,10 +47,7 @@ def main() -> None:
     record = {"rankings": a.rankings or "(stage 1 run)", "settings": json.dumps(settings, sort_keys=True),
               "seed": seed, **row}
     print(json.dumps(record))
-    out = Path(a.out)
-    table = pd.concat([pd.read_csv(out), pd.DataFrame([record])]) if out.exists() else pd.DataFrame([record])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    append_record(a.out, record)
 
 
 if __name__ == "__main__":

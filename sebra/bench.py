@@ -641,12 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             for m, s in todo:
                 print(f"  {m} seed {s}")
             return 0
-        if args.threads is not None:
-            if args.threads < 1:
-                raise BenchError(f"--threads must be >= 1, got {args.threads}")
-            import torch
-
-            torch.set_num_threads(args.threads)
+        _set_threads(args.threads)
         run_bench(cfg, methods, seeds, out=out, ranking_out=ranking_out, runs_dir=Path(args.runs_dir),
                   dataset=args.dataset, keep_going=args.keep_going, progress=not args.no_progress)
     except (BenchError, FileNotFoundError) as e:
@@ -663,6 +658,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
     print(f"sebra bench: results in {out}, ranking table in {ranking_out}", file=sys.stderr)
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise BenchError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _family_main(args: argparse.Namespace) -> int:
@@ -693,12 +697,7 @@ def _family_main(args: argparse.Namespace) -> int:
                 todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
                 print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
             return 0
-        if args.threads is not None:
-            if args.threads < 1:
-                raise BenchError(f"--threads must be >= 1, got {args.threads}")
-            import torch
-
-            torch.set_num_threads(args.threads)
+        _set_threads(args.threads)
         run_family(cfg, methods, seeds, names, out=out, runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench"
                                                                             else "runs/family"),
                    lane=args.lane, keep_going=args.keep_going, progress=not args.no_progress)

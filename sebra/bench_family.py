@@ -33,7 +33,8 @@ DATA_CLASS = "sebra.datasets.family.FamilyDataModule"
 
 def family_config(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
     """``cfg`` with its data module replaced by the variant's (data arguments the family module lacks are dropped)."""
-    from sebra.datasets.family import FamilyDataModule, variant as lookup
+    from sebra.datasets.family import FamilyDataModule
+    from sebra.datasets.family import variant as lookup
 
     lookup(variant)  # unknown names fail here, with the list of registered ones
     out = copy.deepcopy(cfg)

@@ -10,7 +10,6 @@ labels anywhere: the practitioner's protocol), beside the paper's ``val_wga``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,7 +58,7 @@ def check_targets(fam: pd.DataFrame, role: str = "heldout", method: str = "sebra
     s = heldout_summary(fam, role).set_index(["method", "metric"])["mean"]
     vm = variant_means(fam)
     names = sorted(set(vm.loc[vm["role"] == role, "variant"]))
-    g = lambda m, k: float(s.get((m, k), np.nan))  # noqa: E731
+    g = lambda m, k: float(s.get((m, k), np.nan))
     out: list[tuple[str, str, bool | None]] = []
 
     def add(target: str, measured: str, ok: float | bool) -> None:

@@ -25,6 +25,7 @@ from pandas.api.types import is_bool_dtype, is_integer_dtype
 
 __all__ = [
     "RANKING_COLUMNS",
+    "append_record",
     "atomic_write",
     "check_ranking_values",
     "check_rankings",
@@ -323,3 +324,13 @@ def load_rankings(path: str | Path) -> pd.DataFrame:
     if "path" in df.columns:
         df["path"] = df["path"].astype(str)
     return df
+
+
+def append_record(path: str | Path, record: dict) -> Path:
+    """Add one row (a trial's settings and results) to a CSV table, creating it if needed; rewritten atomically,
+    so a killed trial never leaves the table half-written. Columns are the union of the rows'."""
+    path = Path(path)
+    row = pd.DataFrame([record])
+    table = pd.concat([pd.read_csv(path), row], ignore_index=True) if path.exists() else row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -145,6 +145,29 @@ def _folder(label: int, bg: int, co: int) -> str:
     return f"obj-{NAMES[label]}_bg-{NAMES[bg]}_co_occur_obj-{NAMES[co]}"
 
 
+def write_splits(tmp: Path, data: dict[str, dict[str, np.ndarray]], ratio: float) -> None:
+    """Write rendered splits (:func:`render_builtin`'s layout) under ``tmp/urbancars/`` as UrbanCars' folders and
+    JPEG files, with ``animals_<split>.csv`` beside them; shared by every generated benchmark."""
+    ratio_dir = {"train": f"bg-{ratio}_co_occur_obj-{ratio}", "val": "bg-0.5_co_occur_obj-0.5",
+                 "test": "bg-0.5_co_occur_obj-0.5"}
+    for split, d in data.items():
+        base = tmp / "urbancars" / ratio_dir[split] / split
+        for lab in (0, 1):
+            for bg in (0, 1):
+                for co in (0, 1):
+                    (base / _folder(lab, bg, co)).mkdir(parents=True, exist_ok=True)
+        counters: dict[str, int] = {}
+        animals = []
+        for img, lab, bg, co, an in zip(d["images"], d["label"], d["bg"], d["coobj"], d["animal"]):
+            folder = _folder(int(lab), int(bg), int(co))
+            k = counters.get(folder, 0)
+            counters[folder] = k + 1
+            name = f"{k:03d}.jpg"
+            Image.fromarray(img).save(base / folder / name, quality=95, subsampling=0)
+            animals.append(f"{split}/{folder}/{name},{ANIMAL_CLASSES[int(an)]}")
+        (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
+
+
 def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     """Render and write the benchmark under ``root/urbancars/`` in UrbanCars' layout; returns ``root``.
 
@@ -155,24 +178,7 @@ def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".builtin-", dir=root))
     try:
-        ratio_dir = {"train": f"bg-{spec.ratio}_co_occur_obj-{spec.ratio}", "val": "bg-0.5_co_occur_obj-0.5",
-                     "test": "bg-0.5_co_occur_obj-0.5"}
-        for split, d in data.items():
-            base = tmp / "urbancars" / ratio_dir[split] / split
-            for lab in (0, 1):
-                for bg in (0, 1):
-                    for co in (0, 1):
-                        (base / _folder(lab, bg, co)).mkdir(parents=True, exist_ok=True)
-            counters: dict[str, int] = {}
-            animals = []
-            for img, lab, bg, co, an in zip(d["images"], d["label"], d["bg"], d["coobj"], d["animal"]):
-                folder = _folder(int(lab), int(bg), int(co))
-                k = counters.get(folder, 0)
-                counters[folder] = k + 1
-                name = f"{k:03d}.jpg"
-                Image.fromarray(img).save(base / folder / name, quality=95, subsampling=0)
-                animals.append(f"{split}/{folder}/{name},{ANIMAL_CLASSES[int(an)]}")
-            (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
+        write_splits(tmp, data, spec.ratio)
         (tmp / "builtin.json").write_text(json.dumps(asdict(spec), indent=1))
         target = root / "urbancars"
         if target.exists():

@@ -35,7 +35,7 @@ from PIL import Image, ImageFilter
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
 from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.builtin import _SYMBOL_COLOURS, _SYMBOL_SIZE, _TINTS, _cells, _folder, _symbol
+from sebra.datasets.builtin import _SYMBOL_COLOURS, _SYMBOL_SIZE, _TINTS, _cells, _symbol, write_splits
 from sebra.datasets.datamodule import Augment
 from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
 
@@ -213,24 +213,7 @@ def write_variant(root: str | Path, spec: VariantSpec) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".variant-", dir=root))
     try:
-        ratio_dir = {"train": f"bg-{spec.ratio}_co_occur_obj-{spec.ratio}", "val": "bg-0.5_co_occur_obj-0.5",
-                     "test": "bg-0.5_co_occur_obj-0.5"}
-        for split, d in data.items():
-            base = tmp / "urbancars" / ratio_dir[split] / split
-            for lab in (0, 1):
-                for a in (0, 1):
-                    for b in (0, 1):
-                        (base / _folder(lab, a, b)).mkdir(parents=True, exist_ok=True)
-            counters: dict[str, int] = {}
-            animals = []
-            for img, lab, a, b, an in zip(d["images"], d["label"], d["bg"], d["coobj"], d["animal"]):
-                folder = _folder(int(lab), int(a), int(b))
-                k = counters.get(folder, 0)
-                counters[folder] = k + 1
-                name = f"{k:03d}.jpg"
-                Image.fromarray(img).save(base / folder / name, quality=95, subsampling=0)
-                animals.append(f"{split}/{folder}/{name},{ANIMAL_CLASSES[int(an)]}")
-            (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
+        write_splits(tmp, data, spec.ratio)
         (tmp / "variant.json").write_text(json.dumps(spec.data_key(), indent=1))
         for p in tmp.iterdir():
             dest = root / p.name

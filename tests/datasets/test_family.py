@@ -23,7 +23,7 @@ from sebra.datasets.family import (
     write_variant,
 )
 
-SMALL = dict(counts_train=(12, 3, 2, 1), per_cell_eval=2)
+SMALL = {"counts_train": (12, 3, 2, 1), "per_cell_eval": 2}
 
 
 def _small(a: str = "border", b: str = "stripes", **kw) -> VariantSpec:

@@ -160,3 +160,14 @@ def test_duplicate_index_rejected(tmp_path):
 def test_missing_file_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_rankings(tmp_path / "nope.csv")
+
+
+def test_append_record_adds_rows_with_the_union_of_columns(tmp_path):
+    from sebra.export import append_record
+
+    path = tmp_path / "sub" / "trials.csv"
+    append_record(path, {"a": 1, "b": "x"})
+    append_record(path, {"a": 2, "c": 0.5})
+    df = pd.read_csv(path)
+    assert df["a"].tolist() == [1, 2] and df["b"].tolist()[0] == "x" and df["c"].tolist()[1] == 0.5
+    assert [p.name for p in path.parent.iterdir()] == ["trials.csv"]  # no temporary left behind
