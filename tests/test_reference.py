@@ -77,8 +77,6 @@ def test_packaged_reference_matches_the_bench_results() -> None:
     assert shipped[["method", "metric", "seeds"]].values.tolist() == expected[["method", "metric", "seeds"]].values.tolist()
     assert shipped["mean"].to_numpy() == pytest.approx(expected["mean"].to_numpy(), abs=1e-4)
     assert shipped["std"].to_numpy() == pytest.approx(expected["std"].to_numpy(), abs=1e-4)
-    sebra = shipped.set_index(["method", "metric"]).loc["sebra"]
-    assert (round(sebra.loc["worst_group_acc", "mean"], 1), round(sebra.loc["worst_group_acc", "std"], 1)) == (61.9, 5.4)
 
 
 def test_demo_prints_the_reference_table(tmp_path: Path) -> None:
@@ -121,4 +119,7 @@ def test_demo_reference_handles_a_missing_or_broken_file(tmp_path: Path) -> None
 
 def test_demo_prints_the_shipped_reference() -> None:
     text = reference_text()
-    assert "61.9 ± 5.4" in text and "10.9 ± 3.3" in text
+    ref = pd.read_csv(REFERENCE_FILE).set_index(["method", "metric"])
+    for method in ("sebra", "erm"):  # the packaged numbers, as the demo formats them
+        mean, std = ref.loc[(method, "worst_group_acc"), ["mean", "std"]]
+        assert f"{mean:.1f} ± {std:.1f}" in text
