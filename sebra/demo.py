@@ -39,8 +39,8 @@ def _trainer(out: Path, name: str) -> L.Trainer:
 def ranking_summary(rankings: pd.DataFrame, dm: BuiltinDataModule) -> dict[str, float]:
     """Kendall tau-b and weighted tau of a ranking against the benchmark's 4- and 3-level ground truth."""
     bias = dm.bias
-    labels = torch.as_tensor(rankings["label"].to_numpy())
-    attrs = torch.as_tensor(rankings[list(bias.attr_names)].to_numpy())
+    labels = torch.tensor(rankings["label"].to_numpy())  # a copy: pandas may hand out read-only arrays
+    attrs = torch.tensor(rankings[list(bias.attr_names)].to_numpy())
     out = {}
     for scheme in (4, 3):
         q = ranking_quality(rankings, bias.levels(labels, attrs, scheme).numpy())
@@ -186,9 +186,10 @@ def rank_main(argv: list[str] | None = None) -> int:
     trainer.fit(model, datamodule=dm)
     path = save_rankings(model.rankings, out / "rankings.csv")
     q = ranking_summary(model.rankings, dm)
-    hist = model.controller.history_frame()
-    print(f"Stage 1: {model.controller.step} ranking steps in {time.time() - t:.0f} s; eliminated per step: "
-          f"{hist['eliminated'].tolist()}; never eliminated: {model.controller.num_active}")
+    runs = model._repeat_history or [model.controller.history_frame()]
+    steps = "; ".join(str(h["eliminated"].tolist()) for h in runs)
+    print(f"Stage 1: {len(runs)} run(s), {sum(len(h) for h in runs)} ranking steps in {time.time() - t:.0f} s; "
+          f"eliminated per step: {steps}; never eliminated: {model.controller.num_active}")
     print("ranking quality (4 levels): tau-b {kendall_tau_b:.3f}, weighted tau {weighted_tau:.3f}; "
           "(3 levels): tau-b {kendall_tau_b_3:.3f}".format(**q))
     print(f"rankings: {path}")

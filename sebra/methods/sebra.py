@@ -525,8 +525,9 @@ class SebraModule(BaseMethod):
         if log_dir is not None and self.trainer.is_global_zero:
             self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
             atomic_write(Path(log_dir) / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
-        rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps ({ctl.num_active} never eliminated); "
-                       f"Stage 2 (mitigation) starts")
+        runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
+        rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
+                       + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else ""))
         self.stage = MITIGATE if self.hparams.epochs > 0 else DONE
         if self.stage == DONE:
             self.trainer.should_stop = True
