@@ -619,31 +619,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.family:
-        return _family_main(args)
+        return _as_command(lambda: _family_run(args))
     if args.dataset is None:
         parser.error("--dataset is required (or --family)")
+    return _as_command(lambda: _dataset_run(args))
+
+
+def _as_command(run: Callable[[], int | str]) -> int:
+    """Run one ``sebra bench`` entry point: a bad config or input is one line and exit 2, an interruption 130, failed
+    runs (``--keep-going``) 1; a returned text is the closing message (exit 0), a returned number the exit status."""
     try:
-        config = Path(args.config) if args.config else default_config(args.dataset)
-        cfg = load_config(config)
-        if cfg.get("dataset") not in (None, args.dataset):
-            raise BenchError(f"{config}: dataset is {cfg['dataset']!r} but --dataset is {args.dataset!r}")
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
-        seeds = parse_seeds(args.seeds)
-        out = Path(args.out or f"benchmarks/results/{args.dataset}.csv")
-        ranking_out = Path(args.ranking_out or out.parent / f"ranking_{args.dataset}.csv")
-        if args.dry_run:
-            missing = [m for m in methods if m not in cfg["methods"]]
-            if missing:
-                raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
-            done = completed_runs(read_results(out))
-            todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
-            print(f"{len(todo)} of {len(seeds) * len(methods)} run(s) to do -> {out}")
-            for m, s in todo:
-                print(f"  {m} seed {s}")
-            return 0
-        _set_threads(args.threads)
-        run_bench(cfg, methods, seeds, out=out, ranking_out=ranking_out, runs_dir=Path(args.runs_dir),
-                  dataset=args.dataset, keep_going=args.keep_going, progress=not args.no_progress)
+        done = run()
     except (BenchError, FileNotFoundError) as e:
         print(f"sebra bench: {e}", file=sys.stderr)
         return 2
@@ -656,8 +642,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sebra bench: {e}", file=sys.stderr)
             return 1
         raise
-    print(f"sebra bench: results in {out}, ranking table in {ranking_out}", file=sys.stderr)
+    if isinstance(done, int):
+        return done
+    print(f"sebra bench: {done}", file=sys.stderr)
     return 0
+
+
+def _dataset_run(args: argparse.Namespace) -> int | str:
+    config = Path(args.config) if args.config else default_config(args.dataset)
+    cfg = load_config(config)
+    if cfg.get("dataset") not in (None, args.dataset):
+        raise BenchError(f"{config}: dataset is {cfg['dataset']!r} but --dataset is {args.dataset!r}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out or f"benchmarks/results/{args.dataset}.csv")
+    ranking_out = Path(args.ranking_out or out.parent / f"ranking_{args.dataset}.csv")
+    if args.dry_run:
+        missing = [m for m in methods if m not in cfg["methods"]]
+        if missing:
+            raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
+        done = completed_runs(read_results(out))
+        todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
+        print(f"{len(todo)} of {len(seeds) * len(methods)} run(s) to do -> {out}")
+        for m, s in todo:
+            print(f"  {m} seed {s}")
+        return 0
+    _set_threads(args.threads)
+    run_bench(cfg, methods, seeds, out=out, ranking_out=ranking_out, runs_dir=Path(args.runs_dir),
+              dataset=args.dataset, keep_going=args.keep_going, progress=not args.no_progress)
+    return f"results in {out}, ranking table in {ranking_out}"
 
 
 def _set_threads(threads: int | None) -> None:
@@ -669,47 +682,38 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _family_main(args: argparse.Namespace) -> int:
+def _family_run(args: argparse.Namespace) -> int | str:
     from sebra.bench_family import run_family
     from sebra.datasets.family import variants as registered
 
-    try:
-        config = Path(args.config) if args.config else default_config("builtin")
-        cfg = load_config(config)
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
-        names = ([v.strip() for v in args.variants.split(",") if v.strip()] if args.variants
-                 else registered(args.role))
-        unknown = [v for v in names if v not in registered()]
-        if unknown:
-            raise BenchError(f"--variants: unknown variant(s) {unknown}; registered: {', '.join(registered())}")
-        missing = [m for m in methods if m not in cfg["methods"]]
-        if missing:
-            raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
-        if not args.lane.replace("-", "").replace("_", "").isalnum():
-            raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
-        seeds = parse_seeds(args.seeds)
-        out = Path(args.out or "benchmarks/results/family.csv")
-        if args.dry_run:
-            from sebra.bench_family import lane_file
+    config = Path(args.config) if args.config else default_config("builtin")
+    cfg = load_config(config)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+    names = ([v.strip() for v in args.variants.split(",") if v.strip()] if args.variants
+             else registered(args.role))
+    unknown = [v for v in names if v not in registered()]
+    if unknown:
+        raise BenchError(f"--variants: unknown variant(s) {unknown}; registered: {', '.join(registered())}")
+    missing = [m for m in methods if m not in cfg["methods"]]
+    if missing:
+        raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
+    if not args.lane.replace("-", "").replace("_", "").isalnum():
+        raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out or "benchmarks/results/family.csv")
+    if args.dry_run:
+        from sebra.bench_family import lane_file
 
-            for v in names:
-                done = completed_runs(read_results(lane_file(out, v, args.lane)))
-                todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
-                print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
-            return 0
-        _set_threads(args.threads)
-        run_family(cfg, methods, seeds, names, out=out, runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench"
-                                                                            else "runs/family"),
-                   lane=args.lane, keep_going=args.keep_going, progress=not args.no_progress)
-    except (BenchError, FileNotFoundError) as e:
-        print(f"sebra bench: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sebra bench: interrupted; finished runs are saved, run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    print(f"sebra bench: results in {out}", file=sys.stderr)
-    return 0
+        for v in names:
+            done = completed_runs(read_results(lane_file(out, v, args.lane)))
+            todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
+            print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
+        return 0
+    _set_threads(args.threads)
+    run_family(cfg, methods, seeds, names, out=out, runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench"
+                                                                        else "runs/family"),
+               lane=args.lane, keep_going=args.keep_going, progress=not args.no_progress)
+    return f"results in {out}"
 
 
 if __name__ == "__main__":
