@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
+from sebra.datasets.animal_mnist import ANIMAL_CLASSES
 from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.datasets.datamodule import Augment
 from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
@@ -89,50 +89,21 @@ def _cells(counts: tuple[int, ...]) -> list[tuple[int, int, int]]:
 
 
 def render_builtin(spec: BuiltinSpec = BuiltinSpec()) -> dict[str, dict[str, np.ndarray]]:
-    """Render the benchmark in memory.
+    """Render the benchmark in memory: the family's renderer with the built-in shortcuts (tint = A, symbol = B).
 
     Returns:
         ``{split: {"images": uint8 [N, S, S, 3], "label", "bg", "coobj", "animal": int64 [N]}}`` for train/val/test.
     """
-    images, animals = load_animal_mnist()
-    rng = np.random.default_rng(spec.seed)
-    s = spec.image_size
-    out: dict[str, dict[str, list]] = {k: {"images": [], "label": [], "bg": [], "coobj": [], "animal": []}
-                                       for k in ("train", "val", "test")}
-    eval_cells = [(spec.per_cell_eval, b, c) for b in (1, 0) for c in (1, 0)]
-    for label, names in enumerate(GROUPS_OF_ANIMALS):
-        ids = [ANIMAL_CLASSES.index(n) for n in names]
-        # Interleave the five animals so every split and cell gets an even mix of them.
-        per_animal = [rng.permutation(np.flatnonzero(animals == a)) for a in ids]
-        order = np.stack(per_animal, axis=1).reshape(-1)
-        start = 0
-        for split, cells in (("val", eval_cells), ("test", eval_cells), ("train", _cells(spec.counts_train))):
-            for n, bg_al, co_al in cells:
-                take = order[start:start + n]
-                start += n
-                bg = label if bg_al else 1 - label
-                co = label if co_al else 1 - label
-                for i in take:
-                    out[split]["images"].append(_render_one(images[i], bg, co, s, spec, rng))
-                    out[split]["label"].append(label)
-                    out[split]["bg"].append(bg)
-                    out[split]["coobj"].append(co)
-                    out[split]["animal"].append(int(animals[i]))
-        if start > len(order):
-            raise ValueError(f"class {label} needs {start} images but has {len(order)}")
-    return {k: {f: np.stack(v) if f == "images" else np.asarray(v, dtype=np.int64) for f, v in d.items()}
-            for k, d in out.items()}
+    from sebra.datasets.family import (  # the family builds on this module
+        Shortcut,
+        VariantSpec,
+        render_variant,
+    )
 
-
-def _render_one(sil: np.ndarray, bg: int, co: int, size: int, spec: BuiltinSpec, rng: np.random.Generator) -> np.ndarray:
-    img = Image.fromarray(sil).resize((size - 4, size - 4), Image.BILINEAR) if size != 32 else Image.fromarray(sil)
-    m = np.asarray(img, dtype=np.float32) / 255.0
-    m = np.pad(m, ((2, 2), (2, 2)))[:size, :size]
-    tint = np.clip(_TINTS[bg] + rng.normal(0, spec.tint_jitter, 3), 0, 1) * spec.tint
-    x = m[..., None] * np.ones(3, np.float32) + (1 - m[..., None]) * tint
-    k = _SYMBOL_SIZE
-    x[1:1 + k, 1:1 + k][_symbol(co) > 0] = _SYMBOL_COLOURS[co] * spec.symbol
-    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return render_variant(VariantSpec(
+        "builtin", Shortcut("tint", spec.tint), Shortcut("symbol", spec.symbol), grouping="large_small",
+        seed=spec.seed, image_size=spec.image_size, tint_jitter=spec.tint_jitter, ratio=spec.ratio,
+        counts_train=spec.counts_train, per_cell_eval=spec.per_cell_eval))
 
 
 def default_root() -> Path:
