@@ -139,21 +139,17 @@ def write_splits(tmp: Path, data: dict[str, dict[str, np.ndarray]], ratio: float
         (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
 
 
-def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
-    """Render and write the benchmark under ``root/urbancars/`` in UrbanCars' layout; returns ``root``.
-
-    Written into a temporary folder and renamed into place, so an interrupted run leaves nothing half-written.
-    """
+def write_generated(root: str | Path, data: dict[str, dict[str, np.ndarray]], ratio: float, meta_name: str,
+                    meta: dict) -> Path:
+    """Write rendered splits under ``root/urbancars/`` (:func:`write_splits`) with ``root/<meta_name>`` recording
+    what they were made from; everything is written into a temporary folder and renamed into place, so an
+    interrupted run leaves nothing half-written. Returns ``root``."""
     root = Path(root)
-    data = render_builtin(spec)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".builtin-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=".generated-", dir=root))
     try:
-        write_splits(tmp, data, spec.ratio)
-        (tmp / "builtin.json").write_text(json.dumps(asdict(spec), indent=1))
-        target = root / "urbancars"
-        if target.exists():
-            shutil.rmtree(target)
+        write_splits(tmp, data, ratio)
+        (tmp / meta_name).write_text(json.dumps(meta, indent=1))
         for p in tmp.iterdir():
             dest = root / p.name
             if dest.exists():
@@ -164,17 +160,26 @@ def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     return root
 
 
+def is_generated(root: Path, meta_name: str, meta: dict) -> bool:
+    """Whether ``root`` already holds generated data made from ``meta`` (compared as JSON)."""
+    path = root / meta_name
+    if not (path.exists() and (root / "urbancars").is_dir()):
+        return False
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(meta))
+    except json.JSONDecodeError:
+        return False
+
+
+def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
+    """Render and write the benchmark under ``root/urbancars/`` in UrbanCars' layout (atomically); returns ``root``."""
+    return write_generated(root, render_builtin(spec), spec.ratio, "builtin.json", asdict(spec))
+
+
 def ensure_builtin(root: str | Path | None = None, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     """Write the benchmark under ``root`` unless the same spec is already there; returns ``root``."""
     root = Path(root) if root is not None else default_root()
-    meta = root / "builtin.json"
-    if meta.exists() and (root / "urbancars").is_dir():
-        try:
-            if json.loads(meta.read_text()) == json.loads(json.dumps(asdict(spec))):
-                return root
-        except json.JSONDecodeError:
-            pass
-    return write_builtin(root, spec)
+    return root if is_generated(root, "builtin.json", asdict(spec)) else write_builtin(root, spec)
 
 
 class BuiltinDataModule(UrbanCarsDataModule):

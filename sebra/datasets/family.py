@@ -23,10 +23,7 @@ Which variants tune settings and which only evaluate is fixed in :data:`VARIANTS
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,7 +39,8 @@ from sebra.datasets.builtin import (
     GROUPS_OF_ANIMALS,
     _cells,
     _symbol,
-    write_splits,
+    is_generated,
+    write_generated,
 )
 from sebra.datasets.datamodule import Augment
 from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
@@ -216,21 +214,7 @@ def render_variant(spec: VariantSpec) -> dict[str, dict[str, np.ndarray]]:
 
 def write_variant(root: str | Path, spec: VariantSpec) -> Path:
     """Render and write a variant under ``root/urbancars/`` in UrbanCars' layout (atomically); returns ``root``."""
-    root = Path(root)
-    data = render_variant(spec)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".variant-", dir=root))
-    try:
-        write_splits(tmp, data, spec.ratio)
-        (tmp / "variant.json").write_text(json.dumps(spec.data_key(), indent=1))
-        for p in tmp.iterdir():
-            dest = root / p.name
-            if dest.exists():
-                dest.unlink() if dest.is_file() else shutil.rmtree(dest)
-            os.replace(p, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_generated(root, render_variant(spec), spec.ratio, "variant.json", spec.data_key())
 
 
 def default_root(name: str) -> Path:
@@ -242,14 +226,7 @@ def default_root(name: str) -> Path:
 def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
     """Write the variant under ``root`` unless the same data is already there; returns ``root``."""
     root = Path(root) if root is not None else default_root(spec.name)
-    meta = root / "variant.json"
-    if meta.exists() and (root / "urbancars").is_dir():
-        try:
-            if json.loads(meta.read_text()) == json.loads(json.dumps(spec.data_key())):
-                return root
-        except json.JSONDecodeError:
-            pass
-    return write_variant(root, spec)
+    return root if is_generated(root, "variant.json", spec.data_key()) else write_variant(root, spec)
 
 
 # --------------------------------------------------------------------------------------------------- registry
