@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean-venv
+.PHONY: demo test test-slow lint format bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check sebra tests benchmarks
+	$(BIN)/ruff format --check sebra tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix sebra tests benchmarks
+	$(BIN)/ruff format sebra tests benchmarks
 
 clean-venv:
 	rm -rf $(VENV)

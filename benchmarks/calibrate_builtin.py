@@ -32,20 +32,38 @@ class _CoreDataModule(BuiltinDataModule):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self.spec = BuiltinSpec(seed=self.spec.seed, tint=self.spec.tint, symbol=self.spec.symbol, ratio=0.5,
-                                counts_train=(1000, 1000, 1000, 1000))
+        self.spec = BuiltinSpec(
+            seed=self.spec.seed,
+            tint=self.spec.tint,
+            symbol=self.spec.symbol,
+            ratio=0.5,
+            counts_train=(1000, 1000, 1000, 1000),
+        )
 
 
 def run(kind: str, seed: int, epochs: int, root: Path, backbone: str, tint: float, symbol: float) -> dict:
     L.seed_everything(seed, verbose=False)
     cls = _CoreDataModule if kind == "core" else BuiltinDataModule
     dm = cls(root=str(root / ("core" if kind == "core" else "biased")), tint=tint, symbol=symbol)
-    model = ERMModule(backbone=backbone, epochs=epochs, optimizer="adamw", lr=1e-3, weight_decay=0.05,
-                      sampling="group_balanced" if kind == "oracle" else "uniform", seed=seed)
+    model = ERMModule(
+        backbone=backbone,
+        epochs=epochs,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.05,
+        sampling="group_balanced" if kind == "oracle" else "uniform",
+        seed=seed,
+    )
     run_dir = root / "runs" / f"{kind}-{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a stale best checkpoint must not survive into this run
-    trainer = L.Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=str(run_dir))
+    trainer = L.Trainer(
+        max_epochs=-1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
     t = time.time()
     trainer.fit(model, datamodule=dm)
     res = trainer.test(model, datamodule=dm, ckpt_path="best", verbose=False)[0]
@@ -60,14 +78,25 @@ def main() -> None:
     p.add_argument("--backbone", default="test_resnet")
     p.add_argument("--tint", type=float, default=BuiltinSpec.tint)
     p.add_argument("--symbol", type=float, default=BuiltinSpec.symbol)
-    p.add_argument("--root", default=os.environ.get("SEBRA_DATA", str(Path.home() / ".cache" / "sebra")) + "/calibration")
+    p.add_argument(
+        "--root", default=os.environ.get("SEBRA_DATA", str(Path.home() / ".cache" / "sebra")) + "/calibration"
+    )
     p.add_argument("--out", default="benchmarks/results/calibration_builtin.csv")
     a = p.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = [run(k, s, a.epochs, Path(a.root), a.backbone, a.tint, a.symbol) for k in a.kinds for s in a.seeds]
     df = pd.DataFrame(rows)
-    keep = ["kind", "seed", "test_wga", "test_acc", "test_id_acc", "test_gap_a", "test_gap_b", "test_gap_both",
-            "seconds"]
+    keep = [
+        "kind",
+        "seed",
+        "test_wga",
+        "test_acc",
+        "test_id_acc",
+        "test_gap_a",
+        "test_gap_b",
+        "test_gap_both",
+        "seconds",
+    ]
     df = df[[c for c in keep if c in df.columns]]
     atomic_write(a.out, lambda tmp: df.to_csv(tmp, index=False))
     print(df.to_string(index=False))

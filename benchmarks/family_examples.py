@@ -36,8 +36,10 @@ def main() -> None:
                 ims += [d["images"][i] for i in idx]
             ims.append(np.full_like(ims[0][:, :6], 255))  # a gap between the classes
         rows.append(np.concatenate(ims, 1))
-        names.append(f"{name} ({spec.role}): A={spec.a.kind} {spec.a.strength}, B={spec.b.kind} {spec.b.strength}, "
-                     f"{spec.grouping}")
+        names.append(
+            f"{name} ({spec.role}): A={spec.a.kind} {spec.a.strength}, B={spec.b.kind} {spec.b.strength}, "
+            f"{spec.grouping}"
+        )
     s, label_h = a.scale, 14
     h, w = rows[0].shape[0] * s, rows[0].shape[1] * s
     canvas = Image.new("RGB", (w, len(rows) * (h + label_h)), "white")

@@ -30,8 +30,14 @@ from sebra.export import append_record
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
 
-METRICS = {"worst_group_acc": "wga", "avg_acc": "acc", "id_acc": "id_acc", "gap_a": "gap_a", "gap_b": "gap_b",
-           "gap_both": "gap_both"}
+METRICS = {
+    "worst_group_acc": "wga",
+    "avg_acc": "acc",
+    "id_acc": "id_acc",
+    "gap_a": "gap_a",
+    "gap_b": "gap_b",
+    "gap_both": "gap_both",
+}
 
 
 def top_bin(rankings: pd.DataFrame, bins: int = 10) -> dict[str, int]:
@@ -41,23 +47,33 @@ def top_bin(rankings: pd.DataFrame, bins: int = 10) -> dict[str, int]:
     top = rankings[stage2_bins(rankings, bins) == bins]
     a_conf = top["bg"] != top["label"]
     b_conf = top["coobj"] != top["label"]
-    return {"top_aligned": int((~a_conf & ~b_conf).sum()), "top_a_conf": int((a_conf & ~b_conf).sum()),
-            "top_b_conf": int((~a_conf & b_conf).sum()), "top_both_conf": int((a_conf & b_conf).sum())}
+    return {
+        "top_aligned": int((~a_conf & ~b_conf).sum()),
+        "top_a_conf": int((a_conf & ~b_conf).sum()),
+        "top_b_conf": int((~a_conf & b_conf).sum()),
+        "top_both_conf": int((a_conf & b_conf).sum()),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--variant", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too")
-    p.add_argument("--rank-only", action="store_true", help="Stage 1 only (ranking tau, eliminations per step)")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too"
+    )
+    p.add_argument(
+        "--rank-only", action="store_true", help="Stage 1 only (ranking tau, eliminations per step)"
+    )
     p.add_argument("--runs-dir", default="runs/family_trials")
     p.add_argument("--out", default="benchmarks/results/family_trials.csv")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     spec = variant(a.variant)
     if spec.role != "dev":
-        raise SystemExit(f"family_trial: {a.variant!r} is a {spec.role} variant; settings are chosen on dev variants "
-                         "only (sebra.datasets.family.variants('dev'))")
+        raise SystemExit(
+            f"family_trial: {a.variant!r} is a {spec.role} variant; settings are chosen on dev variants "
+            "only (sebra.datasets.family.variants('dev'))"
+        )
     torch.set_num_threads(a.threads)
     settings = parse_settings(a.set)
     seed = int(settings.pop("seed", 0))
@@ -75,12 +91,21 @@ def main() -> None:
         model = SebraModule(**sebra_args)
         from lightning.pytorch.loggers import CSVLogger
 
-        trainer = L.Trainer(max_epochs=-1, logger=CSVLogger(str(out_dir), name="", version=""),
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            default_root_dir=str(out_dir))
+        trainer = L.Trainer(
+            max_epochs=-1,
+            logger=CSVLogger(str(out_dir), name="", version=""),
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(out_dir),
+        )
         trainer.fit(model, datamodule=dm)
-        record: dict = {"variant": a.variant, "settings": json.dumps(settings, sort_keys=True), "seed": seed,
-                        "mode": "rank" if a.rank_only else "full"}
+        record: dict = {
+            "variant": a.variant,
+            "settings": json.dumps(settings, sort_keys=True),
+            "seed": seed,
+            "mode": "rank" if a.rank_only else "full",
+        }
         if not a.rank_only:
             ckpt = trainer.checkpoint_callback
             val = ckpt.best_model_score

@@ -26,9 +26,13 @@ def main() -> None:
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--ranking-out", default=None, help="default: ranking_<name of --out>")
-    p.add_argument("--base", default=None, help="an earlier merged table whose re-run (method, seed)s are replaced")
+    p.add_argument(
+        "--base", default=None, help="an earlier merged table whose re-run (method, seed)s are replaced"
+    )
     a = p.parse_args()
-    frames = [pd.read_csv(f) for f in a.files if not Path(f).name.startswith("ranking_") and "_ranking" not in f]
+    frames = [
+        pd.read_csv(f) for f in a.files if not Path(f).name.startswith("ranking_") and "_ranking" not in f
+    ]
     merged = pd.concat(frames, ignore_index=True)
     if a.base:
         base = pd.read_csv(a.base)

@@ -1,6 +1,6 @@
 """Run the benchmark sweep: a thin wrapper over ``sebra.bench.main`` (same as ``sebra bench``).
 
-    python benchmarks/run.py --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
+python benchmarks/run.py --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
 """
 
 from __future__ import annotations

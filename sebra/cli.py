@@ -60,8 +60,12 @@ def _innermost(e: BaseException) -> BaseException:
 
 def _short_parse_error(message: str) -> str:
     """jsonargparse's nested "Parser key ... Union subtypes" text as one line: the option, the class, the problem."""
-    m = re.search(r'Parser key "(\w+)":.*?Problem with given class_path \'([^\']+)\':\s*Parser key "([^"]+)":\s*'
-                  r'(.+?)(?:\n\s*- |\n\s*Given value|\Z)', message, re.DOTALL)
+    m = re.search(
+        r'Parser key "(\w+)":.*?Problem with given class_path \'([^\']+)\':\s*Parser key "([^"]+)":\s*'
+        r"(.+?)(?:\n\s*- |\n\s*Given value|\Z)",
+        message,
+        re.DOTALL,
+    )
     if m:
         return f"--{m[1]}.init_args.{m[3]} ({m[2]}): {' '.join(m[4].split())}"
     lines = [ln for ln in message.splitlines() if not ln.strip().startswith(("Given value", "Subtypes:"))]
@@ -85,9 +89,14 @@ def _resume_in_place(trainer: Any, ckpt: Path) -> Path | None:
     logger = trainer.logger
     folder = ckpt.resolve().parent.parent
     m = re.fullmatch(r"version_(\d+)", folder.name)
-    if (logger is None or ckpt.resolve().parent.name != "checkpoints" or m is None
-            or getattr(logger, "_version", "unset") is not None or not hasattr(logger, "root_dir")
-            or Path(logger.root_dir).resolve() != folder.parent):
+    if (
+        logger is None
+        or ckpt.resolve().parent.name != "checkpoints"
+        or m is None
+        or getattr(logger, "_version", "unset") is not None
+        or not hasattr(logger, "root_dir")
+        or Path(logger.root_dir).resolve() != folder.parent
+    ):
         return None
     logger._version = int(m[1])
     metrics = folder / "metrics.csv"
@@ -103,7 +112,9 @@ def _fit(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(FIT_HELP)
     debug, argv = _debug_requested(argv)
-    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*")
+    warnings.filterwarnings(
+        "ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*"
+    )
     from lightning.pytorch.cli import LightningCLI
 
     from sebra.datasets.base import DatasetError, DatasetNotFoundError
@@ -113,9 +124,13 @@ def _fit(argv: list[str]) -> int:
 
     class SebraCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
-            parser.add_argument("--ckpt_path", type=str | None, default=None,
-                                help="resume from this checkpoint (<log_dir>/checkpoints/last.ckpt), or 'last': the "
-                                     "newest version_*/checkpoints/last.ckpt of the logger's folder")
+            parser.add_argument(
+                "--ckpt_path",
+                type=str | None,
+                default=None,
+                help="resume from this checkpoint (<log_dir>/checkpoints/last.ckpt), or 'last': the "
+                "newest version_*/checkpoints/last.ckpt of the logger's folder",
+            )
 
     def fail(message: str, status: int, traceback: bool = True) -> int:
         hint = "" if debug or not traceback else " (run with --debug, or SEBRA_DEBUG=1, for the traceback)"
@@ -123,8 +138,16 @@ def _fit(argv: list[str]) -> int:
         return status
 
     try:
-        cli = SebraCLI(BaseMethod, SebraDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-                       args=argv, save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
+        cli = SebraCLI(
+            BaseMethod,
+            SebraDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            run=False,
+            args=argv,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},
+        )
     except argparse.ArgumentError as e:
         if debug:
             raise
@@ -135,38 +158,60 @@ def _fit(argv: list[str]) -> int:
         return fail(str(_innermost(e)), 2)
     model, trainer = cli.model, cli.trainer
     if isinstance(model, SebraModule) and model.hparams.get("rank_only"):
-        return fail("--model.init_args.rank_only trains Stage 1 only and leaves nothing to test; for Stage 1 only "
-                    "run `sebra rank` (built-in benchmark) or SebraModule(rank_only=True) from Python", 2,
-                    traceback=False)
+        return fail(
+            "--model.init_args.rank_only trains Stage 1 only and leaves nothing to test; for Stage 1 only "
+            "run `sebra rank` (built-in benchmark) or SebraModule(rank_only=True) from Python",
+            2,
+            traceback=False,
+        )
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path == "last":
         root = getattr(trainer.logger, "root_dir", None)
         found = _newest_last_ckpt(Path(root)) if root else None
         if found is None:
-            return fail(f"--ckpt_path last: no version_*/checkpoints/last.ckpt under {root or 'the logger folder'}; "
-                        "pass the checkpoint file", 2, traceback=False)
+            return fail(
+                f"--ckpt_path last: no version_*/checkpoints/last.ckpt under {root or 'the logger folder'}; "
+                "pass the checkpoint file",
+                2,
+                traceback=False,
+            )
         ckpt_path = str(found)
     if ckpt_path is not None:
         if not Path(ckpt_path).is_file():
-            return fail(f"--ckpt_path {ckpt_path} does not exist; expected a checkpoint such as "
-                        "<log_dir>/checkpoints/last.ckpt", 2, traceback=False)
+            return fail(
+                f"--ckpt_path {ckpt_path} does not exist; expected a checkpoint such as "
+                "<log_dir>/checkpoints/last.ckpt",
+                2,
+                traceback=False,
+            )
         folder = _resume_in_place(trainer, Path(ckpt_path))
         if folder is not None:
-            warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
+            warnings.filterwarnings(
+                "ignore", message=r".*Experiment logs directory .* exists and is not empty.*"
+            )
             warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
             print(f"resuming from {ckpt_path} in {folder}", file=sys.stderr)
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
-        trainer.test(model, datamodule=cli.datamodule, ckpt_path="best" if model.selection != "last" else None)
+        trainer.test(
+            model, datamodule=cli.datamodule, ckpt_path="best" if model.selection != "last" else None
+        )
     except RuntimeError as e:
         if debug or ckpt_path is None or "Error(s) in loading state_dict" not in str(e):
             raise
-        missing, unexpected = (len(re.findall(r'"[^"]+"', part)) for part in
-                               (str(e).partition("Missing key(s)")[2].partition("Unexpected key(s)")[0],
-                                str(e).partition("Unexpected key(s)")[2]))
-        return fail(f"--ckpt_path {ckpt_path} holds the weights of another model ({missing} of this model's "
-                    f"parameters missing, {unexpected} unexpected); resume with the config that wrote it (same "
-                    f"model class_path and backbone)", 2)
+        missing, unexpected = (
+            len(re.findall(r'"[^"]+"', part))
+            for part in (
+                str(e).partition("Missing key(s)")[2].partition("Unexpected key(s)")[0],
+                str(e).partition("Unexpected key(s)")[2],
+            )
+        )
+        return fail(
+            f"--ckpt_path {ckpt_path} holds the weights of another model ({missing} of this model's "
+            f"parameters missing, {unexpected} unexpected); resume with the config that wrote it (same "
+            f"model class_path and backbone)",
+            2,
+        )
     except (DatasetError, DatasetNotFoundError, ValueError, FileNotFoundError, KeyError) as e:
         if debug:
             raise
@@ -202,7 +247,10 @@ def _bench_preflight(argv: list[str]) -> int | None:
     try:
         check_results_file(Path(args.out or f"benchmarks/results/{args.dataset}.csv"))
     except BenchError as e:
-        print(f"sebra bench: {e}; move it away (or pass another --out) to start a new results file", file=sys.stderr)
+        print(
+            f"sebra bench: {e}; move it away (or pass another --out) to start a new results file",
+            file=sys.stderr,
+        )
         return 2
     config = Path(args.config) if args.config else default_config(args.dataset)
     shape = _bench_config_shape(config)
@@ -211,21 +259,30 @@ def _bench_preflight(argv: list[str]) -> int | None:
         return 2
     try:
         cfg = load_config(config)
-        names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cfg["methods"])
+        names = (
+            [m.strip() for m in args.methods.split(",") if m.strip()]
+            if args.methods
+            else list(cfg["methods"])
+        )
         for name in names:
             m = cfg["methods"].get(name)
             if m is None:
                 continue
-            for part, class_path, kwargs in (("data", cfg["data"]["class_path"], {**cfg["data"]["init_args"],
-                                                                                   **m.get("data", {})}),
-                                             (f"methods.{name}", m["class_path"], dict(m["init_args"]))):
+            for part, class_path, kwargs in (
+                ("data", cfg["data"]["class_path"], {**cfg["data"]["init_args"], **m.get("data", {})}),
+                (f"methods.{name}", m["class_path"], dict(m["init_args"])),
+            ):
                 cls = _import(class_path, f"{config}: {part}")
                 if "seed" in inspect.signature(cls).parameters:
                     kwargs.setdefault("seed", 0)
                 try:
                     cls(**kwargs)
                 except (ValueError, TypeError) as e:
-                    where = "init_args" if part != "data" else "init_args (with the overrides of methods." + name + ")"
+                    where = (
+                        "init_args"
+                        if part != "data"
+                        else "init_args (with the overrides of methods." + name + ")"
+                    )
                     print(f"sebra bench: {config}: {part}.{where}: {e}", file=sys.stderr)
                     return 2
     except (BenchError, FileNotFoundError):
@@ -246,15 +303,19 @@ def _bench_config_shape(config: Path) -> str | None:
     if not isinstance(cfg, dict):
         return None
     data, methods = cfg.get("data"), cfg.get("methods")
-    fields = [("data.init_args", data.get("init_args") if isinstance(data, dict) else None),
-              ("trainer", cfg.get("trainer"))]
+    fields = [
+        ("data.init_args", data.get("init_args") if isinstance(data, dict) else None),
+        ("trainer", cfg.get("trainer")),
+    ]
     for name, m in methods.items() if isinstance(methods, dict) else ():
         if isinstance(m, dict):
             fields += [(f"methods.{name}.{k}", m.get(k)) for k in ("init_args", "data", "trainer")]
     for field, value in fields:
         if value is not None and not isinstance(value, dict):
-            return (f"{field} must be a mapping (one 'name: value' line per argument, indented below it), got "
-                    f"{value!r}")
+            return (
+                f"{field} must be a mapping (one 'name: value' line per argument, indented below it), got "
+                f"{value!r}"
+            )
     return None
 
 
@@ -270,12 +331,15 @@ def _guarded(name: str, run: Any, argv: list[str]) -> int:
         if debug or (isinstance(e, TypeError) and "unexpected keyword argument" not in str(e)):
             raise  # a TypeError is a bug unless it is a setting the class does not have (sebra rank --set)
         saved = "; finished runs are saved, the same command resumes" if name == "bench" else ""
-        print(f"sebra {name}: error: {e}{saved} (run with --debug, or SEBRA_DEBUG=1, for the traceback)",
-              file=sys.stderr)
+        print(
+            f"sebra {name}: error: {e}{saved} (run with --debug, or SEBRA_DEBUG=1, for the traceback)",
+            file=sys.stderr,
+        )
         return 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``sebra`` sub-command; returns the exit status."""
     # Lightning 2.x calls a pytree API that torch 2.14 deprecates, once per loader: noise, not a user problem.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     argv = list(sys.argv[1:] if argv is None else argv)

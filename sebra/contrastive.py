@@ -204,8 +204,10 @@ class RankContrastiveLoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"RankContrastiveLoss: temperature must be > 0, got {temperature}")
         if con_weight < 0 or ce_weight < 0:
-            raise ValueError(f"RankContrastiveLoss: weights must be >= 0, got con_weight={con_weight}, "
-                             f"ce_weight={ce_weight}")
+            raise ValueError(
+                f"RankContrastiveLoss: weights must be >= 0, got con_weight={con_weight}, "
+                f"ce_weight={ce_weight}"
+            )
         self.temperature = float(temperature)
         self.ce_weight = float(ce_weight)
         self.con_weight = float(con_weight)

@@ -85,9 +85,9 @@ def remove_stale_temporaries(folder: str | Path, name: str | None = None) -> lis
     removed = []
     pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
     for tmp in folder.glob(pattern):
-        stem = tmp.name[1:-len(".tmp")]
+        stem = tmp.name[1 : -len(".tmp")]
         if name is not None:
-            rest = stem[len(name) + 1:]
+            rest = stem[len(name) + 1 :]
         else:
             parts = stem.rsplit(".", 3)
             rest = ".".join(parts[1:]) if len(parts) == 4 else ""
@@ -124,7 +124,9 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     try:
         write(tmp)
@@ -203,8 +205,9 @@ def _as_int(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
     return num.astype("int64")
 
 
-def read_csv_file(path: str | Path, what: str, error: type[Exception] = ValueError, kind: str = "",
-                  **kwargs) -> pd.DataFrame:
+def read_csv_file(
+    path: str | Path, what: str, error: type[Exception] = ValueError, kind: str = "", **kwargs
+) -> pd.DataFrame:
     """``pd.read_csv(path, **kwargs)`` whose failures name the file and what it should hold.
 
     Args:
@@ -230,11 +233,15 @@ def read_csv_file(path: str | Path, what: str, error: type[Exception] = ValueErr
         state = "is empty (0 bytes)" if path.stat().st_size == 0 else "holds no CSV header (only blank lines)"
         raise error(f"{name} {state}; expected a CSV file with {what}") from None
     except UnicodeDecodeError as e:
-        raise error(f"{name} is not a text (UTF-8) CSV file (byte {e.start} cannot be decoded); expected a CSV "
-                    f"file with {what}") from None
+        raise error(
+            f"{name} is not a text (UTF-8) CSV file (byte {e.start} cannot be decoded); expected a CSV "
+            f"file with {what}"
+        ) from None
     except pd.errors.ParserError as e:
         cause = str(e).strip().replace("Error tokenizing data. C error: ", "")
-        raise error(f"{name} is not a well-formed CSV table ({cause}); expected a CSV file with {what}") from None
+        raise error(
+            f"{name} is not a well-formed CSV table ({cause}); expected a CSV file with {what}"
+        ) from None
 
 
 RANKINGS_CONTENT = "a header index,label,rank,position,p_y and one row per training sample (written by sebra)"
@@ -245,8 +252,10 @@ def _first_bad(df: pd.DataFrame, where: str | Path, col: str, bad: np.ndarray, e
         i = int(np.flatnonzero(bad)[0])
         # a file: its line (or Parquet row); a DataFrame: its row position
         at = _where_row(where, df, i) if isinstance(where, Path) else f"row {i}"
-        raise ValueError(f"{where}: column {col!r} holds {_show(df[col].iloc[i])} on {at} "
-                         f"(dataset index {_show(df['index'].iloc[i])}); expected {expected}")
+        raise ValueError(
+            f"{where}: column {col!r} holds {_show(df[col].iloc[i])} on {at} "
+            f"(dataset index {_show(df['index'].iloc[i])}); expected {expected}"
+        )
 
 
 def check_ranking_values(df: pd.DataFrame, where: str | Path = "rankings") -> None:
@@ -281,8 +290,10 @@ def check_ranking_values(df: pd.DataFrame, where: str | Path = "rankings") -> No
             else:
                 v = int(np.setdiff1d(want, got)[0])
                 detail = f"position {v} is missing (the highest is {int(got[-1])})"
-            raise ValueError(f"{where}: column 'position' of class {int(label)}: {detail}; expected each of "
-                             f"1..{len(got)} once (the class's {len(got)} rows in ranked order)")
+            raise ValueError(
+                f"{where}: column 'position' of class {int(label)}: {detail}; expected each of "
+                f"1..{len(got)} once (the class's {len(got)} rows in ranked order)"
+            )
 
 
 def load_rankings(path: str | Path) -> pd.DataFrame:
@@ -303,8 +314,9 @@ def load_rankings(path: str | Path) -> pd.DataFrame:
         try:
             df = pd.read_parquet(path, engine="pyarrow")
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise ValueError(f"{path} is not a readable Parquet file ({e}); expected a ranking table written by "
-                             "sebra") from None
+            raise ValueError(
+                f"{path} is not a readable Parquet file ({e}); expected a ranking table written by sebra"
+            ) from None
     else:
         df = read_csv_file(path, RANKINGS_CONTENT, kind="rankings file")
     if df.empty and all(c in df.columns for c in RANKING_COLUMNS):

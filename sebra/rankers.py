@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from sebra.datasets.base import ImageDataset
 from sebra.metrics import ranking_quality
@@ -58,8 +59,10 @@ def _numpy(x: Any, dtype: type) -> np.ndarray:
 def _frame(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
     idx, lab, p = _numpy(indices, np.int64), _numpy(labels, np.int64), _numpy(p_y, np.float64)
     if not (idx.shape == lab.shape == p.shape and idx.ndim == 1):
-        raise ValueError(f"rankers: indices, labels and p_y must be 1-D of one length, got {idx.shape}, "
-                         f"{lab.shape}, {p.shape}")
+        raise ValueError(
+            f"rankers: indices, labels and p_y must be 1-D of one length, got {idx.shape}, "
+            f"{lab.shape}, {p.shape}"
+        )
     if len(np.unique(idx)) != len(idx):
         raise ValueError("rankers: a dataset index appears twice; expected one score per sample")
     return pd.DataFrame({"index": idx, "label": lab, "p_y": p})
@@ -78,8 +81,9 @@ def confidence_rankings(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
     return df[["index", "label", "rank", "position", "p_y"]]
 
 
-def error_set_rankings(scores: pd.DataFrame, within: Literal["p_y", "random"] = "p_y",
-                       generator: torch.Generator | None = None) -> pd.DataFrame:
+def error_set_rankings(
+    scores: pd.DataFrame, within: Literal["p_y", "random"] = "p_y", generator: torch.Generator | None = None
+) -> pd.DataFrame:
     """JTT's error set as a two-level ranking: correct samples rank 1, misclassified (error set) rank 2.
 
     With two classes an error is exactly ``p_y < 0.5``, so ordering by ``p_y`` within a level (the default) makes
@@ -94,7 +98,9 @@ def error_set_rankings(scores: pd.DataFrame, within: Literal["p_y", "random"] = 
     """
     missing = [c for c in ("index", "label", "p_y") if c not in scores.columns]
     if missing or ("error" not in scores.columns and "pred" not in scores.columns):
-        raise ValueError(f"error_set_rankings: scores lack {missing or ['error or pred']}; got {list(scores.columns)}")
+        raise ValueError(
+            f"error_set_rankings: scores lack {missing or ['error or pred']}; got {list(scores.columns)}"
+        )
     df = _frame(scores["index"].to_numpy(), scores["label"].to_numpy(), scores["p_y"].to_numpy())
     if "error" in scores.columns:
         err = scores["error"].astype(bool).to_numpy()
@@ -113,7 +119,9 @@ def error_set_rankings(scores: pd.DataFrame, within: Literal["p_y", "random"] = 
     return _ordered(df)[["index", "label", "rank", "position", "p_y"]]
 
 
-def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)) -> dict[str, float]:
+def level_scores(
+    rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)
+) -> dict[str, float]:
     """Ranking quality against the true spuriosity levels of ``dataset`` (``BiasSpec.levels``), per scheme.
 
     The 3-level scheme (the number of conflicting attributes: 0..K) applies to any number K of bias attributes; the
@@ -126,8 +134,11 @@ def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequenc
         for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4), for the schemes that apply.
     """
     if dataset.bias is None or not dataset.bias.attr_names:
-        warnings.warn(f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels; "
-                      "ranking quality (Kendall tau-b, weighted tau) is not computed", stacklevel=2)
+        warnings.warn(
+            f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels; "
+            "ranking quality (Kendall tau-b, weighted tau) is not computed",
+            stacklevel=2,
+        )
         return {}
     pos = dataset.positions_of(torch.from_numpy(np.array(rankings["index"].to_numpy(), dtype=np.int64)))
     labels = dataset.labels[pos]
@@ -137,10 +148,13 @@ def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequenc
     out = {}
     for scheme in schemes:
         if scheme == 4 and k != 2:
-            warnings.warn(f"level_scores: {dataset.name!r} has {k} bias attribute(s) "
-                          f"({', '.join(dataset.bias.attr_names)}); the 4-level scheme needs exactly 2, so "
-                          "kendall_tau_b and weighted_tau are skipped (the 3-level scheme, the number of conflicting "
-                          "attributes, gives kendall_tau_b_3 and weighted_tau_3)", stacklevel=2)
+            warnings.warn(
+                f"level_scores: {dataset.name!r} has {k} bias attribute(s) "
+                f"({', '.join(dataset.bias.attr_names)}); the 4-level scheme needs exactly 2, so "
+                "kendall_tau_b and weighted_tau are skipped (the 3-level scheme, the number of conflicting "
+                "attributes, gives kendall_tau_b_3 and weighted_tau_3)",
+                stacklevel=2,
+            )
             continue
         levels = dataset.bias.levels(labels, dataset.attrs[pos], scheme=scheme)
         q = ranking_quality(rankings, levels)
@@ -151,9 +165,13 @@ def level_scores(rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequenc
 
 
 @torch.no_grad()
-def score_dataset(net: torch.nn.Module, dm: Any, dataset: ImageDataset | None = None,
-                  device: torch.device | None = None,
-                  forward_context: Callable[[], AbstractContextManager] | None = None) -> torch.Tensor:
+def score_dataset(
+    net: torch.nn.Module,
+    dm: Any,
+    dataset: ImageDataset | None = None,
+    device: torch.device | None = None,
+    forward_context: Callable[[], AbstractContextManager] | None = None,
+) -> torch.Tensor:
     """``p_y`` of every sample of ``dataset`` (default ``dm.train_eval_dataset``), in dataset order, eval mode.
 
     ``forward_context`` (e.g. ``trainer.precision_plugin.forward_context``) wraps each forward pass, so mixed
@@ -168,7 +186,9 @@ def score_dataset(net: torch.nn.Module, dm: Any, dataset: ImageDataset | None = 
     try:
         for batch in dm.loader(ds):
             x = batch["image"].to(device)
-            transform = getattr(dm, "batch_transform", None)  # data modules that normalise whole batches on device
+            transform = getattr(
+                dm, "batch_transform", None
+            )  # data modules that normalise whole batches on device
             x = transform(x, False) if callable(transform) else x
             with forward_context():
                 logits = net(x)
@@ -195,38 +215,64 @@ class ConfidenceRecorder(Callback):
         self._excluded = 0.0
         self._val_start: float | None = None
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._excluded = time.perf_counter(), 0.0
 
+    @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._val_start = time.perf_counter()
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._val_start is not None:
             self._excluded += time.perf_counter() - self._val_start
             self._val_start = None
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = trainer.datamodule
         t0 = time.perf_counter()
-        p_y = score_dataset(pl_module, dm, device=pl_module.device,
-                            forward_context=trainer.precision_plugin.forward_context)
+        p_y = score_dataset(
+            pl_module, dm, device=pl_module.device, forward_context=trainer.precision_plugin.forward_context
+        )
         scoring = time.perf_counter() - t0
         trained = t0 - self._start - self._excluded
         self._excluded += scoring
         self.scoring_seconds += scoring
         if self.indices is None:
-            self.indices, self.labels = dm.train_eval_dataset.indices.clone(), dm.train_eval_dataset.labels.clone()
-        self.records.append({"epoch": trainer.current_epoch + 1, "step": int(trainer.global_step),
-                             "seconds": trained + scoring, "p_y": p_y})
+            self.indices, self.labels = (
+                dm.train_eval_dataset.indices.clone(),
+                dm.train_eval_dataset.labels.clone(),
+            )
+        self.records.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "step": int(trainer.global_step),
+                "seconds": trained + scoring,
+                "p_y": p_y,
+            }
+        )
 
     def rankings(self, record: dict[str, Any]) -> pd.DataFrame:
+        """The confidence rankings of one recorded epoch."""
         return confidence_rankings(self.indices, self.labels, record["p_y"])
 
     def frame(self) -> pd.DataFrame:
-        parts = [pd.DataFrame({"epoch": r["epoch"], "step": r["step"], "seconds": r["seconds"],
-                               "index": self.indices.numpy(), "label": self.labels.numpy(), "p_y": r["p_y"].numpy()})
-                 for r in self.records]
+        """Every recorded epoch's p_y as one long table (index, label, epoch, p_y)."""
+        parts = [
+            pd.DataFrame(
+                {
+                    "epoch": r["epoch"],
+                    "step": r["step"],
+                    "seconds": r["seconds"],
+                    "index": self.indices.numpy(),
+                    "label": self.labels.numpy(),
+                    "p_y": r["p_y"].numpy(),
+                }
+            )
+            for r in self.records
+        ]
         cols = ["epoch", "step", "seconds", "index", "label", "p_y"]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
@@ -235,10 +281,16 @@ class ConfidenceRecorder(Callback):
         """Records back from :meth:`frame`'s table (as read from CSV), each with its ``index`` and ``label``."""
         out = []
         for epoch, sub in frame.groupby("epoch", sort=True):
-            out.append({"epoch": int(epoch), "step": int(sub["step"].iloc[0]), "seconds": float(sub["seconds"].iloc[0]),
-                        "index": torch.from_numpy(np.array(sub["index"], dtype=np.int64)),
-                        "label": torch.from_numpy(np.array(sub["label"], dtype=np.int64)),
-                        "p_y": torch.from_numpy(np.array(sub["p_y"], dtype=np.float64))})
+            out.append(
+                {
+                    "epoch": int(epoch),
+                    "step": int(sub["step"].iloc[0]),
+                    "seconds": float(sub["seconds"].iloc[0]),
+                    "index": torch.from_numpy(np.array(sub["index"], dtype=np.int64)),
+                    "label": torch.from_numpy(np.array(sub["label"], dtype=np.int64)),
+                    "p_y": torch.from_numpy(np.array(sub["p_y"], dtype=np.float64)),
+                }
+            )
         return out
 
 

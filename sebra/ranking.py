@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
+from typing_extensions import override
 
 __all__ = [
     "ActiveSetSampler",
@@ -77,8 +78,15 @@ def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
     pct = sum(t["position"] / t.groupby("label")["position"].transform("max") for t in keys) / len(keys)
     rank = (sum(t["rank"].astype(float) for t in keys) / len(keys)).round().clip(lower=1).astype(np.int64)
     p_y = sum(t["p_y"].astype(float) for t in keys) / len(keys)
-    df = pd.DataFrame({"index": first.index.to_numpy(), "label": first["label"].to_numpy(), "rank": rank.to_numpy(),
-                       "p_y": p_y.to_numpy(), "_pct": pct.to_numpy()})
+    df = pd.DataFrame(
+        {
+            "index": first.index.to_numpy(),
+            "label": first["label"].to_numpy(),
+            "rank": rank.to_numpy(),
+            "p_y": p_y.to_numpy(),
+            "_pct": pct.to_numpy(),
+        }
+    )
     df = df.sort_values(["label", "_pct", "index"], kind="mergesort").reset_index(drop=True)
     df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
     return df.drop(columns="_pct")
@@ -112,7 +120,9 @@ class GeneratorPickling:
         state = parent() if parent is not None else dict(self.__dict__)
         if state is None:  # object.__getstate__ of an instance without attributes
             state = {}
-        return {k: _SavedGenerator(v) if isinstance(v, torch.Generator) else v for k, v in dict(state).items()}
+        return {
+            k: _SavedGenerator(v) if isinstance(v, torch.Generator) else v for k, v in dict(state).items()
+        }
 
     def __setstate__(self, state: dict) -> None:
         state = {k: v.restore() if isinstance(v, _SavedGenerator) else v for k, v in state.items()}
@@ -164,13 +174,17 @@ class RankingController(GeneratorPickling):
         counts = torch.bincount(labels, minlength=num_classes)
         if (counts == 0).any():
             empty = int(torch.nonzero(counts == 0)[0])
-            raise ValueError(f"class {empty} has no training samples; every class in 0..{num_classes - 1} needs one")
+            raise ValueError(
+                f"class {empty} has no training samples; every class in 0..{num_classes - 1} needs one"
+            )
         self.labels = labels
         self.num_classes = num_classes
         self.p_critical = float(p_critical)
         self.max_steps = int(max_steps)
         self.unranked = unranked
-        self.indices = torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long).cpu()
+        self.indices = (
+            torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long).cpu()
+        )
         self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long).cpu()
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -186,10 +200,12 @@ class RankingController(GeneratorPickling):
 
     @property
     def done(self) -> bool:
+        """True when the step budget is spent or no sample is left active."""
         return self.step >= self.max_steps or not bool(self.active.any())
 
     @property
     def num_active(self) -> int:
+        """How many samples are not yet eliminated."""
         return int(self.active.sum())
 
     def draw(self, num_samples: int | None = None) -> torch.Tensor:
@@ -249,17 +265,21 @@ class RankingController(GeneratorPickling):
         is ``p_y`` at elimination, or ``within`` (one value per position, e.g. the final Stage 1 network's ``p_y``,
         kept as the column ``p_final``) when given.
         """
-        df = pd.DataFrame({
-            "index": self.indices.numpy(),
-            "label": self.labels.numpy(),
-            "rank": self.ranks().numpy(),
-            "p_y": self.p_y.numpy().astype(np.float64),
-        })
+        df = pd.DataFrame(
+            {
+                "index": self.indices.numpy(),
+                "label": self.labels.numpy(),
+                "rank": self.ranks().numpy(),
+                "p_y": self.p_y.numpy().astype(np.float64),
+            }
+        )
         if within is not None:
             within = torch.as_tensor(within, dtype=torch.float64).cpu()
             if within.shape != (len(self),):
-                raise ValueError(f"within must hold one score per training position ({len(self)}), "
-                                 f"got shape {tuple(within.shape)}")
+                raise ValueError(
+                    f"within must hold one score per training position ({len(self)}), "
+                    f"got shape {tuple(within.shape)}"
+                )
             df["p_final"] = within.numpy()
         if self.groups is not None:
             df["group"] = self.groups.numpy()
@@ -271,9 +291,11 @@ class RankingController(GeneratorPickling):
         return df
 
     def history_frame(self) -> pd.DataFrame:
+        """Per-step elimination counts as a table."""
         return pd.DataFrame(self.history)
 
     # --- persistence -------------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict:
         return {
             "active": self.active.clone(),
@@ -286,9 +308,12 @@ class RankingController(GeneratorPickling):
             "indices": self.indices.clone(),
         }
 
+    @override
     def load_state_dict(self, state: dict) -> None:
         if not torch.equal(state["labels"], self.labels) or not torch.equal(state["indices"], self.indices):
-            raise ValueError("ranking state belongs to another training set (labels or dataset indices differ)")
+            raise ValueError(
+                "ranking state belongs to another training set (labels or dataset indices differ)"
+            )
         self.active = state["active"].clone()
         self.elim_step = state["elim_step"].clone()
         self.p_y = state["p_y"].clone()
@@ -310,8 +335,13 @@ class ActiveSetSampler(DistributedSampler):
     again); none of the parent's machinery is used.
     """
 
-    def __init__(self, controller: RankingController, num_samples: int | None = None,
-                 num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        controller: RankingController,
+        num_samples: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         if not 0 <= int(rank) < int(num_replicas):
             raise ValueError(f"rank must lie in 0..num_replicas - 1 = {int(num_replicas) - 1}, got {rank}")
         self.controller = controller
@@ -326,5 +356,5 @@ class ActiveSetSampler(DistributedSampler):
         draws = self.controller.draw(self.num_samples)
         if self.num_replicas > 1:
             pad = len(self) * self.num_replicas - len(draws)
-            draws = torch.cat([draws, draws[:pad]])[self.rank::self.num_replicas]
+            draws = torch.cat([draws, draws[:pad]])[self.rank :: self.num_replicas]
         yield from draws.tolist()

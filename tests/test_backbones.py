@@ -32,8 +32,10 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     import timm.models._builder as builder
 
     def fail(*args, **kwargs):
-        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub and we cannot "
-                                      "find the requested files in the local cache.")
+        raise LocalEntryNotFoundError(
+            "An error happened while trying to locate the file on the Hub and we cannot "
+            "find the requested files in the local cache."
+        )
 
     for fn in ("load_state_dict_from_hf", "load_state_dict_from_url", "download_cached_file"):
         monkeypatch.setattr(builder, fn, fail)
@@ -85,8 +87,11 @@ def test_a_shape_mismatch_names_both_tensors(lite0_file):
     target = timm.create_model("tf_efficientnet_lite0", num_classes=0).state_dict()
     bad = OrderedDict(lite0_file)
     bad["_blocks.3._bn1.running_var"] = torch.ones(7)
-    with pytest.raises(PretrainedWeightsError, match=r"shape mismatch.*'_blocks\.3\._bn1\.running_var' \(7,\).*"
-                                                     r"'blocks\.2\.0\.bn2\.running_var' \(144,\)"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=r"shape mismatch.*'_blocks\.3\._bn1\.running_var' \(7,\).*"
+        r"'blocks\.2\.0\.bn2\.running_var' \(144,\)",
+    ):
         map_lite0_state_dict(bad, target)
 
 
@@ -97,8 +102,11 @@ def test_tensors_of_the_same_shape_but_another_kind_are_refused(lite0_file):
     i = keys.index("_bn0.running_mean")
     keys[i], keys[i + 1] = keys[i + 1], keys[i]
     swapped = OrderedDict((k, lite0_file[k]) for k in keys)
-    with pytest.raises(PretrainedWeightsError, match=r"'_bn0\.running_var' \(stem bn running_var\) does not match "
-                                                     r"model tensor 'bn1\.running_mean'"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=r"'_bn0\.running_var' \(stem bn running_var\) does not match "
+        r"model tensor 'bn1\.running_mean'",
+    ):
         map_lite0_state_dict(swapped, target)
 
 
@@ -148,13 +156,18 @@ def test_pretrained_offline_without_weights_file_is_one_clear_line(offline):
     msg = str(info.value)
     assert not isinstance(info.value, OSError)  # not the raw LocalEntryNotFoundError
     assert "\n" not in msg and info.value.__cause__ is None
-    assert "'test_resnet'" in msg and "offline" in msg and "weights_file=" in msg and "pretrained=False" in msg
+    assert (
+        "'test_resnet'" in msg and "offline" in msg and "weights_file=" in msg and "pretrained=False" in msg
+    )
 
 
 def test_efficientnet_lite0_offline_points_to_the_tf_variant(offline):
     # timm's efficientnet_lite0 has the same shapes but other padding and BatchNorm eps: the file is not loaded into it.
-    with pytest.raises(RuntimeError, match=r"'efficientnet_lite0'.*tf_efficientnet_lite0, without a tag, loads "
-                                           r"offline.*sebra\[pretrained\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"'efficientnet_lite0'.*tf_efficientnet_lite0, without a tag, loads "
+        r"offline.*sebra\[pretrained\]",
+    ):
         create_backbone("efficientnet_lite0", pretrained=True)
 
 

@@ -36,16 +36,27 @@ CONFIG = {
     "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
     "trainer": {"accelerator": "cpu"},
     "methods": {
-        "erm": {"class_path": "sebra.methods.erm.ERMModule", "init_args": {"backbone": "test_resnet", "epochs": 3},
-                "confidence_ranker": {"budget_from": "sebra"}},
-        "jtt": {"class_path": "sebra.methods.jtt.JTTModule",
-                "init_args": {"backbone": "test_resnet", "id_epochs": 1, "epochs": 1, "upweight": 4}},
-        "groupdro": {"class_path": "sebra.methods.group_dro.GroupDROModule",
-                     "init_args": {"backbone": "test_resnet", "epochs": 1, "eta": 0.1}},
-        "sebra": {"class_path": "sebra.methods.sebra.SebraModule",
-                  "init_args": {"backbone": "test_resnet", "max_steps": 2, "epochs": 1, "gap": 1, "rank_lr": 0.01}},
-        "oracle": {"class_path": "sebra.methods.erm.ERMModule",
-                   "init_args": {"backbone": "test_resnet", "epochs": 1, "sampling": "group_balanced"}},
+        "erm": {
+            "class_path": "sebra.methods.erm.ERMModule",
+            "init_args": {"backbone": "test_resnet", "epochs": 3},
+            "confidence_ranker": {"budget_from": "sebra"},
+        },
+        "jtt": {
+            "class_path": "sebra.methods.jtt.JTTModule",
+            "init_args": {"backbone": "test_resnet", "id_epochs": 1, "epochs": 1, "upweight": 4},
+        },
+        "groupdro": {
+            "class_path": "sebra.methods.group_dro.GroupDROModule",
+            "init_args": {"backbone": "test_resnet", "epochs": 1, "eta": 0.1},
+        },
+        "sebra": {
+            "class_path": "sebra.methods.sebra.SebraModule",
+            "init_args": {"backbone": "test_resnet", "max_steps": 2, "epochs": 1, "gap": 1, "rank_lr": 0.01},
+        },
+        "oracle": {
+            "class_path": "sebra.methods.erm.ERMModule",
+            "init_args": {"backbone": "test_resnet", "epochs": 1, "sampling": "group_balanced"},
+        },
     },
 }
 
@@ -71,24 +82,48 @@ class FakeRun:
         rows = {"worst_group_acc": 10.0 * seed + len(method), "avg_acc": 90.0, "seconds": 60.0}
         out = []
         if method == "sebra":
-            rows.update(kendall_tau_b=0.5, weighted_tau=0.6, kendall_tau_b_3=0.4, weighted_tau_3=0.45,
-                        rank_optimizer_steps=5.0 + seed, rank_seconds=7.0)
+            rows.update(
+                kendall_tau_b=0.5,
+                weighted_tau=0.6,
+                kendall_tau_b_3=0.4,
+                weighted_tau_3=0.45,
+                rank_optimizer_steps=5.0 + seed,
+                rank_seconds=7.0,
+            )
         if method == "jtt":
-            out += [{"method": "jtt_error_set", "seed": seed, "metric": k, "value": v}
-                    for k, v in {"kendall_tau_b": 0.3, "weighted_tau": 0.2, "seconds": 3.0}.items()]
+            out += [
+                {"method": "jtt_error_set", "seed": seed, "metric": k, "value": v}
+                for k, v in {"kendall_tau_b": 0.3, "weighted_tau": 0.2, "seconds": 3.0}.items()
+            ]
         if method == "erm":
             d = run_dir(runs_dir, dataset, method, seed)
             d.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame({"epoch": [1, 2, 3], "step": [2, 4, 6], "seconds": [1.0, 2.0, 3.0],
-                          "kendall_tau_b": [0.1, 0.9, 0.2], "weighted_tau": [0.1, 0.8, 0.2],
-                          "kendall_tau_b_3": [0.3, 0.2, 0.1], "weighted_tau_3": [0.3, 0.2, 0.1]}
-                         ).to_csv(d / "confidence_quality.csv", index=False)
+            pd.DataFrame(
+                {
+                    "epoch": [1, 2, 3],
+                    "step": [2, 4, 6],
+                    "seconds": [1.0, 2.0, 3.0],
+                    "kendall_tau_b": [0.1, 0.9, 0.2],
+                    "weighted_tau": [0.1, 0.8, 0.2],
+                    "kendall_tau_b_3": [0.3, 0.2, 0.1],
+                    "weighted_tau_3": [0.3, 0.2, 0.1],
+                }
+            ).to_csv(d / "confidence_quality.csv", index=False)
         return [{"method": method, "seed": seed, "metric": k, "value": v} for k, v in rows.items()] + out
 
 
 def _sweep(cfg: dict, tmp_path: Path, run_fn, methods=("erm", "jtt", "sebra"), seeds=(0, 1)) -> pd.DataFrame:
-    return run_bench(cfg, list(methods), list(seeds), out=tmp_path / "res.csv", ranking_out=tmp_path / "rank.csv",
-                     runs_dir=tmp_path / "runs", dataset="toy", run_fn=run_fn, progress=False)
+    return run_bench(
+        cfg,
+        list(methods),
+        list(seeds),
+        out=tmp_path / "res.csv",
+        ranking_out=tmp_path / "rank.csv",
+        runs_dir=tmp_path / "runs",
+        dataset="toy",
+        run_fn=run_fn,
+        progress=False,
+    )
 
 
 def _no_duplicates(df: pd.DataFrame) -> None:
@@ -98,8 +133,10 @@ def _no_duplicates(df: pd.DataFrame) -> None:
 def test_a_half_finished_results_file_is_completed_not_duplicated(cfg, tmp_path: Path) -> None:
     out = tmp_path / "res.csv"
     finished = FakeRun()(cfg, "erm", 0, tmp_path / "runs", "toy")
-    leftover = [{"method": "jtt", "seed": 0, "metric": "worst_group_acc", "value": -1.0},  # no 'seconds': unfinished
-                {"method": "jtt_error_set", "seed": 0, "metric": "kendall_tau_b", "value": -1.0}]
+    leftover = [
+        {"method": "jtt", "seed": 0, "metric": "worst_group_acc", "value": -1.0},  # no 'seconds': unfinished
+        {"method": "jtt_error_set", "seed": 0, "metric": "kendall_tau_b", "value": -1.0},
+    ]
     pd.DataFrame(finished + leftover).to_csv(out, index=False)
     fake = FakeRun()
     res = _sweep(cfg, tmp_path, fake)
@@ -143,11 +180,26 @@ def test_same_budget_ranker_is_derived_once_both_runs_exist(cfg, tmp_path: Path)
 
 
 def test_ranking_table_is_a_projection_of_the_results() -> None:
-    res = pd.DataFrame([("jtt_error_set", 0, "kendall_tau_b", 0.3), ("jtt_error_set", 0, "weighted_tau", 0.2),
-                        ("jtt_error_set", 0, "seconds", 3.0), ("erm", 0, "seconds", 9.0)], columns=bench.COLUMNS)
+    res = pd.DataFrame(
+        [
+            ("jtt_error_set", 0, "kendall_tau_b", 0.3),
+            ("jtt_error_set", 0, "weighted_tau", 0.2),
+            ("jtt_error_set", 0, "seconds", 3.0),
+            ("erm", 0, "seconds", 9.0),
+        ],
+        columns=bench.COLUMNS,
+    )
     rank = ranking_table(res)
-    assert rank.to_dict("records") == [{"method": "jtt_error_set", "seed": 0, "levels": 4, "kendall_tau_b": 0.3,
-                                        "weighted_tau": 0.2, "seconds": 3.0}]
+    assert rank.to_dict("records") == [
+        {
+            "method": "jtt_error_set",
+            "seed": 0,
+            "levels": 4,
+            "kendall_tau_b": 0.3,
+            "weighted_tau": 0.2,
+            "seconds": 3.0,
+        }
+    ]
 
 
 def test_seeds_config_errors_and_cli(cfg, tmp_path: Path, capsys) -> None:
@@ -171,8 +223,24 @@ def test_seeds_config_errors_and_cli(cfg, tmp_path: Path, capsys) -> None:
     assert "dataset is 'toy'" in capsys.readouterr().err
     assert bench.main(["--dataset", "toy", "--config", str(good), "--methods", "erm,nope", "--dry-run"]) == 2
     assert "no method(s) ['nope']" in capsys.readouterr().err
-    assert bench.main(["--dataset", "toy", "--config", str(good), "--seeds", "2", "--methods", "erm,jtt",
-                       "--out", str(tmp_path / "r.csv"), "--dry-run"]) == 0
+    assert (
+        bench.main(
+            [
+                "--dataset",
+                "toy",
+                "--config",
+                str(good),
+                "--seeds",
+                "2",
+                "--methods",
+                "erm,jtt",
+                "--out",
+                str(tmp_path / "r.csv"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert "4 of 4 run(s) to do" in capsys.readouterr().out
 
 
@@ -200,15 +268,27 @@ def test_real_sebra_run_has_ranking_metrics(cfg, tmp_path: Path) -> None:
     wide = res.pivot(index="method", columns="metric", values="value").loc["sebra"]
     assert 1 <= wide["rank_steps"] <= 2 and wide["rank_optimizer_steps"] == 2 * wide["rank_steps"]
     assert 0 < wide["rank_seconds"] < wide["seconds"]
-    assert all(-1 <= wide[k] <= 1 for k in ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3"))
+    assert all(
+        -1 <= wide[k] <= 1 for k in ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- tables
 def _hand_results() -> pd.DataFrame:
     rows = []
-    for seed, (wga, idacc, secs) in enumerate([(10.0, 90.0, 120.0), (20.0, 94.0, 180.0), (30.0, 92.0, 150.0)]):
-        rows += [("erm", seed, "worst_group_acc", wga), ("erm", seed, "id_acc", idacc), ("erm", seed, "seconds", secs)]
-    rows += [("groupdro", 0, "worst_group_acc", 70.0), ("groupdro", 0, "id_acc", 85.0), ("groupdro", 0, "seconds", 60.0)]
+    for seed, (wga, idacc, secs) in enumerate(
+        [(10.0, 90.0, 120.0), (20.0, 94.0, 180.0), (30.0, 92.0, 150.0)]
+    ):
+        rows += [
+            ("erm", seed, "worst_group_acc", wga),
+            ("erm", seed, "id_acc", idacc),
+            ("erm", seed, "seconds", secs),
+        ]
+    rows += [
+        ("groupdro", 0, "worst_group_acc", 70.0),
+        ("groupdro", 0, "id_acc", 85.0),
+        ("groupdro", 0, "seconds", 60.0),
+    ]
     rows += [("sebra", s, k, v) for s, v in ((0, 0.5), (1, 0.7)) for k in ("kendall_tau_b",)]
     rows += [("sebra", 0, "rank_seconds", 30.0), ("sebra", 1, "rank_seconds", 50.0)]
     return pd.DataFrame(rows, columns=bench.COLUMNS)
@@ -227,7 +307,10 @@ def test_aggregate_mean_and_sample_std() -> None:
 
 def test_markdown_tables_and_plot(cfg, tmp_path: Path) -> None:
     text = markdown_tables(_hand_results(), "toy", cfg=cfg, attr_names=("bg", "coobj"), plot="toy.png")
-    assert "Model selection: best validation worst-group accuracy (uses validation group labels) (`val_wga`)" in text
+    assert (
+        "Model selection: best validation worst-group accuracy (uses validation group labels) (`val_wga`)"
+        in text
+    )
     erm = next(line for line in text.splitlines() if line.startswith("| erm |"))
     assert "| 20.0 ± 10.0 |" in erm and "| 92.0 ± 2.0 |" in erm
     assert "| 2.5 ± 0.5 |" in erm and erm.endswith("| 3 |")  # minutes: 2, 3, 2.5
@@ -246,7 +329,10 @@ def test_update_markdown_block(tmp_path: Path) -> None:
     assert md.read_text() == "<!-- bench:toy:start -->\nfirst\n<!-- bench:toy:end -->\n"
     md.write_text("# Bench\n\nintro\n\n" + md.read_text() + "\nafter\n")
     update_markdown_block(md, "toy", "second\n")
-    assert md.read_text() == "# Bench\n\nintro\n\n<!-- bench:toy:start -->\nsecond\n<!-- bench:toy:end -->\n\nafter\n"
+    assert (
+        md.read_text()
+        == "# Bench\n\nintro\n\n<!-- bench:toy:start -->\nsecond\n<!-- bench:toy:end -->\n\nafter\n"
+    )
     update_markdown_block(md, "other", "x")  # absent markers: appended
     assert md.read_text().endswith("after\n\n<!-- bench:other:start -->\nx\n<!-- bench:other:end -->\n")
     md.write_text("<!-- bench:toy:end -->\n<!-- bench:toy:start -->\n")
@@ -262,16 +348,25 @@ def test_confidence_ranker_rows_with_only_the_three_level_scheme() -> None:
     from sebra.bench import _best_epoch_values, same_budget_rows
     from sebra.rankers import best_record
 
-    q = pd.DataFrame({"epoch": [1, 2, 3], "step": [2, 4, 6], "seconds": [1.0, 2.0, 3.0],
-                      "kendall_tau_b_3": [0.3, 0.9, 0.1], "weighted_tau_3": [0.3, 0.8, 0.1]})
+    q = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "step": [2, 4, 6],
+            "seconds": [1.0, 2.0, 3.0],
+            "kendall_tau_b_3": [0.3, 0.9, 0.1],
+            "weighted_tau_3": [0.3, 0.8, 0.1],
+        }
+    )
     best = _best_epoch_values(q, best_record)
-    assert best["kendall_tau_b_3"] == 0.9 and best["best_epoch_3"] == 2.0 and best["rank_optimizer_steps"] == 4.0
+    assert (
+        best["kendall_tau_b_3"] == 0.9 and best["best_epoch_3"] == 2.0 and best["rank_optimizer_steps"] == 4.0
+    )
     assert "kendall_tau_b" not in best
     rows = {r["metric"]: r["value"] for r in same_budget_rows(q, "erm", 0, 6)}
     assert rows["kendall_tau_b_3"] == 0.1 and "kendall_tau_b" not in rows
 
 
-@pytest.mark.parametrize("content, match", [("", "is empty"), ("method,seed\n\"unclosed,1\n", "results file")])
+@pytest.mark.parametrize("content, match", [("", "is empty"), ('method,seed\n"unclosed,1\n', "results file")])
 def test_read_results_names_an_empty_or_corrupt_file(tmp_path: Path, content: str, match: str) -> None:
     path = tmp_path / "res.csv"
     path.write_text(content)

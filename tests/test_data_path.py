@@ -29,15 +29,32 @@ from sebra.datasets.base import ImageDataset
 from sebra.datasets.datamodule import SebraDataModule
 from sebra.ranking import RankingController
 
-TINY = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "p_critical": 0.9, "max_steps": 4,
-        "epochs": 1, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3}
-
+TINY = {
+    "backbone": "test_resnet",
+    "rank_optimizer": "adam",
+    "rank_lr": 1e-2,
+    "p_critical": 0.9,
+    "max_steps": 4,
+    "epochs": 1,
+    "gap": 1,
+    "temperature": 0.1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+}
 
 
 def _trainer(root: Path, *callbacks: Callback) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, logger=False, default_root_dir=str(root),
-                     callbacks=list(callbacks))
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        logger=False,
+        default_root_dir=str(root),
+        callbacks=list(callbacks),
+    )
 
 
 # --- each file decoded once ---------------------------------------------------------------------------------------
@@ -58,12 +75,16 @@ class FileTinyDataModule(SebraDataModule):
                     p.parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(ds.load_image(i).permute(1, 2, 0).numpy()).save(p)
                 paths.append(str(p))
-            out[name] = ImageDataset(ds.table.assign(path=paths), cache=True, bias=TINY_BIAS, name=f"files-{name}")
+            out[name] = ImageDataset(
+                ds.table.assign(path=paths), cache=True, bias=TINY_BIAS, name=f"files-{name}"
+            )
         return out
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_every_file_is_decoded_once_per_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num_workers: int) -> None:
+def test_every_file_is_decoded_once_per_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num_workers: int
+) -> None:
     log = tmp_path / "decodes.log"
     decode = base.decode_image
 
@@ -138,9 +159,13 @@ def test_scoring_reads_each_active_sample_once_and_nothing_else(tmp_path: Path) 
     sizes = []
     for (start, _), end, active in zip(probe.marks, ends, probe.active):
         scored = eval_seen[start:end]
-        assert sorted(scored) == torch.nonzero(active).squeeze(1).tolist()  # each active sample once, no other
+        assert (
+            sorted(scored) == torch.nonzero(active).squeeze(1).tolist()
+        )  # each active sample once, no other
         sizes.append(len(scored))
-    assert len(sizes) == model.controller.step >= 3 and min(sizes) < len(dm.train_dataset)  # eliminations happened
+    assert len(sizes) == model.controller.step >= 3 and min(sizes) < len(
+        dm.train_dataset
+    )  # eliminations happened
     # The training view is read only by the training passes: between two scorings, one step's N draws, no more.
     draws = [b - a for (_, a), (_, b) in zip(probe.marks, probe.marks[1:])]
     assert draws and all(d == 16 for d in draws)
@@ -152,8 +177,9 @@ def test_ranking_state_for_200k_samples_is_under_50_mb() -> None:
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (n,), generator=g)
     groups = torch.randint(0, 40, (n,), generator=g)
-    ctl = RankingController(labels, num_classes=10, max_steps=50, groups=groups,
-                            indices=torch.randperm(n, generator=g) * 3)
+    ctl = RankingController(
+        labels, num_classes=10, max_steps=50, groups=groups, indices=torch.randperm(n, generator=g) * 3
+    )
     for _ in range(10):  # ten steps of history (a few hundred bytes each)
         ctl.update(torch.arange(n), torch.rand(n, generator=g) * 0.76)
     buf = io.BytesIO()
@@ -162,6 +188,8 @@ def test_ranking_state_for_200k_samples_is_under_50_mb() -> None:
     assert size < 50e6, f"{size / 1e6:.1f} MB"
     back = RankingController(labels, num_classes=10, max_steps=50, groups=groups, indices=ctl.indices)
     buf.seek(0)
-    back.load_state_dict(torch.load(buf, weights_only=True))  # plain tensors and lists: loadable with weights_only
+    back.load_state_dict(
+        torch.load(buf, weights_only=True)
+    )  # plain tensors and lists: loadable with weights_only
     assert torch.equal(back.elim_step, ctl.elim_step) and back.step == 10
     assert np.isfinite(back.rankings()["p_y"].to_numpy()).all()

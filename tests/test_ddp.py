@@ -30,8 +30,18 @@ from sebra import SebraModule, load_rankings
 from sebra.datasets.datamodule import ShardSampler, augment_batch, shard_positions
 from sebra.ranking import ActiveSetSampler
 
-SETTINGS = {"backbone": "test_efficientnet_gn", "rank_optimizer": "adam", "rank_lr": 3e-3, "p_critical": 0.6,
-            "max_steps": 4, "epochs": 1, "gap": 1, "temperature": 0.1, "lr": 1e-3, "num_classes": 2}
+SETTINGS = {
+    "backbone": "test_efficientnet_gn",
+    "rank_optimizer": "adam",
+    "rank_lr": 3e-3,
+    "p_critical": 0.6,
+    "max_steps": 4,
+    "epochs": 1,
+    "gap": 1,
+    "temperature": 0.1,
+    "lr": 1e-3,
+    "num_classes": 2,
+}
 
 
 class OddValDataModule(TinyDataModule):
@@ -63,33 +73,51 @@ class Recorder(Callback):
 
         pl_module._score = recorded_score
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: SebraModule, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: SebraModule, batch: dict, batch_idx: int
+    ) -> None:
         if pl_module.stage == "rank":
             self.draws.setdefault(trainer.current_epoch, []).extend(batch["index"].tolist())
         else:
-            self.pairs += list(zip(batch["anchor"]["index"].tolist(), batch["positive"]["index"].tolist(),
-                                   batch["negative"]["index"].tolist()))
+            self.pairs += list(
+                zip(
+                    batch["anchor"]["index"].tolist(),
+                    batch["positive"]["index"].tolist(),
+                    batch["negative"]["index"].tolist(),
+                )
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: SebraModule) -> None:
         Path(self.out).mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "rankings": pl_module.rankings,
-            "rankings_path": getattr(pl_module, "rankings_path", None),
-            "draws": self.draws,
-            "pairs": self.pairs,
-            "scoring_states": self.scoring_states,
-            "val": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")},
-            "world_size": trainer.world_size,
-        }, Path(self.out) / f"rank{trainer.global_rank}.pt")
+        torch.save(
+            {
+                "rankings": pl_module.rankings,
+                "rankings_path": getattr(pl_module, "rankings_path", None),
+                "draws": self.draws,
+                "pairs": self.pairs,
+                "scoring_states": self.scoring_states,
+                "val": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")},
+                "world_size": trainer.world_size,
+            },
+            Path(self.out) / f"rank{trainer.global_rank}.pt",
+        )
 
 
 def _fit(root: Path, devices: int, batch_size: int, augment: str = "none", **settings: object) -> Path:
     dm = OddValDataModule(batch_size=batch_size, augment=augment, seed=3)
     trainer = L.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto", max_epochs=-1,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-        logger=CSVLogger(root, name="logs", version="v"), default_root_dir=str(root),
-        callbacks=[Recorder(str(root / "record"))])
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        max_epochs=-1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        logger=CSVLogger(root, name="logs", version="v"),
+        default_root_dir=str(root),
+        callbacks=[Recorder(str(root / "record"))],
+    )
     trainer.fit(SebraModule(**{**SETTINGS, **settings}), datamodule=dm)
     return root
 
@@ -113,11 +141,18 @@ def test_two_processes_rank_like_one(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(r0["rankings"], r1["rankings"], check_exact=True)
     assert r0["rankings_path"] is not None and r1["rankings_path"] is None
     on_disk = load_rankings(r0["rankings_path"])
-    pd.testing.assert_frame_equal(on_disk[r0["rankings"].columns.tolist()], r0["rankings"], check_exact=False,
-                                  atol=1e-6, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        on_disk[r0["rankings"].columns.tolist()],
+        r0["rankings"],
+        check_exact=False,
+        atol=1e-6,
+        check_dtype=False,
+    )
     a, b = one["rankings"], r0["rankings"]
     assert b["rank"].nunique() >= 3  # a ranking over several steps, not a single elimination
-    pd.testing.assert_frame_equal(a[["index", "label", "rank", "position"]], b[["index", "label", "rank", "position"]])
+    pd.testing.assert_frame_equal(
+        a[["index", "label", "rank", "position"]], b[["index", "label", "rank", "position"]]
+    )
     np.testing.assert_allclose(a["p_y"].to_numpy(), b["p_y"].to_numpy(), atol=1e-5)
 
     # Stage 2: one pair table (same seeded generator everywhere), each process a strided share padded to equal size.
@@ -128,11 +163,18 @@ def test_two_processes_rank_like_one(tmp_path: Path) -> None:
     # Validation metrics, synced over the two shards (15 samples: one padding row), equal those of a single process
     # evaluating the same weights (the DDP run's last checkpoint).
     assert r0["val"] == r1["val"] and {"val_acc", "val_wga"} <= r0["val"].keys()
-    check = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=str(tmp_path / "check"))
+    check = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path / "check"),
+    )
     ckpt = ddp / "logs" / "v" / "checkpoints" / "last.ckpt"
-    single_eval = check.validate(SebraModule(**SETTINGS), datamodule=OddValDataModule(batch_size=8), ckpt_path=ckpt,
-                                 verbose=False)[0]
+    single_eval = check.validate(
+        SebraModule(**SETTINGS), datamodule=OddValDataModule(batch_size=8), ckpt_path=ckpt, verbose=False
+    )[0]
     assert {k: single_eval[k] for k in r0["val"]} == pytest.approx(r0["val"], abs=0, nan_ok=True)
 
 
@@ -140,8 +182,18 @@ def test_processes_score_with_the_same_batchnorm_statistics(tmp_path: Path) -> N
     # BatchNorm + augmentation + the official (sampler-drawn, train-mode) scoring: the processes' last training
     # batches differ, yet each ranking step must start scoring from identical parameters *and* running statistics,
     # and all processes must reach the same ranking.
-    root = _fit(tmp_path, devices=2, batch_size=4, augment="crop_flip", backbone="test_resnet", scoring="official",
-                rank_lr=1e-2, p_critical=0.75, max_steps=3, rank_only=True)
+    root = _fit(
+        tmp_path,
+        devices=2,
+        batch_size=4,
+        augment="crop_flip",
+        backbone="test_resnet",
+        scoring="official",
+        rank_lr=1e-2,
+        p_critical=0.75,
+        max_steps=3,
+        rank_only=True,
+    )
     r0, r1 = _load(root, 0), _load(root, 1)
     assert len(r0["scoring_states"]) == len(r1["scoring_states"]) >= 2
     for s0, s1 in zip(r0["scoring_states"], r1["scoring_states"]):
@@ -172,8 +224,11 @@ def test_lightning_keeps_our_samplers_under_ddp() -> None:
     from sebra.ranking import RankingController
 
     ctl = RankingController(dm.train_dataset.labels, max_steps=3)
-    ours = [dm.loader(dm.train_dataset, sampler=ActiveSetSampler(ctl, None, 2, 1)),
-            dm.loader(dm.train_dataset, sampler=ShardSampler(range(4), 2, 1)), dm.val_dataloader()]
+    ours = [
+        dm.loader(dm.train_dataset, sampler=ActiveSetSampler(ctl, None, 2, 1)),
+        dm.loader(dm.train_dataset, sampler=ShardSampler(range(4), 2, 1)),
+        dm.val_dataloader(),
+    ]
     plain = dm.loader(dm.train_dataset, batch_size=4, shuffle=True)
     requires = trainer._data_connector._requires_distributed_sampler
     assert requires(plain)  # the check is live for ordinary loaders

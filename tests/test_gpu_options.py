@@ -18,15 +18,33 @@ from tiny_data import TinyDataModule
 from sebra import SebraModule
 from sebra.methods import ERMModule
 
-TINY = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "p_critical": 0.9, "max_steps": 2,
-        "epochs": 1, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3}
-
+TINY = {
+    "backbone": "test_resnet",
+    "rank_optimizer": "adam",
+    "rank_lr": 1e-2,
+    "p_critical": 0.9,
+    "max_steps": 2,
+    "epochs": 1,
+    "gap": 1,
+    "temperature": 0.1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+}
 
 
 def _trainer(root: Path, **kwargs: object) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, enable_progress_bar=False, logger=False,
-                     enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-                     default_root_dir=str(root), **kwargs)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+        **kwargs,
+    )
 
 
 class Probe(SebraModule):
@@ -64,7 +82,9 @@ def test_bf16_mixed_runs_both_stages_and_scores_under_autocast(tmp_path: Path) -
     trainer.fit(model, datamodule=TinyDataModule(batch_size=4, augment="crop_flip"))
     assert model.stage == "done" and model.controller.step == 2
     assert model.seen["rank/train/dtype"] == {torch.bfloat16}  # the manual Stage 1 step
-    assert model.seen["rank/score/dtype"] == {torch.bfloat16}  # the scoring loop: the precision plugin's context
+    assert model.seen["rank/score/dtype"] == {
+        torch.bfloat16
+    }  # the scoring loop: the precision plugin's context
     assert model.seen["mitigate/train/dtype"] == {torch.bfloat16}  # the manual Stage 2 step
     assert np.isfinite(model.rankings["p_y"].to_numpy()).all()
     assert all(np.isfinite(float(trainer.callback_metrics[k])) for k in ("rank_loss", "train_loss"))
@@ -77,7 +97,11 @@ def test_channels_last_converts_networks_and_inputs(tmp_path: Path) -> None:
     conv = next(m for m in model.ranker.backbone.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     layouts = {k: v for k, v in model.seen.items() if k.endswith("channels_last")}
-    assert set(layouts) == {"rank/train/channels_last", "rank/score/channels_last", "mitigate/train/channels_last"}
+    assert set(layouts) == {
+        "rank/train/channels_last",
+        "rank/score/channels_last",
+        "mitigate/train/channels_last",
+    }
     assert all(v == {True} for v in layouts.values())
 
     default = Probe(**TINY)  # off by default: inputs stay NCHW

@@ -36,17 +36,30 @@ def _run(*args: str) -> _Result:
 
 
 def test_base_rows_of_rerun_methods_are_replaced(tmp_path: Path) -> None:
-    base = _write(tmp_path / "base.csv", [("erm", 0, "worst_group_acc", 10.0), ("sebra", 0, "worst_group_acc", 12.0),
-                                          ("sebra", 0, "kendall_tau_b", 0.7), ("sebra", 1, "worst_group_acc", 13.0)])
-    new = _write(tmp_path / "lane_sebra.csv", [("sebra", 0, "worst_group_acc", 60.0), ("sebra", 0, "seconds", 9.0)])
+    base = _write(
+        tmp_path / "base.csv",
+        [
+            ("erm", 0, "worst_group_acc", 10.0),
+            ("sebra", 0, "worst_group_acc", 12.0),
+            ("sebra", 0, "kendall_tau_b", 0.7),
+            ("sebra", 1, "worst_group_acc", 13.0),
+        ],
+    )
+    new = _write(
+        tmp_path / "lane_sebra.csv", [("sebra", 0, "worst_group_acc", 60.0), ("sebra", 0, "seconds", 9.0)]
+    )
     out = tmp_path / "merged.csv"
     res = _run(str(new), "--base", str(base), "--out", str(out))
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(out)
     got = {(m, s, k): v for m, s, k, v in df.itertuples(index=False)}
     # seed 0 of sebra was re-run: all its old rows go (the old tau too), the new ones come in
-    assert got == {("erm", 0, "worst_group_acc"): 10.0, ("sebra", 0, "worst_group_acc"): 60.0,
-                   ("sebra", 0, "seconds"): 9.0, ("sebra", 1, "worst_group_acc"): 13.0}
+    assert got == {
+        ("erm", 0, "worst_group_acc"): 10.0,
+        ("sebra", 0, "worst_group_acc"): 60.0,
+        ("sebra", 0, "seconds"): 9.0,
+        ("sebra", 1, "worst_group_acc"): 13.0,
+    }
     assert (tmp_path / "ranking_merged.csv").exists()
 
 
@@ -63,7 +76,13 @@ def test_two_files_reporting_the_same_run_are_refused(tmp_path: Path) -> None:
 def test_disjoint_files_are_joined(tmp_path: Path, with_base: bool) -> None:
     a = _write(tmp_path / "a.csv", [("erm", 0, "worst_group_acc", 10.0)])
     b = _write(tmp_path / "b.csv", [("jtt", 0, "worst_group_acc", 50.0)])
-    extra = ["--base", str(_write(tmp_path / "base.csv", [("oracle", 0, "worst_group_acc", 80.0)]))] if with_base else []
+    extra = (
+        ["--base", str(_write(tmp_path / "base.csv", [("oracle", 0, "worst_group_acc", 80.0)]))]
+        if with_base
+        else []
+    )
     res = _run(str(a), str(b), "--out", str(tmp_path / "m.csv"), *extra)
     assert res.returncode == 0, res.stderr
-    assert set(pd.read_csv(tmp_path / "m.csv")["method"]) == {"erm", "jtt"} | ({"oracle"} if with_base else set())
+    assert set(pd.read_csv(tmp_path / "m.csv")["method"]) == {"erm", "jtt"} | (
+        {"oracle"} if with_base else set()
+    )

@@ -40,8 +40,14 @@ def test_confidence_rankings_order_by_p_y_within_each_class() -> None:
 
 def test_error_set_rankings_put_errors_after_correct_even_with_higher_p_y() -> None:
     # three classes: a correct sample can have p_y 0.35, an error p_y 0.45 (another class got 0.5)
-    scores = pd.DataFrame({"index": [5, 6, 7, 8, 9], "label": [0, 0, 0, 0, 1],
-                           "p_y": [0.9, 0.35, 0.45, 0.2, 0.6], "error": [False, False, True, True, False]})
+    scores = pd.DataFrame(
+        {
+            "index": [5, 6, 7, 8, 9],
+            "label": [0, 0, 0, 0, 1],
+            "p_y": [0.9, 0.35, 0.45, 0.2, 0.6],
+            "error": [False, False, True, True, False],
+        }
+    )
     rk = error_set_rankings(scores)
     c0 = rk[rk["label"] == 0].sort_values("position")
     assert c0["index"].tolist() == [5, 6, 7, 8] and c0["rank"].tolist() == [1, 1, 2, 2]
@@ -65,7 +71,9 @@ def test_level_scores_join_by_dataset_index() -> None:
     train = dm.train_dataset
     lv4 = train.bias.levels(train.labels, train.attrs, scheme=4).numpy()
     # a perfect ranking: p_y decreasing with the true level; rows shuffled so row order != dataset order
-    perfect = confidence_rankings(train.indices, train.labels, 1.0 - lv4 / 10).sample(frac=1.0, random_state=0)
+    perfect = confidence_rankings(train.indices, train.labels, 1.0 - lv4 / 10).sample(
+        frac=1.0, random_state=0
+    )
     s = level_scores(perfect, train)
     assert s["kendall_tau_b"] == pytest.approx(1.0) and s["kendall_tau_b_3"] == pytest.approx(1.0)
     reverse = confidence_rankings(train.indices, train.labels, lv4 / 10.0)
@@ -75,7 +83,9 @@ def test_level_scores_join_by_dataset_index() -> None:
     rk = confidence_rankings(train.indices, train.labels, torch.rand(16, generator=g))
     pos = {int(i): p for p, i in enumerate(train.indices)}
     by_hand = [int(train.bias.levels(train.labels, train.attrs, 3)[pos[int(i)]]) for i in rk["index"]]
-    assert level_scores(rk, train)["weighted_tau_3"] == pytest.approx(ranking_quality(rk, by_hand)["weighted_tau"])
+    assert level_scores(rk, train)["weighted_tau_3"] == pytest.approx(
+        ranking_quality(rk, by_hand)["weighted_tau"]
+    )
     bad = perfect.copy()
     bad.loc[bad.index[0], "label"] = 1 - bad["label"].iloc[0]
     with pytest.raises(ValueError, match="another label"):
@@ -83,7 +93,12 @@ def test_level_scores_join_by_dataset_index() -> None:
 
 
 def test_record_choice() -> None:
-    recs = [{"step": 2, "v": 0.1}, {"step": 4, "v": float("nan")}, {"step": 6, "v": 0.5}, {"step": 8, "v": 0.5}]
+    recs = [
+        {"step": 2, "v": 0.1},
+        {"step": 4, "v": float("nan")},
+        {"step": 6, "v": 0.5},
+        {"step": 8, "v": 0.5},
+    ]
     assert record_at_budget(recs, 5)["step"] == 4  # a tie between 4 and 6 goes to the earlier
     assert record_at_budget(recs, 100)["step"] == 8
     assert best_record(recs, lambda r: r["v"])[0]["step"] == 6  # NaN never wins; ties keep the earlier
@@ -97,9 +112,16 @@ def test_confidence_recorder_scores_every_epoch(tmp_path: Path) -> None:
     dm = TinyDataModule()
     rec = ConfidenceRecorder()
     model = ERMModule(backbone="test_resnet", epochs=3, seed=0)
-    trainer = L.Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[rec],
-                        default_root_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_epochs=-1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[rec],
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, datamodule=dm)
     assert [r["epoch"] for r in rec.records] == [1, 2, 3]
     assert [r["step"] for r in rec.records] == [2, 4, 6]  # 16 samples, batch 8

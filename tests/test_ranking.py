@@ -18,7 +18,7 @@ def test_loss_value_matches_hand_computation():
     for row, y in zip(logits.tolist(), labels.tolist()):
         z = sum(math.exp(v) for v in row)
         p = math.exp(row[y]) / z
-        expected += (p ** beta) * (-math.log(p))
+        expected += (p**beta) * (-math.log(p))
     expected /= 3
     got = confidence_weighted_loss(logits, labels, beta)
     assert got.item() == pytest.approx(expected, rel=1e-6)
@@ -57,7 +57,9 @@ def test_strict_elimination_at_p_critical():
 
 def test_per_class_ranks_and_tie_break():
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    ctl = RankingController(labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15]))
+    ctl = RankingController(
+        labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15])
+    )
     ctl.update(torch.arange(6), torch.tensor([0.6, 0.9, 0.1, 0.2, 0.7, 0.7]))  # step 1: 11, 10 | 14, 15
     ctl.update(torch.tensor([2, 3]), torch.tensor([0.8, 0.55]))  # step 2: 12 | 13
     df = ctl.rankings()
@@ -188,13 +190,20 @@ def test_rankings_csv_round_trip_atomic(tmp_path):
 
 def test_within_step_order_by_a_given_score():
     labels = torch.tensor([0, 0, 0, 0, 1, 1])
-    ctl = RankingController(labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15]))
+    ctl = RankingController(
+        labels, p_critical=0.5, max_steps=10, indices=torch.tensor([10, 11, 12, 13, 14, 15])
+    )
     ctl.update(torch.arange(6), torch.tensor([0.9, 0.8, 0.7, 0.1, 0.9, 0.6]))  # step 1: 10, 11, 12 | 14, 15
     ctl.update(torch.tensor([3]), torch.tensor([0.9]))  # step 2: 13
     final = torch.tensor([0.2, 0.9, 0.5, 0.99, 0.1, 0.3])  # e.g. the final network's p_y
     df = ctl.rankings(final)
     c0 = df[df.label == 0]
-    assert c0["index"].tolist() == [11, 12, 10, 13]  # step 1 by the given score, higher first; the rank still leads
+    assert c0["index"].tolist() == [
+        11,
+        12,
+        10,
+        13,
+    ]  # step 1 by the given score, higher first; the rank still leads
     assert c0["rank"].tolist() == [1, 1, 1, 2]
     assert c0["p_final"].tolist() == pytest.approx([0.9, 0.5, 0.2, 0.99])
     assert c0["p_y"].tolist() == pytest.approx([0.8, 0.7, 0.9, 0.9])  # p_y at elimination is kept
@@ -224,6 +233,8 @@ def test_combine_rankings_orders_by_mean_position_percentile():
     assert c0["position"].tolist() == [1, 2, 3, 4]
     assert c0.set_index("index")["rank"].to_dict() == {0: 1, 1: 1, 2: 1, 3: 2}  # round((1 + 3 + 1) / 3) = 2
     assert out[out.label == 1]["index"].tolist() == [4, 5, 6]  # 4: (1+3+1)/3 < 6: (3+1+3)/3; 5 in the middle
-    assert combine_rankings([a]).equals(a.sort_values(["label", "position"]).reset_index(drop=True)[out.columns])
+    assert combine_rankings([a]).equals(
+        a.sort_values(["label", "position"]).reset_index(drop=True)[out.columns]
+    )
     with pytest.raises(ValueError, match="other samples"):
         combine_rankings([a, a[a["index"] != 6]])

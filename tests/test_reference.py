@@ -31,12 +31,22 @@ def _run(*args: str) -> None:
 def _fake_results(path: Path) -> Path:
     rows = []
     for seed, (wga, acc) in enumerate([(10.0, 70.0), (20.0, 74.0), (30.0, 72.0)]):
-        rows += [("sebra", seed, "worst_group_acc", wga), ("sebra", seed, "avg_acc", acc),
-                 ("sebra", seed, "id_acc", 95.0), ("sebra", seed, "gap_a", -wga / 10),
-                 ("sebra", seed, "gap_b", -2.0 * seed), ("sebra", seed, "gap_both", -40.0),
-                 ("sebra", seed, "kendall_tau_b", 0.7), ("sebra", seed, "seconds", 100.0),
-                 ("erm_conf_same_budget", seed, "kendall_tau_b", 0.8)]
-    rows += [("erm", 0, "worst_group_acc", 5.0), ("erm", 1, "worst_group_acc", 7.0), ("erm", 0, "id_acc", 98.0)]
+        rows += [
+            ("sebra", seed, "worst_group_acc", wga),
+            ("sebra", seed, "avg_acc", acc),
+            ("sebra", seed, "id_acc", 95.0),
+            ("sebra", seed, "gap_a", -wga / 10),
+            ("sebra", seed, "gap_b", -2.0 * seed),
+            ("sebra", seed, "gap_both", -40.0),
+            ("sebra", seed, "kendall_tau_b", 0.7),
+            ("sebra", seed, "seconds", 100.0),
+            ("erm_conf_same_budget", seed, "kendall_tau_b", 0.8),
+        ]
+    rows += [
+        ("erm", 0, "worst_group_acc", 5.0),
+        ("erm", 1, "worst_group_acc", 7.0),
+        ("erm", 0, "id_acc", 98.0),
+    ]
     pd.DataFrame(rows, columns=["method", "seed", "metric", "value"]).to_csv(path, index=False)
     return path
 
@@ -46,7 +56,10 @@ def test_script_writes_means_stds_and_seed_counts(tmp_path: Path) -> None:
     _run("--results", str(_fake_results(tmp_path / "results.csv")), "--out", str(out))
     ref = pd.read_csv(out)
     assert list(ref.columns) == ["method", "metric", "mean", "std", "seeds"]
-    assert list(dict.fromkeys(ref["method"])) == ["erm", "sebra"]  # benchmark order; ranker-only rows left out
+    assert list(dict.fromkeys(ref["method"])) == [
+        "erm",
+        "sebra",
+    ]  # benchmark order; ranker-only rows left out
     assert set(ref["metric"]) <= set(REFERENCE_METRICS)  # no tau, no seconds
     got = ref.set_index(["method", "metric"])
     assert got.loc[("sebra", "worst_group_acc"), "mean"] == pytest.approx(20.0)
@@ -54,8 +67,9 @@ def test_script_writes_means_stds_and_seed_counts(tmp_path: Path) -> None:
     assert got.loc[("sebra", "avg_acc"), "std"] == pytest.approx(2.0)
     assert got.loc[("sebra", "gap_b"), "mean"] == pytest.approx(-2.0)
     assert got.loc[("sebra", "id_acc"), "std"] == pytest.approx(0.0)
-    assert got.loc[("erm", "worst_group_acc"), ["mean", "std", "seeds"]].tolist() == pytest.approx([6.0, 2 ** 0.5, 2],
-                                                                                                    abs=1e-4)
+    assert got.loc[("erm", "worst_group_acc"), ["mean", "std", "seeds"]].tolist() == pytest.approx(
+        [6.0, 2**0.5, 2], abs=1e-4
+    )
     assert got.loc[("erm", "id_acc"), "seeds"] == 1 and pd.isna(got.loc[("erm", "id_acc"), "std"])
     assert got.loc[("sebra", "gap_both"), "seeds"] == 3
     assert not list(out.parent.glob(".*.tmp"))  # written through a temporary file, none left behind
@@ -74,7 +88,10 @@ def test_packaged_reference_matches_the_bench_results() -> None:
     ns = runpy.run_path(str(SCRIPT))
     expected = ns["reference_table"](read_results(ROOT / "benchmarks" / "results" / "builtin.csv"))
     shipped = pd.read_csv(REFERENCE_FILE)
-    assert shipped[["method", "metric", "seeds"]].values.tolist() == expected[["method", "metric", "seeds"]].values.tolist()
+    assert (
+        shipped[["method", "metric", "seeds"]].values.tolist()
+        == expected[["method", "metric", "seeds"]].values.tolist()
+    )
     assert shipped["mean"].to_numpy() == pytest.approx(expected["mean"].to_numpy(), abs=1e-4)
     assert shipped["std"].to_numpy() == pytest.approx(expected["std"].to_numpy(), abs=1e-4)
 
@@ -98,8 +115,10 @@ def test_demo_prints_the_reference_table(tmp_path: Path) -> None:
 
 def test_demo_reference_shows_the_label_using_methods(tmp_path: Path) -> None:
     ref = tmp_path / "ref.csv"
-    pd.DataFrame([("groupdro", "worst_group_acc", 77.6, 1.4, 3), ("oracle", "worst_group_acc", 82.4, 2.9, 3)],
-                 columns=["method", "metric", "mean", "std", "seeds"]).to_csv(ref, index=False)
+    pd.DataFrame(
+        [("groupdro", "worst_group_acc", 77.6, 1.4, 3), ("oracle", "worst_group_acc", 82.4, 2.9, 3)],
+        columns=["method", "metric", "mean", "std", "seeds"],
+    ).to_csv(ref, index=False)
     text = reference_text(ref)
     assert "groupdro (uses group labels)" in text and "82.4 ± 2.9" in text
     assert "single run varies" not in text  # neither sebra nor erm in the file

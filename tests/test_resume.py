@@ -25,9 +25,19 @@ from sebra import SebraModule
 from sebra.methods import ERMModule
 from sebra.methods.base import LastCheckpoint, SelectionCheckpoint
 
-SETTINGS = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "p_critical": 0.9, "max_steps": 4,
-            "epochs": 3, "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine"}
-
+SETTINGS = {
+    "backbone": "test_resnet",
+    "rank_optimizer": "adam",
+    "rank_lr": 1e-2,
+    "p_critical": 0.9,
+    "max_steps": 4,
+    "epochs": 3,
+    "gap": 1,
+    "temperature": 0.1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "lr_schedule": "cosine",
+}
 
 
 class Crash(RuntimeError):
@@ -51,17 +61,27 @@ class Trace(Callback):
     def __init__(self) -> None:
         self.batches: dict[int, list[list[int]]] = {}
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int
+    ) -> None:
         idx = batch["anchor"]["index"] if "anchor" in batch else batch["index"]
         self.batches.setdefault(trainer.current_epoch, []).append(idx.tolist())
 
 
 def _trainer(root: Path, *callbacks: Callback, **kwargs: object) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-                     logger=CSVLogger(root, name="logs", version="v"), default_root_dir=str(root),
-                     callbacks=list(callbacks), **kwargs)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        logger=CSVLogger(root, name="logs", version="v"),
+        default_root_dir=str(root),
+        callbacks=list(callbacks),
+        **kwargs,
+    )
 
 
 def _dm() -> TinyDataModule:
@@ -80,7 +100,12 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model = SebraModule(**SETTINGS)
     trainer = _trainer(root, trace)
     trainer.fit(model, datamodule=_dm())
-    return {"model": model, "trace": trace.batches, "epochs": trainer.current_epoch, "history": model.controller.history}
+    return {
+        "model": model,
+        "trace": trace.batches,
+        "epochs": trainer.current_epoch,
+        "history": model.controller.history,
+    }
 
 
 def _interrupt_and_resume(root: Path, epoch: int, last: bool = False) -> tuple[SebraModule, dict, dict]:
@@ -108,15 +133,20 @@ def test_uninterrupted_run_ranks_over_several_steps(uninterrupted: dict) -> None
 
 
 @pytest.mark.parametrize("k,last", [(1, False), (2, True)])
-def test_resume_after_ranking_step_k_gives_identical_rankings(tmp_path: Path, uninterrupted: dict, k: int,
-                                                              last: bool) -> None:
+def test_resume_after_ranking_step_k_gives_identical_rankings(
+    tmp_path: Path, uninterrupted: dict, k: int, last: bool
+) -> None:
     resumed, trace, saved = _interrupt_and_resume(tmp_path, epoch=k, last=last)
     state = saved["sebra"]
-    assert state["stage"] == "rank" and state["controller"]["step"] == k  # a checkpoint written by a ranking step
+    assert (
+        state["stage"] == "rank" and state["controller"]["step"] == k
+    )  # a checkpoint written by a ranking step
     ref = uninterrupted["model"]
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
     assert resumed.controller.history == uninterrupted["history"]
-    assert {e: b for e, b in uninterrupted["trace"].items() if e >= k} == trace  # the same draws and pairs after k
+    assert {
+        e: b for e, b in uninterrupted["trace"].items() if e >= k
+    } == trace  # the same draws and pairs after k
     for key, value in _state(ref).items():  # ranker and Stage 2 network: the same weights at the end
         assert torch.equal(resumed.state_dict()[key], value), key
     assert resumed.mitigation_epoch == 3 and resumed.stage == "done"
@@ -150,7 +180,9 @@ def test_erm_resume_continues_the_shuffling(tmp_path: Path) -> None:
     ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
     ref_batches = ref_trace.batches
-    assert trace.batches == {2: ref_batches[2]} and ref_batches[2] != ref_batches[0]  # epoch 2's shuffle, not epoch 0's
+    assert (
+        trace.batches == {2: ref_batches[2]} and ref_batches[2] != ref_batches[0]
+    )  # epoch 2's shuffle, not epoch 0's
     for key, value in _state(ref).items():
         assert torch.equal(resumed.state_dict()[key], value), key
 

@@ -11,12 +11,30 @@ import pytest
 
 @pytest.mark.slow
 def test_speed_benchmark_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    spec = importlib.util.spec_from_file_location("speed", Path(__file__).parents[1] / "benchmarks" / "speed.py")
+    spec = importlib.util.spec_from_file_location(
+        "speed", Path(__file__).parents[1] / "benchmarks" / "speed.py"
+    )
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
     out = tmp_path / "speed.csv"
-    speed.main(["--limit", "256", "--max-steps", "2", "--erm-epochs", "1", "--stage2-epochs", "1", "--threads", "1",
-                "--accelerator", "cpu", "--out", str(out)])
+    speed.main(
+        [
+            "--limit",
+            "256",
+            "--max-steps",
+            "2",
+            "--erm-epochs",
+            "1",
+            "--stage2-epochs",
+            "1",
+            "--threads",
+            "1",
+            "--accelerator",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     df = pd.read_csv(out)
     assert list(df.columns) == speed.COLUMNS
     means = df[df.step == "mean"].set_index(["phase", df[df.step == "mean"].feature_pass.fillna("")])

@@ -31,7 +31,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"animal-mnist data refers to {module}.{name}; only numpy arrays are allowed")
+            raise pickle.UnpicklingError(
+                f"animal-mnist data refers to {module}.{name}; only numpy arrays are allowed"
+            )
         if name == "_reconstruct":
             from numpy._core import multiarray
 
@@ -61,5 +63,7 @@ def load_animal_mnist() -> tuple[np.ndarray, np.ndarray]:
             out.append(_NumpyOnlyUnpickler(f).load())
     images, labels = out
     if images.shape != (10000, 28, 28) or labels.shape != (10000,):
-        raise ValueError(f"{d}: expected 10000 28x28 images and labels, got {images.shape} and {labels.shape}")
+        raise ValueError(
+            f"{d}: expected 10000 28x28 images and labels, got {images.shape} and {labels.shape}"
+        )
     return images.astype(np.uint8), labels.astype(np.int64)

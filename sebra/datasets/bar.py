@@ -58,13 +58,22 @@ _TREE = """expected:
 with <class> one of climbing, diving, fishing, pole vaulting, racing, throwing"""
 
 
-def _dataset(table: pd.DataFrame, class_names, image_size, cache, group_by_class: bool, name: str) -> ImageDataset:
+def _dataset(
+    table: pd.DataFrame, class_names, image_size, cache, group_by_class: bool, name: str
+) -> ImageDataset:
     table["group"] = table["label"] if group_by_class else -1
     for c, cname in enumerate(class_names):
         if not (table["label"] == c).any():
             raise DatasetError(f"{name}: class {c} ({cname}) has no samples; every class needs at least one")
-    return ImageDataset(table, image_size=image_size, cache=cache, num_classes=len(class_names),
-                        class_names=class_names, bias=None, name=name)
+    return ImageDataset(
+        table,
+        image_size=image_size,
+        cache=cache,
+        num_classes=len(class_names),
+        class_names=class_names,
+        bias=None,
+        name=name,
+    )
 
 
 def read_bar(
@@ -96,16 +105,25 @@ def read_bar(
             continue
         m = _NAME.match(p.stem)
         if not m or m.group(1) not in lookup:
-            raise DatasetError(f"BAR: file {p} is not named <class>_<n>.jpg with a class among {list(BAR_CLASSES)}")
+            raise DatasetError(
+                f"BAR: file {p} is not named <class>_<n>.jpg with a class among {list(BAR_CLASSES)}"
+            )
         rows.append((lookup[m.group(1)], int(m.group(2)), str(p)))
     rows.sort()
-    table = pd.DataFrame({"index": np.arange(len(rows), dtype=np.int64), "path": [r[2] for r in rows],
-                          "label": np.array([r[0] for r in rows], dtype=np.int64)})
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(rows), dtype=np.int64),
+            "path": [r[2] for r in rows],
+            "label": np.array([r[0] for r in rows], dtype=np.int64),
+        }
+    )
     return _dataset(table, list(BAR_CLASSES), image_size, cache, group_by_class, f"BAR {split} ({d})")
 
 
-_WANT_FILE = ("IRMCon's torch.save({'train': [paths, labels], 'test': [paths, labels], 'label_info': ...}) file "
-              "(data/BAR/dataset{ratio}.torch)")
+_WANT_FILE = (
+    "IRMCon's torch.save({'train': [paths, labels], 'test': [paths, labels], 'label_info': ...}) file "
+    "(data/BAR/dataset{ratio}.torch)"
+)
 
 
 def _check_torch_file(path: Path) -> None:
@@ -115,14 +133,18 @@ def _check_torch_file(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise DatasetError(f"BAR file {path} is not a file written by torch.save (it starts with {head!r}); "
-                           f"expected {_WANT_FILE}")
+        raise DatasetError(
+            f"BAR file {path} is not a file written by torch.save (it starts with {head!r}); "
+            f"expected {_WANT_FILE}"
+        )
 
 
 def _int_labels(raw, path: Path, split: str, num_classes: int, names: list[str]) -> np.ndarray:
     """The ``labels`` list of a split as int64, refusing (with the position) text, fractions and ids out of range."""
-    expected = (f"expected integer class ids 0..{num_classes - 1} ({', '.join(names)}; a file with other classes "
-                "names them in label_info)")
+    expected = (
+        f"expected integer class ids 0..{num_classes - 1} ({', '.join(names)}; a file with other classes "
+        "names them in label_info)"
+    )
     if isinstance(raw, torch.Tensor):
         values = raw.reshape(-1).tolist()
     elif isinstance(raw, (list, tuple)):
@@ -191,7 +213,9 @@ def read_bar_torch(
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetNotFoundError(f"BAR file {path} does not exist; expected IRMCon's data/BAR/dataset{{ratio}}.torch")
+        raise DatasetNotFoundError(
+            f"BAR file {path} does not exist; expected IRMCon's data/BAR/dataset{{ratio}}.torch"
+        )
     _check_torch_file(path)
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
@@ -202,15 +226,21 @@ def read_bar_torch(
         raise DatasetError(f"BAR file {path}: has no {split!r} entry; expected {want}")
     entry = obj[split]
     if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and len(entry[0]) == len(entry[1])):
-        raise DatasetError(f"BAR file {path}: entry {split!r} is not [paths, labels] of equal length; expected {want}")
+        raise DatasetError(
+            f"BAR file {path}: entry {split!r} is not [paths, labels] of equal length; expected {want}"
+        )
     bad = [i for i, p in enumerate(entry[0]) if not isinstance(p, str) or not p]
     if bad:
-        raise DatasetError(f"BAR file {path}: {split} image path at position {bad[0]} is {entry[0][bad[0]]!r}; "
-                           "expected a file path (text)")
+        raise DatasetError(
+            f"BAR file {path}: {split} image path at position {bad[0]} is {entry[0][bad[0]]!r}; "
+            "expected a file path (text)"
+        )
     paths = [str(p) for p in entry[0]]
     info = _info_names(obj.get("label_info"))
     num_classes = len(info) if info and sorted(info) == list(range(len(info))) else len(BAR_CLASSES)
-    labels = _int_labels(entry[1], path, split, num_classes, _class_names(obj.get("label_info"), num_classes, ""))
+    labels = _int_labels(
+        entry[1], path, split, num_classes, _class_names(obj.get("label_info"), num_classes, "")
+    )
     base = Path(base_dir) if base_dir is not None else path.parent.parent
     resolved = [p if Path(p).is_absolute() else str(base / p) for p in paths]
     missing = [p for p in resolved if not Path(p).is_file()]
@@ -260,8 +290,10 @@ def bar_splits(
         counts = out[s].class_counts()
         if (counts == 0).any():
             c = int(torch.nonzero(counts == 0)[0])
-            raise DatasetError(f"BAR: class {c} ({train.class_names[c]}) has no samples in {s} after the seeded "
-                               f"{1 - val_fraction:.0%}/{val_fraction:.0%} split (seed {seed}) of {train.name}")
+            raise DatasetError(
+                f"BAR: class {c} ({train.class_names[c]}) has no samples in {s} after the seeded "
+                f"{1 - val_fraction:.0%}/{val_fraction:.0%} split (seed {seed}) of {train.name}"
+            )
     return out
 
 
@@ -299,10 +331,22 @@ class BARDataModule(SebraDataModule):
         std: tuple[float, ...] = IMAGENET_STD,
         batch_augment: bool = True,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std,
-                         batch_augment, seed)
+        super().__init__(
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            image_size,
+            augment,
+            pin_memory,
+            mean,
+            std,
+            batch_augment,
+            seed,
+        )
         if root is None and torch_file is None:
-            raise ValueError("BARDataModule needs root (alinlab/BAR folders) or torch_file (IRMCon .torch file)")
+            raise ValueError(
+                "BARDataModule needs root (alinlab/BAR folders) or torch_file (IRMCon .torch file)"
+            )
         self.root = root
         self.torch_file = torch_file
         self.base_dir = base_dir
@@ -313,6 +357,13 @@ class BARDataModule(SebraDataModule):
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read train and test, then hold out the seeded validation share of train."""
-        return bar_splits(self.root or ".", torch_file=self.torch_file, base_dir=self.base_dir,
-                          val_fraction=self.val_fraction, seed=self.seed, image_size=self.image_size,
-                          cache=self.cache, group_by_class=self.group_by_class)
+        return bar_splits(
+            self.root or ".",
+            torch_file=self.torch_file,
+            base_dir=self.base_dir,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            image_size=self.image_size,
+            cache=self.cache,
+            group_by_class=self.group_by_class,
+        )

@@ -186,11 +186,15 @@ class ImageDataset(Dataset):
         self.image_size = image_size
         self.bias = bias
         labels = torch.from_numpy(np.array(table["label"].to_numpy(dtype=np.int64)))
-        self.num_classes = int(num_classes if num_classes is not None else (int(labels.max()) + 1 if len(labels) else 0))
+        self.num_classes = int(
+            num_classes if num_classes is not None else (int(labels.max()) + 1 if len(labels) else 0)
+        )
         if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
             bad = int(labels[(labels < 0) | (labels >= self.num_classes)][0])
             raise DatasetError(f"{name}: label {bad} outside 0..{self.num_classes - 1}")
-        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        )
         self.labels = labels
         self.indices = torch.from_numpy(np.array(table["index"].to_numpy(dtype=np.int64)))
         self.groups = torch.from_numpy(np.array(table["group"].to_numpy(dtype=np.int64)))
@@ -207,6 +211,7 @@ class ImageDataset(Dataset):
 
     @property
     def paths(self) -> list[str] | None:
+        """Image paths relative to the root, or None for in-memory data."""
         return self.table["path"].astype(str).tolist() if "path" in self.table.columns else None
 
     def _decode_row(self, row: int) -> torch.Tensor:
@@ -272,4 +277,5 @@ class ImageDataset(Dataset):
         return order[loc]
 
     def class_counts(self) -> torch.Tensor:
+        """Samples per class, as a tensor of length ``num_classes``."""
         return torch.bincount(self.labels, minlength=self.num_classes)

@@ -26,15 +26,27 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from typing_extensions import override
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES
 from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.datasets.datamodule import Augment
 from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
 
-__all__ = ["BUILTIN_BIAS", "BuiltinDataModule", "BuiltinSpec", "default_root", "ensure_builtin", "render_builtin", "write_builtin"]
+__all__ = [
+    "BUILTIN_BIAS",
+    "BuiltinDataModule",
+    "BuiltinSpec",
+    "default_root",
+    "ensure_builtin",
+    "render_builtin",
+    "write_builtin",
+]
 
-GROUPS_OF_ANIMALS = (("bear", "cow", "elephant", "giraffe", "horse"), ("bird", "cat", "dog", "sheep", "zebra"))
+GROUPS_OF_ANIMALS = (
+    ("bear", "cow", "elephant", "giraffe", "horse"),
+    ("bird", "cat", "dog", "sheep", "zebra"),
+)
 CLASS_NAMES = ("large", "small")
 FORMAT_VERSION = 1
 NAMES = ("urban", "country")
@@ -58,7 +70,12 @@ class BuiltinSpec:
     tint_jitter: float = 0.05  # per-image random variation of the tint colour
     symbol: float = 0.4  # symbol colour intensity (0..1)
     ratio: float = 0.95
-    counts_train: tuple[int, int, int, int] = (3610, 190, 190, 10)  # aligned, bg conflict, coobj conflict, both
+    counts_train: tuple[int, int, int, int] = (
+        3610,
+        190,
+        190,
+        10,
+    )  # aligned, bg conflict, coobj conflict, both
     per_cell_eval: int = 125
     version: int = FORMAT_VERSION
 
@@ -75,8 +92,8 @@ def _symbol(kind: int) -> np.ndarray:
     k = _SYMBOL_SIZE
     m = np.zeros((k, k), dtype=np.float32)
     if kind == 0:
-        m[k // 2 - 1:k // 2 + 2, :] = 1
-        m[:, k // 2 - 1:k // 2 + 2] = 1
+        m[k // 2 - 1 : k // 2 + 2, :] = 1
+        m[:, k // 2 - 1 : k // 2 + 2] = 1
     else:
         m[:2, :] = m[-2:, :] = m[:, :2] = m[:, -2:] = 1
     return m
@@ -100,10 +117,20 @@ def render_builtin(spec: BuiltinSpec = BuiltinSpec()) -> dict[str, dict[str, np.
         render_variant,
     )
 
-    return render_variant(VariantSpec(
-        "builtin", Shortcut("tint", spec.tint), Shortcut("symbol", spec.symbol), grouping="large_small",
-        seed=spec.seed, image_size=spec.image_size, tint_jitter=spec.tint_jitter, ratio=spec.ratio,
-        counts_train=spec.counts_train, per_cell_eval=spec.per_cell_eval))
+    return render_variant(
+        VariantSpec(
+            "builtin",
+            Shortcut("tint", spec.tint),
+            Shortcut("symbol", spec.symbol),
+            grouping="large_small",
+            seed=spec.seed,
+            image_size=spec.image_size,
+            tint_jitter=spec.tint_jitter,
+            ratio=spec.ratio,
+            counts_train=spec.counts_train,
+            per_cell_eval=spec.per_cell_eval,
+        )
+    )
 
 
 def default_root() -> Path:
@@ -119,8 +146,11 @@ def _folder(label: int, bg: int, co: int) -> str:
 def write_splits(tmp: Path, data: dict[str, dict[str, np.ndarray]], ratio: float) -> None:
     """Write rendered splits (:func:`render_builtin`'s layout) under ``tmp/urbancars/`` as UrbanCars' folders and
     JPEG files, with ``animals_<split>.csv`` beside them; shared by every generated benchmark."""
-    ratio_dir = {"train": f"bg-{ratio}_co_occur_obj-{ratio}", "val": "bg-0.5_co_occur_obj-0.5",
-                 "test": "bg-0.5_co_occur_obj-0.5"}
+    ratio_dir = {
+        "train": f"bg-{ratio}_co_occur_obj-{ratio}",
+        "val": "bg-0.5_co_occur_obj-0.5",
+        "test": "bg-0.5_co_occur_obj-0.5",
+    }
     for split, d in data.items():
         base = tmp / "urbancars" / ratio_dir[split] / split
         for lab in (0, 1):
@@ -139,8 +169,9 @@ def write_splits(tmp: Path, data: dict[str, dict[str, np.ndarray]], ratio: float
         (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
 
 
-def write_generated(root: str | Path, data: dict[str, dict[str, np.ndarray]], ratio: float, meta_name: str,
-                    meta: dict) -> Path:
+def write_generated(
+    root: str | Path, data: dict[str, dict[str, np.ndarray]], ratio: float, meta_name: str, meta: dict
+) -> Path:
     """Write rendered splits under ``root/urbancars/`` (:func:`write_splits`) with ``root/<meta_name>`` recording
     what they were made from; everything is written into a temporary folder and renamed into place, so an
     interrupted run leaves nothing half-written. Returns ``root``."""
@@ -207,19 +238,30 @@ class BuiltinDataModule(UrbanCarsDataModule):
         pin_memory: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__(root=str(root) if root is not None else "", batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
-                         augment=augment, pin_memory=pin_memory, seed=seed)
+        super().__init__(
+            root=str(root) if root is not None else "",
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            augment=augment,
+            pin_memory=pin_memory,
+            seed=seed,
+        )
         self.spec = BuiltinSpec(seed=data_seed, tint=tint, symbol=symbol)
         self.builtin_root = Path(root) if root is not None else None
 
+    @override
     def prepare_data(self) -> None:
         ensure_builtin(self.builtin_root, self.spec)
 
     def build_splits(self) -> dict[str, ImageDataset]:
+        """The train/val/test datasets of the generated benchmark."""
         self.root = str(ensure_builtin(self.builtin_root, self.spec))
-        splits = {s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=BUILTIN_BIAS)
-                  for s in ("train", "val", "test")}
+        splits = {
+            s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=BUILTIN_BIAS)
+            for s in ("train", "val", "test")
+        }
         for ds in splits.values():
             ds.class_names = list(CLASS_NAMES)
         return splits

@@ -73,12 +73,46 @@ __all__ = [
 ]
 
 CELEBA_ATTRS = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips", "Big_Nose",
-    "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses",
-    "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
-    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
-    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick",
-    "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 
 #: MD5 of the official TXT files (what torchvision's integrity check expects).
@@ -139,10 +173,14 @@ def _folder(root: Path) -> Path:
     for d in (root / "celeba", root):
         if any((d / f"list_attr_celeba.{ext}").is_file() for ext in ("txt", "csv")):
             return d
-    raise DatasetNotFoundError(f"CelebA: neither {root}/celeba/ nor {root} holds list_attr_celeba.txt or .csv; {_TREE}")
+    raise DatasetNotFoundError(
+        f"CelebA: neither {root}/celeba/ nor {root} holds list_attr_celeba.txt or .csv; {_TREE}"
+    )
 
 
-def _parse_values(tokens: list[str], allowed: tuple[int, ...], where: str, line: int, names: Sequence[str]) -> list[int]:
+def _parse_values(
+    tokens: list[str], allowed: tuple[int, ...], where: str, line: int, names: Sequence[str]
+) -> list[int]:
     out = []
     for name, tok in zip(names, tokens):
         try:
@@ -150,7 +188,9 @@ def _parse_values(tokens: list[str], allowed: tuple[int, ...], where: str, line:
         except ValueError:
             v = None
         if v not in allowed:
-            raise DatasetError(f"{where}: line {line}, {name} is {tok!r}; expected one of {', '.join(map(str, allowed))}")
+            raise DatasetError(
+                f"{where}: line {line}, {name} is {tok!r}; expected one of {', '.join(map(str, allowed))}"
+            )
         out.append(v)
     return out
 
@@ -178,7 +218,9 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         raise DatasetError(f"{where}: line 1 is {head[0][:40]!r}; expected the number of images") from None
     names = head[1].split()
     if len(names) != 40:
-        raise DatasetError(f"{where}: line 2 has {len(names)} attribute names; expected 40 ({', '.join(CELEBA_ATTRS[:3])}, ...)")
+        raise DatasetError(
+            f"{where}: line 2 has {len(names)} attribute names; expected 40 ({', '.join(CELEBA_ATTRS[:3])}, ...)"
+        )
     df = _fast_rows(path, 2, 41, (-1, 1))
     if df is not None and len(df) == count:
         return names, df.iloc[:, 0].astype(str).tolist(), (df.iloc[:, 1:].to_numpy() > 0).astype(np.uint8)
@@ -190,7 +232,9 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     for i, ln in enumerate(rows):
         tok = ln.split()
         if len(tok) != 41:
-            raise DatasetError(f"{where}: line {i + 3} has {len(tok) - 1} values; expected a file name and 40 values")
+            raise DatasetError(
+                f"{where}: line {i + 3} has {len(tok) - 1} values; expected a file name and 40 values"
+            )
         files.append(tok[0])
         text_vals.append(tok[1:])
     vals = _to_pm1(text_vals, names, where, first_line=3)
@@ -209,24 +253,40 @@ def _to_pm1(text_vals: list[list[str]], names: Sequence[str], where: str, first_
 
 def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     where = f"CelebA attribute file {path}"
-    df = read_csv_file(path, "a header image_id,<40 attribute names> and one row per image", DatasetError,
-                       "CelebA attribute file", dtype=str, keep_default_na=False)
+    df = read_csv_file(
+        path,
+        "a header image_id,<40 attribute names> and one row per image",
+        DatasetError,
+        "CelebA attribute file",
+        dtype=str,
+        keep_default_na=False,
+    )
     cols = [c.strip() for c in df.columns]
     if not cols or cols[0] != "image_id":
         raise DatasetError(f"{where}: header starts with {cols[:1]}; expected image_id,<40 attribute names>")
     names = cols[1:]
     if len(names) != 40:
         raise DatasetError(f"{where}: header has {len(names)} attribute names; expected 40 after image_id")
-    vals = _to_pm1([[v.strip() for v in row] for row in df.iloc[:, 1:].itertuples(index=False, name=None)],
-                   names, where, first_line=2)
+    vals = _to_pm1(
+        [[v.strip() for v in row] for row in df.iloc[:, 1:].itertuples(index=False, name=None)],
+        names,
+        where,
+        first_line=2,
+    )
     return names, df.iloc[:, 0].str.strip().tolist(), vals
 
 
 def _read_partition(path: Path, files: list[str]) -> np.ndarray:
     where = f"CelebA partition file {path}"
     if path.suffix == ".csv":
-        df = read_csv_file(path, "a header image_id,partition and one row per image", DatasetError,
-                           "CelebA partition file", dtype=str, keep_default_na=False)
+        df = read_csv_file(
+            path,
+            "a header image_id,partition and one row per image",
+            DatasetError,
+            "CelebA partition file",
+            dtype=str,
+            keep_default_na=False,
+        )
         cols = [c.strip() for c in df.columns]
         if cols != ["image_id", "partition"]:
             raise DatasetError(f"{where}: header is {','.join(cols)}; expected image_id,partition")
@@ -246,11 +306,15 @@ def _read_partition(path: Path, files: list[str]) -> np.ndarray:
             pairs.append((tok[0], tok[1]))
         first = 1
     if len(pairs) != len(files):
-        raise DatasetError(f"{where}: has {len(pairs)} rows; expected one per image of the attribute file ({len(files)})")
+        raise DatasetError(
+            f"{where}: has {len(pairs)} rows; expected one per image of the attribute file ({len(files)})"
+        )
     part = np.empty(len(pairs), dtype=np.int8)
     for i, (f, v) in enumerate(pairs):
         if f != files[i]:
-            raise DatasetError(f"{where}: line {i + first} names {f}; expected {files[i]} (same order as the attributes)")
+            raise DatasetError(
+                f"{where}: line {i + first} names {f}; expected {files[i]} (same order as the attributes)"
+            )
         part[i] = _parse_values([v], (0, 1, 2), where, i + first, ["partition"])[0]
     return part
 
@@ -272,7 +336,9 @@ def load_celeba_metadata(root: str | Path) -> CelebAMetadata:
         image_dir = image_dir / "img_align_celeba"
     if not image_dir.is_dir():
         raise DatasetNotFoundError(f"CelebA: image folder {image_dir} does not exist; {_TREE}")
-    names, files, attrs = (_read_attr_txt if src == "txt" else _read_attr_csv)(folder / f"list_attr_celeba.{src}")
+    names, files, attrs = (_read_attr_txt if src == "txt" else _read_attr_csv)(
+        folder / f"list_attr_celeba.{src}"
+    )
     partition = _read_partition(part_path, files)
     return CelebAMetadata(folder, image_dir, tuple(files), tuple(names), attrs, partition, src)
 
@@ -281,13 +347,21 @@ def _meta(root_or_meta: str | Path | CelebAMetadata) -> CelebAMetadata:
     return root_or_meta if isinstance(root_or_meta, CelebAMetadata) else load_celeba_metadata(root_or_meta)
 
 
-def _table(meta: CelebAMetadata, idx: np.ndarray, y: np.ndarray, a: np.ndarray, biases: Sequence[str],
-           group: np.ndarray) -> pd.DataFrame:
-    t = pd.DataFrame({
-        "index": idx.astype(np.int64),
-        "path": [str(meta.image_dir / meta.files[i]) for i in idx],
-        "label": y.astype(np.int64),
-    })
+def _table(
+    meta: CelebAMetadata,
+    idx: np.ndarray,
+    y: np.ndarray,
+    a: np.ndarray,
+    biases: Sequence[str],
+    group: np.ndarray,
+) -> pd.DataFrame:
+    t = pd.DataFrame(
+        {
+            "index": idx.astype(np.int64),
+            "path": [str(meta.image_dir / meta.files[i]) for i in idx],
+            "label": y.astype(np.int64),
+        }
+    )
     for j, b in enumerate(biases):
         t[b] = a[:, j].astype(np.int64)
     t["group"] = group.astype(np.int64)
@@ -345,8 +419,15 @@ def read_celeba(
             bits = [(g >> (k - j)) & 1 for j in range(k + 1)]
             gn[g] = "_".join(f"{n}={v}" for n, v in zip((target, *biases), bits))
         bias = BiasSpec(bias.attr_names, bias.aligned_value, bias.train_ratios, bias.stronger, gn)
-    return ImageDataset(t, image_size=image_size, cache=cache, num_classes=2,
-                        class_names=[f"not {target}", target], bias=bias, name=name)
+    return ImageDataset(
+        t,
+        image_size=image_size,
+        cache=cache,
+        num_classes=2,
+        class_names=[f"not {target}", target],
+        bias=bias,
+        name=name,
+    )
 
 
 def multibias_alignment(alignment: Alignment, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -354,9 +435,13 @@ def multibias_alignment(alignment: Alignment, k: int) -> tuple[tuple[int, ...], 
     if isinstance(alignment, str):
         table = {"echoes": ((1, 0), (0, 1)), "sebra": ((0, 0), (1, 1))}
         if alignment not in table:
-            raise ValueError(f"alignment must be 'echoes', 'sebra' or per-class aligned values; got {alignment!r}")
+            raise ValueError(
+                f"alignment must be 'echoes', 'sebra' or per-class aligned values; got {alignment!r}"
+            )
         if k != 2:
-            raise ValueError(f"alignment {alignment!r} is defined for 2 bias attributes; give explicit values for {k}")
+            raise ValueError(
+                f"alignment {alignment!r} is defined for 2 bias attributes; give explicit values for {k}"
+            )
         return table[alignment]
     out = tuple(tuple(int(v) for v in row) for row in alignment)
     if len(out) != 2 or any(len(r) != k or not set(r) <= {0, 1} for r in out):
@@ -378,7 +463,9 @@ def multibias_cell_counts(
     out = {"train": [], "val": [], "test": []}
     for conf in _cells(k):
         p = math.prod((1 - r) if c else r for r, c in zip(ratios, conf))
-        out["train"].append(math.floor(train_per_class * p + 1e-9))  # truncated like the generator, float-safe
+        out["train"].append(
+            math.floor(train_per_class * p + 1e-9)
+        )  # truncated like the generator, float-safe
         for s in ("val", "test"):
             out[s].append(eval_per_class // 2**k)
     return out
@@ -421,7 +508,7 @@ def multibias_indices(
             start, missing = 0, []
             for s in ("train", "val", "test"):
                 n = counts[s][ci]
-                take = match[start:start + n]
+                take = match[start : start + n]
                 start += n
                 parts[s].append(take)
                 if len(take) < n:
@@ -431,8 +518,10 @@ def multibias_indices(
                 desc = ", ".join(f"{b}={v}" for b, v in zip(biases, vals))
                 short.append(f"cell {target}={t}, {desc} ({len(match)} images match): {', '.join(missing)}")
     if short:
-        warnings.warn(f"CelebA multi-bias ({meta.folder}): {len(short)} cell(s) came up short; " + "; ".join(short),
-                      stacklevel=2)
+        warnings.warn(
+            f"CelebA multi-bias ({meta.folder}): {len(short)} cell(s) came up short; " + "; ".join(short),
+            stacklevel=2,
+        )
     out = {}
     for s, chunks in parts.items():
         idx = np.concatenate(chunks).astype(np.int64)
@@ -449,27 +538,33 @@ def read_echoes_npy(path: str | Path, num_images: int | None = None) -> np.ndarr
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetNotFoundError(f"Echoes split file {path} does not exist; expected <npy_dir>/{{train,val,test}}_data.npy")
+        raise DatasetNotFoundError(
+            f"Echoes split file {path} does not exist; expected <npy_dir>/{{train,val,test}}_data.npy"
+        )
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise DatasetError(f"Echoes split file {path} cannot be read as a .npy array: {e}") from e
     if arr.ndim != 2 or arr.shape[1] < 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise DatasetError(f"Echoes split file {path}: array of shape {arr.shape} and dtype {arr.dtype}; "
-                           "expected an integer array [N, 4] (celeba index, target, biasA, biasB)")
+        raise DatasetError(
+            f"Echoes split file {path}: array of shape {arr.shape} and dtype {arr.dtype}; "
+            "expected an integer array [N, 4] (celeba index, target, biasA, biasB)"
+        )
     arr = arr.astype(np.int64)
     bad = ~np.isin(arr[:, 1:], (0, 1))
     if bad.any():
         r, c = (int(x[0]) for x in np.nonzero(bad))
         col = ("target", "biasA", "biasB", *(f"bias{j}" for j in range(3, arr.shape[1])))[c]
-        raise DatasetError(f"Echoes split file {path}: row {r}, column {c + 1} ({col}) is {arr[r, c + 1]}; "
-                           "expected 0 or 1")
+        raise DatasetError(
+            f"Echoes split file {path}: row {r}, column {c + 1} ({col}) is {arr[r, c + 1]}; expected 0 or 1"
+        )
     hi = num_images if num_images is not None else np.iinfo(np.int64).max
     out = (arr[:, 0] < 0) | (arr[:, 0] >= hi)
     if out.any():
         r = int(np.argmax(out))
-        raise DatasetError(f"Echoes split file {path}: row {r}, column 0 (celeba index) is {arr[r, 0]}; "
-                           f"expected 0..{hi - 1}")
+        raise DatasetError(
+            f"Echoes split file {path}: row {r}, column 0 (celeba index) is {arr[r, 0]}; expected 0..{hi - 1}"
+        )
     return arr
 
 
@@ -510,8 +605,10 @@ def celeba_multibias_splits(
             p = Path(npy_dir) / f"{s}_data.npy"
             arr = read_echoes_npy(p, len(meta.files))
             if arr.shape[1] != 2 + len(biases):
-                raise DatasetError(f"Echoes split file {p}: {arr.shape[1]} columns; expected {2 + len(biases)} "
-                                   f"(celeba index, {target}, {', '.join(biases)})")
+                raise DatasetError(
+                    f"Echoes split file {p}: {arr.shape[1]} columns; expected {2 + len(biases)} "
+                    f"(celeba index, {target}, {', '.join(biases)})"
+                )
             ref = meta.attrs[arr[:, 0]][:, cols].astype(np.int64)
             diff = ref != arr[:, 1:]
             if diff.any():
@@ -519,19 +616,31 @@ def celeba_multibias_splits(
                 raise DatasetError(
                     f"Echoes split file {p}: row {r} column {c + 1} ({(target, *biases)[c]}) is {arr[r, c + 1]} but "
                     f"{meta.files[arr[r, 0]]} has {ref[r, c]} in the attribute file; was it generated for another "
-                    "target / bias attributes?")
+                    "target / bias attributes?"
+                )
             arrays[s] = arr
-        counts = np.bincount(_group_of(arrays["train"][:, 1], arrays["train"][:, 2:], aligned), minlength=2 ** (len(biases) + 1))
+        counts = np.bincount(
+            _group_of(arrays["train"][:, 1], arrays["train"][:, 2:], aligned),
+            minlength=2 ** (len(biases) + 1),
+        )
         per_class = counts.reshape(2, -1)
         for t in (0, 1):
             if per_class[t].max() > per_class[t, 0]:
                 raise DatasetError(
                     f"Echoes split file {Path(npy_dir) / 'train_data.npy'}: for {target}={t} the both-aligned cell "
                     f"under alignment {alignment!r} holds {per_class[t, 0]} images but another holds "
-                    f"{per_class[t].max()}; the data were generated with another alignment (try 'echoes' or 'sebra')")
+                    f"{per_class[t].max()}; the data were generated with another alignment (try 'echoes' or 'sebra')"
+                )
     else:
-        arrays = multibias_indices(meta, target=target, biases=biases, ratios=ratios, alignment=alignment,
-                                   train_per_class=train_per_class, eval_per_class=eval_per_class)
+        arrays = multibias_indices(
+            meta,
+            target=target,
+            biases=biases,
+            ratios=ratios,
+            alignment=alignment,
+            train_per_class=train_per_class,
+            eval_per_class=eval_per_class,
+        )
     k = len(biases)
     gn = {}
     for g in range(2 ** (k + 1)):
@@ -546,8 +655,15 @@ def celeba_multibias_splits(
         t = _table(meta, arr[:, 0], y, a, biases, _group_of(y, a, aligned))
         name = f"CelebA multi-bias {s} ({target} x {', '.join(biases)})"
         _check_classes(t, name)
-        out[s] = ImageDataset(t, image_size=image_size, cache=cache, num_classes=2,
-                              class_names=[f"not {target}", target], bias=bias, name=name)
+        out[s] = ImageDataset(
+            t,
+            image_size=image_size,
+            cache=cache,
+            num_classes=2,
+            class_names=[f"not {target}", target],
+            bias=bias,
+            name=name,
+        )
     return out
 
 
@@ -609,14 +725,28 @@ class CelebADataModule(SebraDataModule):
         batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std,
-                         batch_augment, seed)
+        super().__init__(
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            image_size,
+            augment,
+            pin_memory,
+            mean,
+            std,
+            batch_augment,
+            seed,
+        )
         if protocol not in ("multibias", "official"):
             raise ValueError(f"protocol must be 'multibias' or 'official'; got {protocol!r}")
         self.root = root
         self.protocol = protocol
         self.target = target
-        self.biases = tuple(biases) if biases is not None else (("Male", "Young") if protocol == "multibias" else ("Male",))
+        self.biases = (
+            tuple(biases)
+            if biases is not None
+            else (("Male", "Young") if protocol == "multibias" else ("Male",))
+        )
         self.ratios = tuple(ratios) if ratios is not None else (0.95,) * len(self.biases)
         self.alignment = alignment
         self.train_per_class = train_per_class
@@ -628,9 +758,26 @@ class CelebADataModule(SebraDataModule):
         """Parse the attribute files once and build the three splits of the chosen protocol."""
         meta = load_celeba_metadata(self.root)
         if self.protocol == "official":
-            return {s: read_celeba(meta, s, target=self.target, biases=self.biases, image_size=self.image_size,
-                                   cache=self.cache) for s in ("train", "val", "test")}
+            return {
+                s: read_celeba(
+                    meta,
+                    s,
+                    target=self.target,
+                    biases=self.biases,
+                    image_size=self.image_size,
+                    cache=self.cache,
+                )
+                for s in ("train", "val", "test")
+            }
         return celeba_multibias_splits(
-            meta, target=self.target, biases=self.biases, ratios=self.ratios, alignment=self.alignment,
-            train_per_class=self.train_per_class, eval_per_class=self.eval_per_class, npy_dir=self.npy_dir,
-            image_size=self.image_size, cache=self.cache)
+            meta,
+            target=self.target,
+            biases=self.biases,
+            ratios=self.ratios,
+            alignment=self.alignment,
+            train_per_class=self.train_per_class,
+            eval_per_class=self.eval_per_class,
+            npy_dir=self.npy_dir,
+            image_size=self.image_size,
+            cache=self.cache,
+        )

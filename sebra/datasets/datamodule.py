@@ -29,12 +29,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
+from typing_extensions import override
 
 from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.ranking import GeneratorPickling
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SebraDataModule", "ShardSampler", "augment_batch", "make_transform",
-           "shard_positions"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SebraDataModule",
+    "ShardSampler",
+    "augment_batch",
+    "make_transform",
+    "shard_positions",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,7 +78,9 @@ def make_transform(
     return v2.Compose(ops)
 
 
-def augment_batch(x: torch.Tensor, augment: Augment, size: int | None, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, augment: Augment, size: int | None, generator: torch.Generator
+) -> torch.Tensor:
     """Batched random augmentation of float images ``[B, C, H, W]`` (one independent draw per image).
 
     ``crop_flip``: reflect-pad by ``size // 8``, random crop, horizontal flip; ``flip``: flip only;
@@ -87,14 +97,17 @@ def augment_batch(x: torch.Tensor, augment: Augment, size: int | None, generator
         x = windows[torch.arange(b, device=dev), :, oy, ox]
     elif augment == "resized_crop_flip":
         area = h * w * torch.empty(b).uniform_(0.08, 1.0, generator=generator)
-        logr = torch.empty(b).uniform_(torch.log(torch.tensor(3 / 4)).item(), torch.log(torch.tensor(4 / 3)).item(),
-                                       generator=generator)
+        logr = torch.empty(b).uniform_(
+            torch.log(torch.tensor(3 / 4)).item(), torch.log(torch.tensor(4 / 3)).item(), generator=generator
+        )
         ratio = torch.exp(logr)
         cw = torch.sqrt(area * ratio).clamp(max=w)
         ch = torch.sqrt(area / ratio).clamp(max=h)
         x0 = torch.rand(b, generator=generator) * (w - cw)
         y0 = torch.rand(b, generator=generator) * (h - ch)
-        boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1).to(dev, x.dtype)
+        boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1).to(
+            dev, x.dtype
+        )
         out = size or h
         x = roi_align(x, boxes, output_size=(out, out), spatial_scale=1.0, sampling_ratio=2, aligned=True)
     elif augment not in ("flip", "none"):
@@ -223,12 +236,14 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
     # --- transforms and datasets -------------------------------------------------------------------------------
     @property
     def train_transform(self) -> Callable | None:
+        """Per-image training transform (None when augmentation runs on the batch)."""
         if self.batch_augment:
             return None
         return make_transform(self.image_size, self.augment, self.mean, self.std)
 
     @property
     def eval_transform(self) -> Callable | None:
+        """Per-image evaluation transform (None when batches are normalised on device)."""
         if self.batch_augment:
             return None
         return make_transform(self.image_size, "none", self.mean, self.std)
@@ -239,8 +254,13 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
             return images
         x = images.float().div_(255)
         if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
         if train:
             x = augment_batch(x, self.augment, self.image_size, self._augment_generator())
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype)[:, None, None]
@@ -265,31 +285,41 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         return torch.Generator().manual_seed(int(seeds[rank]))
 
     # --- checkpointing: the augmentation stream resumes where it stopped ---------------------------------------
+    @override
     def state_dict(self) -> dict:
         return {"aug_generator": self.aug_generator.get_state()}
 
+    @override
     def load_state_dict(self, state_dict: dict) -> None:
         if "aug_generator" in state_dict:
             self.aug_generator.set_state(state_dict["aug_generator"])
 
     def _transform_nested(self, batch, train: bool):
         if isinstance(batch, dict):
-            return {k: (self.batch_transform(v, train) if k == "image" else self._transform_nested(v, train))
-                    for k, v in batch.items()}
+            return {
+                k: (self.batch_transform(v, train) if k == "image" else self._transform_nested(v, train))
+                for k, v in batch.items()
+            }
         return batch
 
+    @override
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         train = self.trainer is not None and self.trainer.training
         return self._transform_nested(batch, train)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.build_splits()
         self.train_dataset = self.splits["train"].with_transform(self.train_transform)
         # Same samples and cache, evaluation transform: Stage 1 scoring, ranking inspection, JTT error sets.
         self.train_eval_dataset = self.splits["train"].with_transform(self.eval_transform)
-        self.val_dataset = self.splits["val"].with_transform(self.eval_transform) if "val" in self.splits else None
-        self.test_dataset = self.splits["test"].with_transform(self.eval_transform) if "test" in self.splits else None
+        self.val_dataset = (
+            self.splits["val"].with_transform(self.eval_transform) if "val" in self.splits else None
+        )
+        self.test_dataset = (
+            self.splits["test"].with_transform(self.eval_transform) if "test" in self.splits else None
+        )
         if self.num_workers > 0:
             for name in _STAGE_SPLITS.get(stage or "fit", tuple(self.splits)):
                 if name in self.splits:
@@ -318,11 +348,13 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
     # --- facts methods and metrics need ------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
+        """Number of classes in the training split."""
         self._ensure()
         return self.splits["train"].num_classes
 
     @property
     def bias(self) -> BiasSpec | None:
+        """The bias attributes of the training split, if the data set declares them."""
         self._ensure()
         return self.splits["train"].bias
 
@@ -338,8 +370,16 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
             self.splits = self.build_splits()
 
     # --- loaders -----------------------------------------------------------------------------------------------
-    def loader(self, dataset, *, batch_size: int | None = None, shuffle: bool = False, sampler=None,
-               drop_last: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+    def loader(
+        self,
+        dataset,
+        *,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        sampler=None,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> DataLoader:
         """A DataLoader with this module's worker and memory settings."""
         return DataLoader(
             dataset,
@@ -353,6 +393,7 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
             generator=generator,
         )
 
+    @override
     def train_dataloader(self) -> DataLoader:
         module = self.trainer.lightning_module if self.trainer is not None else None
         hook = getattr(module, "train_loader", None)
@@ -369,11 +410,14 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         shard = _EvalShard(dataset, positions, valid)
         return self.loader(shard, sampler=ShardSampler(range(len(shard)), world, rank))
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.val_dataset)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self.test_dataset)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self.train_eval_dataset)

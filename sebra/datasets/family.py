@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+from typing_extensions import override
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
 from sebra.datasets.base import BiasSpec, ImageDataset
@@ -86,7 +87,9 @@ class Shortcut:
         if self.kind not in KINDS:
             raise ValueError(f"shortcut kind must be one of {KINDS}, got {self.kind!r}")
         if not 0 < float(self.strength) <= 1:
-            raise ValueError(f"shortcut strength must lie in (0, 1], got {self.strength} for kind {self.kind!r}")
+            raise ValueError(
+                f"shortcut strength must lie in (0, 1], got {self.strength} for kind {self.kind!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,13 @@ class VariantSpec:
 
     def __post_init__(self) -> None:
         if self.a.kind == self.b.kind:
-            raise ValueError(f"variant {self.name!r}: both attributes are {self.a.kind!r}; use two different kinds")
+            raise ValueError(
+                f"variant {self.name!r}: both attributes are {self.a.kind!r}; use two different kinds"
+            )
         if self.grouping not in GROUPINGS:
-            raise ValueError(f"variant {self.name!r}: grouping must be one of {sorted(GROUPINGS)}, got {self.grouping!r}")
+            raise ValueError(
+                f"variant {self.name!r}: grouping must be one of {sorted(GROUPINGS)}, got {self.grouping!r}"
+            )
         if self.role not in ROLES:
             raise ValueError(f"variant {self.name!r}: role must be one of {ROLES}, got {self.role!r}")
         if self.stronger not in (0, 1):
@@ -133,8 +140,12 @@ class VariantSpec:
 
 def variant_bias(spec: VariantSpec) -> BiasSpec:
     """The variant's :class:`BiasSpec`: attribute value ``c`` is aligned with class ``c`` on both attributes."""
-    return BiasSpec(attr_names=tuple(spec.attr_names), aligned_value=((0, 0), (1, 1)),
-                    train_ratios=(spec.ratio, spec.ratio), stronger=spec.stronger)
+    return BiasSpec(
+        attr_names=tuple(spec.attr_names),
+        aligned_value=((0, 0), (1, 1)),
+        train_ratios=(spec.ratio, spec.ratio),
+        stronger=spec.stronger,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- rendering
@@ -144,7 +155,9 @@ def _stripes(value: int, size: int) -> np.ndarray:
     return np.repeat(line[:, None], size, 1) if value == 0 else np.repeat(line[None, :], size, 0)
 
 
-def _render_one(sil: np.ndarray, values: dict[str, int], spec: VariantSpec, rng: np.random.Generator) -> np.ndarray:
+def _render_one(
+    sil: np.ndarray, values: dict[str, int], spec: VariantSpec, rng: np.random.Generator
+) -> np.ndarray:
     """One RGB uint8 image. ``values`` maps each of the variant's two kinds to its attribute value (0/1).
 
     Random draws happen in a fixed order (tint jitter, then patch position), and only for the kinds present; the
@@ -159,7 +172,9 @@ def _render_one(sil: np.ndarray, values: dict[str, int], spec: VariantSpec, rng:
         img = img.resize((s - 4, s - 4), Image.BILINEAR)
     m = np.asarray(img, dtype=np.float32) / 255.0
     m = np.pad(m, ((2, 2), (2, 2)))[:s, :s]
-    bg = np.zeros((s, s, 3), np.float64)  # float64 like the built-in renderer, so its variant stays bit-identical
+    bg = np.zeros(
+        (s, s, 3), np.float64
+    )  # float64 like the built-in renderer, so its variant stays bit-identical
     if "tint" in values:
         bg += np.clip(_TINTS[values["tint"]] + rng.normal(0, spec.tint_jitter, 3), 0, 1) * strength["tint"]
     if "stripes" in values:
@@ -173,11 +188,13 @@ def _render_one(sil: np.ndarray, values: dict[str, int], spec: VariantSpec, rng:
         x[:2], x[-2:], x[:, :2], x[:, -2:] = c, c, c, c
     if "symbol" in values:
         k = _SYMBOL_SIZE
-        x[1:1 + k, 1:1 + k][_symbol(values["symbol"]) > 0] = _SYMBOL_COLOURS[values["symbol"]] * strength["symbol"]
+        x[1 : 1 + k, 1 : 1 + k][_symbol(values["symbol"]) > 0] = (
+            _SYMBOL_COLOURS[values["symbol"]] * strength["symbol"]
+        )
     if "patch" in values:
         k = _PATCH_SIZE
         r, c = rng.integers(2, s - 2 - k, size=2)
-        x[r:r + k, c:c + k] = _PATCH[values["patch"]] * strength["patch"]
+        x[r : r + k, c : c + k] = _PATCH[values["patch"]] * strength["patch"]
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -186,30 +203,39 @@ def render_variant(spec: VariantSpec) -> dict[str, dict[str, np.ndarray]]:
     as ``bg`` and B as ``coobj``, UrbanCars' names, whatever their kind)."""
     images, animals = load_animal_mnist()
     rng = np.random.default_rng(spec.seed)
-    out: dict[str, dict[str, list]] = {k: {"images": [], "label": [], "bg": [], "coobj": [], "animal": []}
-                                       for k in ("train", "val", "test")}
+    out: dict[str, dict[str, list]] = {
+        k: {"images": [], "label": [], "bg": [], "coobj": [], "animal": []} for k in ("train", "val", "test")
+    }
     eval_cells = [(spec.per_cell_eval, a, b) for a in (1, 0) for b in (1, 0)]
     for label, names in enumerate(GROUPINGS[spec.grouping]):
         ids = [ANIMAL_CLASSES.index(n) for n in names]
         per_animal = [rng.permutation(np.flatnonzero(animals == a)) for a in ids]
-        order = np.stack(per_animal, axis=1).reshape(-1)  # interleaved: every cell gets an even mix of animals
+        order = np.stack(per_animal, axis=1).reshape(
+            -1
+        )  # interleaved: every cell gets an even mix of animals
         start = 0
         for split, cells in (("val", eval_cells), ("test", eval_cells), ("train", _cells(spec.counts_train))):
             for n, a_al, b_al in cells:
-                take = order[start:start + n]
+                take = order[start : start + n]
                 start += n
                 a = label if a_al else 1 - label
                 b = label if b_al else 1 - label
                 for i in take:
-                    out[split]["images"].append(_render_one(images[i], {spec.a.kind: a, spec.b.kind: b}, spec, rng))
+                    out[split]["images"].append(
+                        _render_one(images[i], {spec.a.kind: a, spec.b.kind: b}, spec, rng)
+                    )
                     out[split]["label"].append(label)
                     out[split]["bg"].append(a)
                     out[split]["coobj"].append(b)
                     out[split]["animal"].append(int(animals[i]))
         if start > len(order):
-            raise ValueError(f"variant {spec.name!r}: class {label} needs {start} images but has {len(order)}")
-    return {k: {f: np.stack(v) if f == "images" else np.asarray(v, dtype=np.int64) for f, v in d.items()}
-            for k, d in out.items()}
+            raise ValueError(
+                f"variant {spec.name!r}: class {label} needs {start} images but has {len(order)}"
+            )
+    return {
+        k: {f: np.stack(v) if f == "images" else np.asarray(v, dtype=np.int64) for f, v in d.items()}
+        for k, d in out.items()
+    }
 
 
 def write_variant(root: str | Path, spec: VariantSpec) -> Path:
@@ -232,21 +258,58 @@ def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
 # --------------------------------------------------------------------------------------------------- registry
 #: The registered variants. The dev / held-out split was fixed before the first trial and is not to be changed:
 #: settings of any method may be chosen on ``dev`` variants only; ``heldout`` variants are only evaluated.
-VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
-    VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev",
-                note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
-    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=0, role="dev",
-                note="background texture and animal colour; A (texture) measured the stronger"),
-    VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild",
-                stronger=1, role="dev",
-                note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger"),
-    VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout",
-                note="randomly placed coloured square and background tint; B (tint) the stronger"),
-    VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout",
-                note="coloured frame and background texture; A (frame) measured the stronger"),
-    VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild",
-                role="heldout", note="farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
-)}
+VARIANTS: dict[str, VariantSpec] = {
+    v.name: v
+    for v in (
+        VariantSpec(
+            "builtin",
+            Shortcut("tint", 0.3),
+            Shortcut("symbol", 0.4),
+            role="dev",
+            note="the built-in benchmark (the demo): background tint (stronger) and corner symbol",
+        ),
+        VariantSpec(
+            "stripes-objcolor",
+            Shortcut("stripes", 0.5),
+            Shortcut("objcolor", 0.35),
+            stronger=0,
+            role="dev",
+            note="background texture and animal colour; A (texture) measured the stronger",
+        ),
+        VariantSpec(
+            "farm-border-blur",
+            Shortcut("border", 0.5),
+            Shortcut("blur", 0.8),
+            grouping="farm_wild",
+            stronger=1,
+            role="dev",
+            note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger",
+        ),
+        VariantSpec(
+            "patch-tint",
+            Shortcut("patch", 0.6),
+            Shortcut("tint", 0.3),
+            stronger=1,
+            role="heldout",
+            note="randomly placed coloured square and background tint; B (tint) the stronger",
+        ),
+        VariantSpec(
+            "border-stripes",
+            Shortcut("border", 0.4),
+            Shortcut("stripes", 0.4),
+            role="heldout",
+            note="coloured frame and background texture; A (frame) measured the stronger",
+        ),
+        VariantSpec(
+            "farm-objcolor-symbol",
+            Shortcut("objcolor", 0.3),
+            Shortcut("symbol", 0.5),
+            grouping="farm_wild",
+            role="heldout",
+            note="farm vs wild animals; animal colour and corner symbol, measured about equally strong",
+        ),
+    )
+}
 
 
 def variant(name: str) -> VariantSpec:
@@ -292,20 +355,32 @@ class FamilyDataModule(UrbanCarsDataModule):
         batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(root=str(root) if root is not None else "", batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
-                         augment=augment, pin_memory=pin_memory, batch_augment=batch_augment, seed=seed)
+        super().__init__(
+            root=str(root) if root is not None else "",
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            augment=augment,
+            pin_memory=pin_memory,
+            batch_augment=batch_augment,
+            seed=seed,
+        )
         self.spec = _lookup(variant)
         self.variant_root = Path(root) if root is not None else None
 
+    @override
     def prepare_data(self) -> None:
         ensure_variant(self.spec, self.variant_root)
 
     def build_splits(self) -> dict[str, ImageDataset]:
+        """The train/val/test datasets of this variant."""
         self.root = str(ensure_variant(self.spec, self.variant_root))
         bias = variant_bias(self.spec)
-        splits = {s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=bias)
-                  for s in ("train", "val", "test")}
+        splits = {
+            s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=bias)
+            for s in ("train", "val", "test")
+        }
         for ds in splits.values():
             ds.class_names = self.spec.grouping.split("_")  # e.g. ["large", "small"]
         return splits

@@ -65,18 +65,22 @@ def seeded_split(
         labels: class per position, to split each class separately (every class keeps its share).
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) with sum < 1")
+        raise ValueError(
+            f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) with sum < 1"
+        )
     gen = torch.Generator().manual_seed(int(seed))
-    groups = [np.arange(n)] if labels is None else [
-        np.flatnonzero(np.asarray(labels) == c) for c in np.unique(np.asarray(labels))
-    ]
+    groups = (
+        [np.arange(n)]
+        if labels is None
+        else [np.flatnonzero(np.asarray(labels) == c) for c in np.unique(np.asarray(labels))]
+    )
     parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     for pos in groups:
         perm = pos[torch.randperm(len(pos), generator=gen).numpy()]
         n_val, n_test = round(len(pos) * val_fraction), round(len(pos) * test_fraction)
         parts["val"].append(perm[:n_val])
-        parts["test"].append(perm[n_val:n_val + n_test])
-        parts["train"].append(perm[n_val + n_test:])
+        parts["test"].append(perm[n_val : n_val + n_test])
+        parts["train"].append(perm[n_val + n_test :])
     out = {s: np.sort(np.concatenate(p)).astype(np.int64) for s, p in parts.items()}
     if test_fraction == 0:
         del out["test"]
@@ -111,7 +115,11 @@ def majority_bias_spec(
 
 def _groups(labels: np.ndarray, attrs: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Mixed-radix group id ``label * prod(card) + sum(attr_k * stride_k)``; ``-1`` when an attribute is unknown."""
-    cards = [int(max(attrs[:, k].max(), 0)) + 1 for k in range(attrs.shape[1])] if len(attrs) else [1] * attrs.shape[1]
+    cards = (
+        [int(max(attrs[:, k].max(), 0)) + 1 for k in range(attrs.shape[1])]
+        if len(attrs)
+        else [1] * attrs.shape[1]
+    )
     group = labels.astype(np.int64).copy()
     for k, card in enumerate(cards):
         group = group * card + attrs[:, k]
@@ -123,7 +131,9 @@ def _check_classes(table: pd.DataFrame, num_classes: int, names: Sequence[str], 
     present = set(table["label"].tolist())
     for c in range(num_classes):
         if c not in present:
-            raise DatasetError(f"{where}: class {c} ({names[c]}) has no samples; every class needs at least one")
+            raise DatasetError(
+                f"{where}: class {c} ({names[c]}) has no samples; every class needs at least one"
+            )
 
 
 def _finish(
@@ -143,12 +153,15 @@ def _finish(
     """Split the full table, attach groups and a train-derived BiasSpec, check every class is in every split."""
     nc = len(class_names)
     if split_of is None:
-        parts = seeded_split(len(table), val_fraction, seed, test_fraction=test_fraction,
-                             labels=table["label"].to_numpy())
+        parts = seeded_split(
+            len(table), val_fraction, seed, test_fraction=test_fraction, labels=table["label"].to_numpy()
+        )
     else:
         parts = {s: np.flatnonzero(split_of == s) for s in SPLITS if (split_of == s).any()}
         if "train" not in parts:
-            raise DatasetError(f"{where}: no sample is in the train split; expected split values train, val, test")
+            raise DatasetError(
+                f"{where}: no sample is in the train split; expected split values train, val, test"
+            )
     bias = None
     if attr_names:
         a = table[attr_names].to_numpy(dtype=np.int64)
@@ -162,8 +175,15 @@ def _finish(
     for s, pos in parts.items():
         t = table.iloc[pos].reset_index(drop=True)
         _check_classes(t, nc, class_names, f"{where}, split {s}")
-        out[s] = ImageDataset(t, image_size=image_size, cache=cache, num_classes=nc, class_names=class_names,
-                              bias=bias, name=f"{where} [{s}]")
+        out[s] = ImageDataset(
+            t,
+            image_size=image_size,
+            cache=cache,
+            num_classes=nc,
+            class_names=class_names,
+            bias=bias,
+            name=f"{where} [{s}]",
+        )
     return out
 
 
@@ -176,7 +196,9 @@ def _int_column(df: pd.DataFrame, col: str, where: str, *, minimum: int | None =
     if bad.any():
         r = int(np.flatnonzero(bad.to_numpy())[0])
         need = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise DatasetError(f"{where}: row {r} (line {r + 2}) column {col!r} is {df[col].iloc[r]!r}; expected {need}")
+        raise DatasetError(
+            f"{where}: row {r} (line {r + 2}) column {col!r} is {df[col].iloc[r]!r}; expected {need}"
+        )
     return vals.to_numpy().astype(np.int64)
 
 
@@ -202,13 +224,18 @@ def _unique_images(df: pd.DataFrame, paths: list[str], where: str) -> np.ndarray
         a = first[key]
         diff = [c for c in df.columns if c != "path" and cells[c].iloc[a] != cells[c].iloc[r]]
         if not diff:
-            warnings.warn(f"{where}: row {r} (line {r + 2}) repeats row {a} (line {a + 2}) exactly "
-                          f"({paths[r]}); the repeat is ignored", stacklevel=3)
+            warnings.warn(
+                f"{where}: row {r} (line {r + 2}) repeats row {a} (line {a + 2}) exactly "
+                f"({paths[r]}); the repeat is ignored",
+                stacklevel=3,
+            )
             keep[r] = False
             continue
         what = "; ".join(f"{c} {cells[c].iloc[a]!r} vs {cells[c].iloc[r]!r}" for c in diff)
-        raise DatasetError(f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both list the image {paths[r]} "
-                           f"({what}); expected each image once (an image in two splits leaks between them)")
+        raise DatasetError(
+            f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both list the image {paths[r]} "
+            f"({what}); expected each image once (an image in two splits leaks between them)"
+        )
     return keep
 
 
@@ -241,22 +268,35 @@ def read_manifest(
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise DatasetNotFoundError(f"manifest {csv_path} does not exist; expected a CSV with columns path,label"
-                                   "[,split][,<bias attributes>]")
+        raise DatasetNotFoundError(
+            f"manifest {csv_path} does not exist; expected a CSV with columns path,label"
+            "[,split][,<bias attributes>]"
+        )
     where = f"manifest {csv_path}"
-    df = read_csv_file(csv_path, MANIFEST_CONTENT, DatasetError, "manifest", dtype=str, keep_default_na=False,
-                       skipinitialspace=True)
+    df = read_csv_file(
+        csv_path,
+        MANIFEST_CONTENT,
+        DatasetError,
+        "manifest",
+        dtype=str,
+        keep_default_na=False,
+        skipinitialspace=True,
+    )
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in ("path", "label") if c not in df.columns]
     if missing:
         seps = [sep for sep in (";", "\t", "|") if len(df.columns) == 1 and sep in df.columns[0]]
         hint = f" (the header is separated by {seps[0]!r}; a manifest is comma-separated)" if seps else ""
-        raise DatasetError(f"{where}: lacks the column(s) {missing}; found {list(df.columns)}, expected path,label"
-                           f"[,split][,<bias attributes>]{hint}")
+        raise DatasetError(
+            f"{where}: lacks the column(s) {missing}; found {list(df.columns)}, expected path,label"
+            f"[,split][,<bias attributes>]{hint}"
+        )
     attr_names = list(attrs) if attrs is not None else [c for c in df.columns if c not in _RESERVED]
     for a in attr_names:
         if a not in df.columns or a in _RESERVED:
-            raise DatasetError(f"{where}: bias attribute column {a!r} is not a usable column; found {list(df.columns)}")
+            raise DatasetError(
+                f"{where}: bias attribute column {a!r} is not a usable column; found {list(df.columns)}"
+            )
     if len(df) == 0:
         raise DatasetError(f"{where}: has a header but no rows")
     # labels: all integers, or all class names
@@ -267,19 +307,25 @@ def read_manifest(
     is_int = raw.str.fullmatch(r"[+-]?\d+").to_numpy()
     if is_int.any() and not is_int.all():
         a, b = int(np.argmax(is_int)), int(np.argmax(~is_int))
-        raise DatasetError(f"{where}: labels mix class ids and class names: row {a} (line {a + 2}) has "
-                           f"{raw.iloc[a]!r}, row {b} (line {b + 2}) has {raw.iloc[b]!r}; labels must be all integers "
-                           "(class ids 0..n-1) or all class names")
+        raise DatasetError(
+            f"{where}: labels mix class ids and class names: row {a} (line {a + 2}) has "
+            f"{raw.iloc[a]!r}, row {b} (line {b + 2}) has {raw.iloc[b]!r}; labels must be all integers "
+            "(class ids 0..n-1) or all class names"
+        )
     if is_int.all():
         labels = raw.astype("int64").to_numpy()
         if (labels < 0).any():
             r = int(np.argmax(labels < 0))
-            raise DatasetError(f"{where}: row {r} (line {r + 2}) label {labels[r]} is negative; expected a class id "
-                               ">= 0 (labels are all integers 0..n-1, or all class names)")
+            raise DatasetError(
+                f"{where}: row {r} (line {r + 2}) label {labels[r]} is negative; expected a class id "
+                ">= 0 (labels are all integers 0..n-1, or all class names)"
+            )
         nc = len(class_names) if class_names is not None else int(labels.max()) + 1
         if labels.max() >= nc:
             r = int(np.argmax(labels >= nc))
-            raise DatasetError(f"{where}: row {r} (line {r + 2}) label {labels[r]} is not below the {nc} class_names")
+            raise DatasetError(
+                f"{where}: row {r} (line {r + 2}) label {labels[r]} is not below the {nc} class_names"
+            )
         names = list(class_names) if class_names is not None else [str(c) for c in range(nc)]
     else:
         names = list(class_names) if class_names is not None else sorted(raw.unique().tolist())
@@ -287,8 +333,10 @@ def read_manifest(
         unknown = ~raw.isin(list(lookup))
         if unknown.any():
             r = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise DatasetError(f"{where}: row {r} (line {r + 2}) label {raw.iloc[r]!r} is not a class name; "
-                               f"expected one of {names}")
+            raise DatasetError(
+                f"{where}: row {r} (line {r + 2}) label {raw.iloc[r]!r} is not a class name; "
+                f"expected one of {names}"
+            )
         labels = raw.map(lookup).astype("int64").to_numpy()
     # paths
     base = csv_path.parent
@@ -296,15 +344,21 @@ def read_manifest(
     keep = _unique_images(df, paths, where)
     for r, p in enumerate(paths):
         if not Path(p).is_file():
-            raise DatasetNotFoundError(f"{where}: row {r} (line {r + 2}) names the image {p}, which does not exist")
+            raise DatasetNotFoundError(
+                f"{where}: row {r} (line {r + 2}) names the image {p}, which does not exist"
+            )
     table = pd.DataFrame({"path": paths, "label": labels})
-    table["index"] = _int_column(df, "index", where, minimum=0) if "index" in df.columns else np.arange(len(df))
+    table["index"] = (
+        _int_column(df, "index", where, minimum=0) if "index" in df.columns else np.arange(len(df))
+    )
     dup_index = table["index"].duplicated().to_numpy() & keep
     if dup_index.any():
         r = int(np.flatnonzero(dup_index)[0])
         a = int(np.flatnonzero((table["index"] == table["index"].iloc[r]).to_numpy())[0])
-        raise DatasetError(f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both have index "
-                           f"{table['index'].iloc[r]}; expected a unique dataset index per row")
+        raise DatasetError(
+            f"{where}: rows {a} (line {a + 2}) and {r} (line {r + 2}) both have index "
+            f"{table['index'].iloc[r]}; expected a unique dataset index per row"
+        )
     has_group = "group" in df.columns
     if has_group:
         table["group"] = _int_column(df, "group", where, minimum=-1)
@@ -316,19 +370,33 @@ def read_manifest(
         bad = ~np.isin(split_of, SPLITS)
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            raise DatasetError(f"{where}: row {r} (line {r + 2}) split {df['split'].iloc[r]!r}; expected train, "
-                               "val or test")
+            raise DatasetError(
+                f"{where}: row {r} (line {r + 2}) split {df['split'].iloc[r]!r}; expected train, val or test"
+            )
     if not keep.all():  # exact duplicate rows (warned about): the first one stays, with its data-row index
         table, df = table[keep].reset_index(drop=True), df[keep].reset_index(drop=True)
         if split_of is not None:
             split_of = split_of[keep]
-    return _finish(table, split_of, attr_names, names, where, val_fraction=val_fraction,
-                   test_fraction=test_fraction, seed=seed, image_size=image_size, cache=cache, has_group=has_group)
+    return _finish(
+        table,
+        split_of,
+        attr_names,
+        names,
+        where,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        image_size=image_size,
+        cache=cache,
+        has_group=has_group,
+    )
 
 
 def _images_under(d: Path, exts: set[str]) -> list[Path]:
-    return sorted((p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-                  key=lambda p: p.relative_to(d).as_posix())
+    return sorted(
+        (p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in exts),
+        key=lambda p: p.relative_to(d).as_posix(),
+    )
 
 
 def read_image_folder(
@@ -355,8 +423,10 @@ def read_image_folder(
         DatasetError: a split folder names a class train lacks, or a class has no images in a split.
     """
     root = Path(root)
-    tree = (f"expected {root}/<split>/<class>/*.jpg with split in train, val, test (train required), "
-            f"or {root}/<class>/*.jpg split by seed")
+    tree = (
+        f"expected {root}/<split>/<class>/*.jpg with split in train, val, test (train required), "
+        f"or {root}/<class>/*.jpg split by seed"
+    )
     if not root.is_dir():
         raise DatasetNotFoundError(f"image folder root {root} does not exist; {tree}")
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
@@ -372,14 +442,26 @@ def read_image_folder(
     for s, d in layout.items():
         for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
             if cdir.name not in lookup:
-                raise DatasetError(f"image folder {cdir}: class {cdir.name!r} is not a class of {d.parent}/train/ "
-                                   f"({', '.join(class_names)})")
+                raise DatasetError(
+                    f"image folder {cdir}: class {cdir.name!r} is not a class of {d.parent}/train/ "
+                    f"({', '.join(class_names)})"
+                )
             rows += [(str(p), lookup[cdir.name], s) for p in _images_under(cdir, exts)]
     table = pd.DataFrame(rows, columns=["path", "label", "split"])
     table.insert(0, "index", np.arange(len(table), dtype=np.int64))
     split_of = table.pop("split").to_numpy() if split_dirs else None
-    return _finish(table, split_of, [], class_names, f"image folder {root}", val_fraction=val_fraction,
-                   test_fraction=test_fraction, seed=seed, image_size=image_size, cache=cache)
+    return _finish(
+        table,
+        split_of,
+        [],
+        class_names,
+        f"image folder {root}",
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        image_size=image_size,
+        cache=cache,
+    )
 
 
 class _UserDataModule(SebraDataModule):
@@ -418,15 +500,32 @@ class ImageFolderDataModule(_UserDataModule):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
-        super().__init__(cache, val_fraction, test_fraction, seed, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
-                         augment=augment, pin_memory=pin_memory, mean=mean, std=std)
+        super().__init__(
+            cache,
+            val_fraction,
+            test_fraction,
+            seed,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            augment=augment,
+            pin_memory=pin_memory,
+            mean=mean,
+            std=std,
+        )
         self.root = root
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the tree (split folders, or the seeded split)."""
-        return read_image_folder(self.root, val_fraction=self.val_fraction, test_fraction=self.test_fraction,
-                                 seed=self.seed, image_size=self.image_size, cache=self.cache)
+        return read_image_folder(
+            self.root,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+            image_size=self.image_size,
+            cache=self.cache,
+        )
 
 
 class CSVDataModule(_UserDataModule):
@@ -460,15 +559,33 @@ class CSVDataModule(_UserDataModule):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
-        super().__init__(cache, val_fraction, test_fraction, seed, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, num_workers=num_workers, image_size=image_size,
-                         augment=augment, pin_memory=pin_memory, mean=mean, std=std)
+        super().__init__(
+            cache,
+            val_fraction,
+            test_fraction,
+            seed,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            augment=augment,
+            pin_memory=pin_memory,
+            mean=mean,
+            std=std,
+        )
         self.csv_path = csv_path
         self.attrs = attrs
         self.class_names = class_names
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the manifest (its ``split`` column, or the seeded split)."""
-        return read_manifest(self.csv_path, attrs=self.attrs, class_names=self.class_names,
-                             val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=self.seed,
-                             image_size=self.image_size, cache=self.cache)
+        return read_manifest(
+            self.csv_path,
+            attrs=self.attrs,
+            class_names=self.class_names,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+            image_size=self.image_size,
+            cache=self.cache,
+        )

@@ -33,7 +33,7 @@ from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, Sebr
 __all__ = [
     "URBANCARS_CLASSES",
     "URBANCARS_GROUP_NAMES",
-        "UrbanCarsDataModule",
+    "UrbanCarsDataModule",
     "read_urbancars",
     "urbancars_bias",
     "urbancars_counts",
@@ -51,7 +51,10 @@ def _group_name(g: int) -> str:
 #: group id -> folder name, id = obj * 4 + bg * 2 + coobj.
 URBANCARS_GROUP_NAMES: dict[int, str] = {g: _group_name(g) for g in range(8)}
 
-def urbancars_counts(split: str, ratios: tuple[float, float] = (0.95, 0.95), per_class: int | None = None) -> dict[int, int]:
+
+def urbancars_counts(
+    split: str, ratios: tuple[float, float] = (0.95, 0.95), per_class: int | None = None
+) -> dict[int, int]:
     """Images per group folder the generator writes: ``per_class * p_bg * p_coobj``, where ``p`` is the ratio
     when the factor agrees with the object and ``1 - ratio`` otherwise (val and test always use 0.5 / 0.5).
 
@@ -88,10 +91,14 @@ def _base_dir(root: Path) -> Path:
         return root / "urbancars"
     if any(_RATIO_DIR.match(p.name) for p in root.iterdir() if p.is_dir()):
         return root
-    raise DatasetNotFoundError(f"UrbanCars root {root} holds neither urbancars/ nor bg-*_co_occur_obj-* folders; {_TREE}")
+    raise DatasetNotFoundError(
+        f"UrbanCars root {root} holds neither urbancars/ nor bg-*_co_occur_obj-* folders; {_TREE}"
+    )
 
 
-def urbancars_split_dir(root: str | Path, split: Split, train_dir: str | None = None) -> tuple[Path, tuple[float, float]]:
+def urbancars_split_dir(
+    root: str | Path, split: Split, train_dir: str | None = None
+) -> tuple[Path, tuple[float, float]]:
     """Find a split's folder and the (bg, coobj) ratios its ratio folder is named after.
 
     Args:
@@ -110,15 +117,19 @@ def urbancars_split_dir(root: str | Path, split: Split, train_dir: str | None = 
     if split == "train" and train_dir is not None:
         cands = [base / train_dir]
         if not _RATIO_DIR.match(train_dir):
-            raise DatasetError(f"UrbanCars: train_dir (--train-dir) {train_dir!r} is not a ratio folder name "
-                               "bg-<ratio>_co_occur_obj-<ratio>, e.g. bg-0.95_co_occur_obj-0.95")
+            raise DatasetError(
+                f"UrbanCars: train_dir (--train-dir) {train_dir!r} is not a ratio folder name "
+                "bg-<ratio>_co_occur_obj-<ratio>, e.g. bg-0.95_co_occur_obj-0.95"
+            )
     elif split != "train" and (base / "bg-0.5_co_occur_obj-0.5" / split).is_dir():
         cands = [base / "bg-0.5_co_occur_obj-0.5"]
     else:
         cands = sorted(p for p in base.iterdir() if p.is_dir() and _RATIO_DIR.match(p.name))
     found = [p for p in cands if (p / split).is_dir()]
     if not found:
-        raise DatasetNotFoundError(f"UrbanCars: no {split}/ folder under {base}/bg-*_co_occur_obj-*/; {_TREE}")
+        raise DatasetNotFoundError(
+            f"UrbanCars: no {split}/ folder under {base}/bg-*_co_occur_obj-*/; {_TREE}"
+        )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise DatasetError(
@@ -248,18 +259,38 @@ class UrbanCarsDataModule(SebraDataModule):
         batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std,
-                         batch_augment, seed)
+        super().__init__(
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            image_size,
+            augment,
+            pin_memory,
+            mean,
+            std,
+            batch_augment,
+            seed,
+        )
         self.root = root
         self.train_dir = train_dir
         self.cache = cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the three splits; val and test share train's :class:`BiasSpec` (its ratios)."""
-        train = read_urbancars(self.root, "train", image_size=self.image_size, cache=self.cache,
-                               train_dir=self.train_dir)
-        return {"train": train, **{
-            s: read_urbancars(self.root, s, image_size=self.image_size, cache=self.cache, bias=train.bias,
-                              train_dir=self.train_dir)
-            for s in ("val", "test")
-        }}
+        train = read_urbancars(
+            self.root, "train", image_size=self.image_size, cache=self.cache, train_dir=self.train_dir
+        )
+        return {
+            "train": train,
+            **{
+                s: read_urbancars(
+                    self.root,
+                    s,
+                    image_size=self.image_size,
+                    cache=self.cache,
+                    bias=train.bias,
+                    train_dir=self.train_dir,
+                )
+                for s in ("val", "test")
+            },
+        }

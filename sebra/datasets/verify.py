@@ -44,12 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dir", help="urbancars: ratio folder holding train/ when there are several")
     p.add_argument("--base-dir", help="bar .torch: folder the stored paths are relative to")
     p.add_argument("--val-fraction", type=float, default=0.2, help="bar, folder, csv: held-out share (0.2)")
-    p.add_argument("--test-fraction", type=float, default=0.0, help="folder, csv: test share without split info")
+    p.add_argument(
+        "--test-fraction", type=float, default=0.0, help="folder, csv: test share without split info"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     p.add_argument("--protocol", choices=("multibias", "official"), default="multibias", help="celeba")
     p.add_argument("--target", default=None, help="celeba: class attribute (Smiling; official: Blond_Hair)")
-    p.add_argument("--biases", nargs="+", default=None, help="celeba: bias attributes (Male Young; official: Male)")
-    p.add_argument("--ratios", nargs="+", type=float, default=None, help="celeba multibias: train ratios (0.95 0.95)")
+    p.add_argument(
+        "--biases", nargs="+", default=None, help="celeba: bias attributes (Male Young; official: Male)"
+    )
+    p.add_argument(
+        "--ratios", nargs="+", type=float, default=None, help="celeba multibias: train ratios (0.95 0.95)"
+    )
     p.add_argument("--alignment", default="echoes", choices=("echoes", "sebra"), help="celeba multibias")
     p.add_argument("--npy-dir", help="celeba multibias: Echoes' {train,val,test}_data.npy folder")
     p.add_argument("--attrs", nargs="+", default=None, help="csv: bias attribute columns")
@@ -65,8 +71,10 @@ def count_table(splits: dict[str, ImageDataset]) -> tuple[list[str], list[list[s
     n = max(int(getattr(ds, key).max()) + 1 if len(ds) else 0 for ds in splits.values())
     if not use_groups:
         n = max(n, first.num_classes)
-    counts = {s: torch.bincount(getattr(ds, key)[getattr(ds, key) >= 0], minlength=n).tolist()
-              for s, ds in splits.items()}
+    counts = {
+        s: torch.bincount(getattr(ds, key)[getattr(ds, key) >= 0], minlength=n).tolist()
+        for s, ds in splits.items()
+    }
     if use_groups:
         label_of = first.bias.group_names if first.bias is not None else {}
     else:
@@ -80,7 +88,10 @@ def count_table(splits: dict[str, ImageDataset]) -> tuple[list[str], list[list[s
 def _print_table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))), file=out)
+        print(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))),
+            file=out,
+        )
 
 
 def _check_files(splits: dict[str, ImageDataset], decode: bool) -> int:
@@ -104,15 +115,19 @@ def _check_files(splits: dict[str, ImageDataset], decode: bool) -> int:
 def _urbancars(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.urbancars import URBANCARS_GROUP_NAMES, read_urbancars, urbancars_counts
 
-    splits = {s: read_urbancars(a.root, s, train_dir=a.train_dir, cache=False) for s in ("train", "val", "test")}
+    splits = {
+        s: read_urbancars(a.root, s, train_dir=a.train_dir, cache=False) for s in ("train", "val", "test")
+    }
     ratios = splits["train"].bias.train_ratios
     for s, ds in splits.items():
         want = urbancars_counts(s, ratios)
         got = torch.bincount(ds.groups, minlength=8).tolist()
         for g in range(8):
             if got[g] != want[g]:
-                warn(f"UrbanCars {s} {URBANCARS_GROUP_NAMES[g]}: {got[g]} images, published {want[g]} "
-                     f"(generator defaults at ratios {ratios})")
+                warn(
+                    f"UrbanCars {s} {URBANCARS_GROUP_NAMES[g]}: {got[g]} images, published {want[g]} "
+                    f"(generator defaults at ratios {ratios})"
+                )
     return splits
 
 
@@ -120,11 +135,20 @@ def _bar(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageD
     from sebra.datasets.bar import BAR_CLASSES, BAR_COUNTS, bar_splits
 
     is_file = a.root.endswith(".torch") or Path(a.root).is_file()
-    splits = bar_splits(a.root, torch_file=a.root if is_file else None, base_dir=a.base_dir,
-                        val_fraction=a.val_fraction, seed=a.seed, cache=False)
+    splits = bar_splits(
+        a.root,
+        torch_file=a.root if is_file else None,
+        base_dir=a.base_dir,
+        val_fraction=a.val_fraction,
+        seed=a.seed,
+        cache=False,
+    )
     if not is_file:
-        full = {"train": splits["train"].class_counts() + (splits["val"].class_counts() if "val" in splits else 0),
-                "test": splits["test"].class_counts()}
+        full = {
+            "train": splits["train"].class_counts()
+            + (splits["val"].class_counts() if "val" in splits else 0),
+            "test": splits["test"].class_counts(),
+        }
         for s, per in BAR_COUNTS.items():
             for c, name in enumerate(BAR_CLASSES):
                 if int(full[s][c]) != per[name]:
@@ -148,7 +172,10 @@ def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
             warn(f"CelebA file {m} differs from the official release")
     if a.protocol == "official":
         target, biases = a.target or "Blond_Hair", tuple(a.biases or ("Male",))
-        splits = {s: read_celeba(meta, s, target=target, biases=biases, cache=False) for s in ("train", "val", "test")}
+        splits = {
+            s: read_celeba(meta, s, target=target, biases=biases, cache=False)
+            for s in ("train", "val", "test")
+        }
         for s, ds in splits.items():
             if len(ds) != CELEBA_PARTITION_COUNTS[s]:
                 warn(f"CelebA official {s}: {len(ds)} images, published {CELEBA_PARTITION_COUNTS[s]}")
@@ -158,8 +185,15 @@ def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            splits = celeba_multibias_splits(meta, target=target, biases=biases, ratios=ratios,
-                                             alignment=a.alignment, npy_dir=a.npy_dir, cache=False)
+            splits = celeba_multibias_splits(
+                meta,
+                target=target,
+                biases=biases,
+                ratios=ratios,
+                alignment=a.alignment,
+                npy_dir=a.npy_dir,
+                cache=False,
+            )
         finally:  # short cells explain a later "class has no samples" error
             for w in caught:
                 warn(str(w.message))
@@ -176,8 +210,9 @@ def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
 def _folder(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.folder import read_image_folder
 
-    return read_image_folder(a.root, val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed,
-                             cache=False)
+    return read_image_folder(
+        a.root, val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed, cache=False
+    )
 
 
 def _csv(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
@@ -186,8 +221,14 @@ def _csv(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageD
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return read_manifest(a.root, attrs=a.attrs, val_fraction=a.val_fraction, test_fraction=a.test_fraction,
-                                 seed=a.seed, cache=False)
+            return read_manifest(
+                a.root,
+                attrs=a.attrs,
+                val_fraction=a.val_fraction,
+                test_fraction=a.test_fraction,
+                seed=a.seed,
+                cache=False,
+            )
         finally:  # e.g. a row repeated exactly
             for w in caught:
                 warn(str(w.message))
@@ -222,13 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.decode:
         print(f"{args.dataset} at {args.root}: {n} images decoded", file=out)
     else:
-        print(f"{args.dataset} at {args.root}: {n} images found (listed and not empty, not decoded: a truncated or "
-              "corrupt image shows only with --decode)", file=out)
+        print(
+            f"{args.dataset} at {args.root}: {n} images found (listed and not empty, not decoded: a truncated or "
+            "corrupt image shows only with --decode)",
+            file=out,
+        )
     first = next(iter(splits.values()))
     if first.bias is not None:
         b = first.bias
-        print(f"bias attributes {', '.join(b.attr_names)}; aligned values per class {b.aligned_value}; "
-              f"train ratios {tuple(round(r, 4) for r in b.train_ratios)}", file=out)
+        print(
+            f"bias attributes {', '.join(b.attr_names)}; aligned values per class {b.aligned_value}; "
+            f"train ratios {tuple(round(r, 4) for r in b.train_ratios)}",
+            file=out,
+        )
     _print_table(*count_table(splits), out)
     print(f"ok ({len(warnings_seen)} warning(s))", file=out)
     return 0

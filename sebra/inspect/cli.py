@@ -30,11 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sebra inspect", description=__doc__.split("\n\n")[0])
     p.add_argument("rankings", type=Path, help="rankings file written by sebra (.csv or .parquet)")
     p.add_argument("--data", help="'builtin', or a YAML config with data: {class_path, init_args}")
-    p.add_argument("--root", type=Path, help="data root (passed to the data module as root=, or prefixed to "
-                                             "relative paths of the rankings' path column)")
-    p.add_argument("--split", default="train", help="split of the data module the ranking covers (default train)")
-    p.add_argument("--out", type=Path, help="output folder (default: <rankings stem>_inspect beside the file)")
-    p.add_argument("--k", type=int, default=8, help="most / least spurious samples shown per class (default 8)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        help="data root (passed to the data module as root=, or prefixed to "
+        "relative paths of the rankings' path column)",
+    )
+    p.add_argument(
+        "--split", default="train", help="split of the data module the ranking covers (default train)"
+    )
+    p.add_argument(
+        "--out", type=Path, help="output folder (default: <rankings stem>_inspect beside the file)"
+    )
+    p.add_argument(
+        "--k", type=int, default=8, help="most / least spurious samples shown per class (default 8)"
+    )
     p.add_argument("--per-rank", type=int, default=4, help="samples shown per rank bucket (default 4)")
     p.add_argument("--max-buckets", type=int, default=12, help="rank buckets per class at most (default 12)")
     p.add_argument("--tile", type=int, default=96, help="tile size in pixels (default 96)")
@@ -72,8 +82,10 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
         try:
             from sebra.datasets.builtin import BuiltinDataModule
         except ImportError as e:
-            raise InspectError(f"--data builtin needs sebra.datasets.builtin.BuiltinDataModule, which cannot be "
-                               f"imported: {e}") from e
+            raise InspectError(
+                f"--data builtin needs sebra.datasets.builtin.BuiltinDataModule, which cannot be "
+                f"imported: {e}"
+            ) from e
         return BuiltinDataModule(root=root) if root is not None else BuiltinDataModule()
     import yaml
 
@@ -88,12 +100,16 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
     if not isinstance(block, dict):
         raise InspectError(f"{path}: expected a top-level 'data' mapping with class_path and init_args")
     if "class_path" not in block:
-        raise InspectError(f"{path}: field 'data.class_path' is missing; expected e.g. "
-                           "sebra.datasets.urbancars.UrbanCarsDataModule")
+        raise InspectError(
+            f"{path}: field 'data.class_path' is missing; expected e.g. "
+            "sebra.datasets.urbancars.UrbanCarsDataModule"
+        )
     cls = _import_class(block["class_path"], f"{path}: field 'data.class_path'")
     init_args = block.get("init_args") or {}
     if not isinstance(init_args, dict):
-        raise InspectError(f"{path}: field 'data.init_args' must be a mapping, got {type(init_args).__name__}")
+        raise InspectError(
+            f"{path}: field 'data.init_args' must be a mapping, got {type(init_args).__name__}"
+        )
     init_args = dict(init_args)
     if root is not None:
         init_args["root"] = str(root)
@@ -109,8 +125,9 @@ def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
         dm.setup()
         splits = getattr(dm, "splits", None) or {}
         if args.split not in splits:
-            raise InspectError(f"--data {args.data}: the data module has no split {args.split!r} "
-                               f"(it has {sorted(splits)})")
+            raise InspectError(
+                f"--data {args.data}: the data module has no split {args.split!r} (it has {sorted(splits)})"
+            )
         return splits[args.split]
     if "path" in rankings.columns:
         from sebra.inspect.grids import paths_dataset
@@ -135,14 +152,29 @@ def _run(args: argparse.Namespace) -> Path:
             raise InspectError(f"--quality {args.quality}: expected a JSON object of name: number")
     out = args.out if args.out is not None else args.rankings.parent / f"{args.rankings.stem}_inspect"
     if out.exists() and not out.is_dir():
-        raise InspectError(f"--out {out} is a file; expected a folder for the report (it is created when missing)")
+        raise InspectError(
+            f"--out {out} is a file; expected a folder for the report (it is created when missing)"
+        )
     dataset = _dataset(args, rankings)
     class_names = dataset.class_names if dataset is not None else None
-    group_names = (dataset.bias.group_names or None) if dataset is not None and dataset.bias is not None else None
+    group_names = (
+        (dataset.bias.group_names or None) if dataset is not None and dataset.bias is not None else None
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing images are reported once below, not per grid
-        grids = save_grids(dataset, rankings, out / "grids", k=args.k, per_bucket=args.per_rank,
-                           max_buckets=args.max_buckets, tile=args.tile) if dataset is not None else []
+        grids = (
+            save_grids(
+                dataset,
+                rankings,
+                out / "grids",
+                k=args.k,
+                per_bucket=args.per_rank,
+                max_buckets=args.max_buckets,
+                tile=args.tile,
+            )
+            if dataset is not None
+            else []
+        )
     for msg in missing_images(grids):
         print(f"sebra inspect: warning: image not readable, placeholder drawn: {msg}", file=sys.stderr)
     fig = plot_elimination_curves(rankings, class_names=class_names, group_names=group_names)
@@ -154,8 +186,17 @@ def _run(args: argparse.Namespace) -> Path:
         by = t.columns[1]
         atomic_write(out / f"elimination_by_{by}.csv", lambda tmp, t=t: t.to_csv(tmp, index=False))
     title = args.title or f"Sebra ranking report: {args.rankings.name}"
-    return write_report(rankings, dataset, out, class_names=class_names, quality=quality, title=title,
-                        grids=grids, curves=fig, group_names=group_names)
+    return write_report(
+        rankings,
+        dataset,
+        out,
+        class_names=class_names,
+        quality=quality,
+        title=title,
+        grids=grids,
+        curves=fig,
+        group_names=group_names,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         report = _run(args)
-    except (InspectError, DatasetError, OSError, ValueError, ImportError) as e:  # OSError: e.g. --out not writable
+    except (
+        InspectError,
+        DatasetError,
+        OSError,
+        ValueError,
+        ImportError,
+    ) as e:  # OSError: e.g. --out not writable
         print(f"sebra inspect: error: {e}", file=sys.stderr)
         return 1
     print(report)

@@ -62,7 +62,9 @@ def elimination_steps(rankings: pd.DataFrame, last_step: int | None = None) -> n
     return np.arange(start, max(last_step, start) + 1, dtype=np.int64)
 
 
-def elimination_table(rankings: pd.DataFrame, by: str = "label", *, last_step: int | None = None) -> pd.DataFrame:
+def elimination_table(
+    rankings: pd.DataFrame, by: str = "label", *, last_step: int | None = None
+) -> pd.DataFrame:
     """Per step and per value of ``by``, how many samples are still active and what fraction that is.
 
     Args:
@@ -86,16 +88,24 @@ def elimination_table(rankings: pd.DataFrame, by: str = "label", *, last_step: i
     for key in np.unique(keys[keys >= 0]):
         r = np.sort(eff[keys == key])
         n_active = len(r) - np.searchsorted(r, steps, side="right")  # #(rank > t)
-        parts.append(pd.DataFrame({
-            "step": steps,
-            by: np.full(len(steps), key, dtype=np.int64),
-            "n_active": n_active.astype(np.int64),
-            "n_total": np.full(len(steps), len(r), dtype=np.int64),
-            "fraction": n_active / len(r),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "step": steps,
+                    by: np.full(len(steps), key, dtype=np.int64),
+                    "n_active": n_active.astype(np.int64),
+                    "n_total": np.full(len(steps), len(r), dtype=np.int64),
+                    "fraction": n_active / len(r),
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c == "fraction" else "int64")
-                             for c in ("step", by, "n_active", "n_total", "fraction")})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype="float64" if c == "fraction" else "int64")
+                for c in ("step", by, "n_active", "n_total", "fraction")
+            }
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -103,7 +113,9 @@ def _has_groups(rankings: pd.DataFrame) -> bool:
     return "group" in rankings.columns and bool((rankings["group"] >= 0).any())
 
 
-def _draw(ax, table: pd.DataFrame, by: str, names: Sequence[str] | Mapping[int, str] | None, title: str) -> None:
+def _draw(
+    ax, table: pd.DataFrame, by: str, names: Sequence[str] | Mapping[int, str] | None, title: str
+) -> None:
     for key, part in table.groupby(by, sort=True):
         key = int(key)
         if isinstance(names, Mapping):
@@ -112,8 +124,14 @@ def _draw(ax, table: pd.DataFrame, by: str, names: Sequence[str] | Mapping[int, 
             name = str(names[key])
         else:
             name = str(key)
-        ax.plot(part["step"], part["fraction"], drawstyle="steps-post", marker="o" if len(part) <= 40 else None,
-                markersize=3, label=f"{name} (n={int(part['n_total'].iloc[0])})")
+        ax.plot(
+            part["step"],
+            part["fraction"],
+            drawstyle="steps-post",
+            marker="o" if len(part) <= 40 else None,
+            markersize=3,
+            label=f"{name} (n={int(part['n_total'].iloc[0])})",
+        )
     ax.set_title(title)
     ax.set_xlabel("ranking step")
     ax.set_ylabel("fraction still active")
@@ -145,9 +163,17 @@ def plot_elimination_curves(
     fig = Figure(figsize=(11 if groups else 6, 4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if groups else 1, squeeze=False)[0]
-    _draw(axes[0], elimination_table(rankings, "label", last_step=last_step), "label", class_names, "per class")
+    _draw(
+        axes[0], elimination_table(rankings, "label", last_step=last_step), "label", class_names, "per class"
+    )
     if groups:
-        _draw(axes[1], elimination_table(rankings, "group", last_step=last_step), "group", group_names, "per group")
+        _draw(
+            axes[1],
+            elimination_table(rankings, "group", last_step=last_step),
+            "group",
+            group_names,
+            "per group",
+        )
     return fig
 
 
@@ -215,6 +241,9 @@ def log_figure(logger: Any, tag: str, fig: Figure, step: int) -> Path | None:
     log_dir = getattr(logger, "log_dir", None)
     if log_dir is not None:
         return save_figure(fig, Path(log_dir) / "figures" / f"{_safe(tag)}_step{int(step):06d}.png")
-    warnings.warn(f"logger {type(logger).__name__} takes no figures (no add_figure, log_image or log_dir); "
-                  f"{tag!r} not logged", stacklevel=2)
+    warnings.warn(
+        f"logger {type(logger).__name__} takes no figures (no add_figure, log_image or log_dir); "
+        f"{tag!r} not logged",
+        stacklevel=2,
+    )
     return None

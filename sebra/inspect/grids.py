@@ -159,14 +159,20 @@ def rank_bucket_indices(
     never = [r for r in ranks if r < 0]
     real = [r for r in ranks if r >= 0]
     n_real = max(max_buckets - len(never), 1)
-    chunks = [[int(r) for r in c] for c in np.array_split(np.asarray(real), min(n_real, len(real)))] if real else []
+    chunks = (
+        [[int(r) for r in c] for c in np.array_split(np.asarray(real), min(n_real, len(real)))]
+        if real
+        else []
+    )
     chunks += [[r] for r in never]
     out = []
     for chunk in chunks:
         sel = rows[rows["rank"].isin(chunk)]
         m = len(sel)
         take = np.unique(np.linspace(0, m - 1, min(per_bucket, m)).round().astype(np.int64))
-        out.append(RankBucket(tuple(int(r) for r in chunk), m, sel["index"].iloc[take].astype("int64").tolist()))
+        out.append(
+            RankBucket(tuple(int(r) for r in chunk), m, sel["index"].iloc[take].astype("int64").tolist())
+        )
     return out
 
 
@@ -240,8 +246,9 @@ class _Loader:
     The indices to show are looked up in the dataset once, and checked: each must be there, with the same label.
     """
 
-    def __init__(self, dataset: ImageDataset, rankings: pd.DataFrame, indices: list[int], tile: int,
-                 font: _Font) -> None:
+    def __init__(
+        self, dataset: ImageDataset, rankings: pd.DataFrame, indices: list[int], tile: int, font: _Font
+    ) -> None:
         self.dataset, self.tile, self.font = dataset, tile, font
         self.missing: list[str] = []
         ids = torch.tensor(indices, dtype=torch.long)
@@ -272,7 +279,9 @@ class _Loader:
         return _fit_tile(img, self.tile)
 
 
-def _paste_tile(canvas: Image.Image, tile_img: Image.Image, x: int, y: int, tile: int) -> tuple[int, int, int, int]:
+def _paste_tile(
+    canvas: Image.Image, tile_img: Image.Image, x: int, y: int, tile: int
+) -> tuple[int, int, int, int]:
     w, h = tile_img.size
     left, top = x + (tile - w) // 2, y + (tile - h) // 2
     canvas.paste(tile_img, (left, top))
@@ -287,8 +296,11 @@ def _name(label: int, dataset: ImageDataset | None, class_names: Sequence[str] |
 def _warn(missing: list[str], what: str) -> None:
     if missing:
         shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
-        warnings.warn(f"{len(missing)} image(s) of {what} could not be read, drawn as placeholders: {shown}",
-                      MissingImageWarning, stacklevel=3)
+        warnings.warn(
+            f"{len(missing)} image(s) of {what} could not be read, drawn as placeholders: {shown}",
+            MissingImageWarning,
+            stacklevel=3,
+        )
 
 
 def render_extremes(
@@ -334,9 +346,20 @@ def render_extremes(
         boxes.append(_paste_tile(canvas, load(idx), x, top, tile))
         row = info.loc[idx]
         r, pos, p = int(row["rank"]), int(row["position"]), float(row["p_y"])
-        _text(draw, (x, top + tile + 1), _fit(font, [f"#{idx} pos {pos}", f"#{idx}"], tile), fill=_INK, font=font)
-        _text(draw, (x, top + tile + 1 + lh), _fit(font, [f"rank {r} p_y {p:.3f}", f"r{r} p{p:.2f}"], tile),
-              fill=_INK, font=font)
+        _text(
+            draw,
+            (x, top + tile + 1),
+            _fit(font, [f"#{idx} pos {pos}", f"#{idx}"], tile),
+            fill=_INK,
+            font=font,
+        )
+        _text(
+            draw,
+            (x, top + tile + 1 + lh),
+            _fit(font, [f"rank {r} p_y {p:.3f}", f"r{r} p{p:.2f}"], tile),
+            fill=_INK,
+            font=font,
+        )
     _warn(load.missing, f"the extremes grid of class {label}")
     return Grid("extremes", label, canvas, most + least, boxes, load.missing)
 
@@ -411,11 +434,22 @@ def save_grids(
     for label in sorted(int(c) for c in rankings["label"].unique()):
         for grid, stem in (
             (render_extremes(dataset, rankings, label, k=k, tile=tile, class_names=class_names), "extremes"),
-            (render_rank_strips(dataset, rankings, label, per_bucket=per_bucket, max_buckets=max_buckets,
-                                tile=tile, class_names=class_names), "ranks"),
+            (
+                render_rank_strips(
+                    dataset,
+                    rankings,
+                    label,
+                    per_bucket=per_bucket,
+                    max_buckets=max_buckets,
+                    tile=tile,
+                    class_names=class_names,
+                ),
+                "ranks",
+            ),
         ):
-            grid.path = atomic_write(out_dir / f"{stem}_class{label}.png",
-                                     lambda tmp, im=grid.image: im.save(tmp, format="PNG"))
+            grid.path = atomic_write(
+                out_dir / f"{stem}_class{label}.png", lambda tmp, im=grid.image: im.save(tmp, format="PNG")
+            )
             grids.append(grid)
     return grids
 
@@ -425,7 +459,9 @@ def missing_images(grids: Sequence[Grid]) -> list[str]:
     return list(dict.fromkeys(m for g in grids for m in g.missing))
 
 
-def paths_dataset(rankings: pd.DataFrame, root: str | Path | None = None, name: str = "rankings") -> ImageDataset:
+def paths_dataset(
+    rankings: pd.DataFrame, root: str | Path | None = None, name: str = "rankings"
+) -> ImageDataset:
     """An :class:`ImageDataset` over the ``path`` column of the rankings, for inspecting without the data module.
 
     Relative paths are taken relative to ``root`` when given. Images are decoded on demand (no cache), so images
@@ -436,5 +472,7 @@ def paths_dataset(rankings: pd.DataFrame, root: str | Path | None = None, name: 
         raise ValueError(f"{name}: ranking table has no 'path' column; pass a dataset to show images")
     table = rankings[["index", "label", "path"]].copy()
     if root is not None:
-        table["path"] = [str(p if Path(p).is_absolute() else Path(root) / p) for p in table["path"].astype(str)]
+        table["path"] = [
+            str(p if Path(p).is_absolute() else Path(root) / p) for p in table["path"].astype(str)
+        ]
     return ImageDataset(table, cache=False, name=name)

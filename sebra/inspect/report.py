@@ -53,7 +53,9 @@ def _rank_name(r: int) -> str:
 
 
 def _class_name(label: int, class_names: Sequence[str] | None) -> str:
-    return str(class_names[label]) if class_names is not None and 0 <= label < len(class_names) else str(label)
+    return (
+        str(class_names[label]) if class_names is not None and 0 <= label < len(class_names) else str(label)
+    )
 
 
 def rank_class_counts(rankings: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +95,9 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 def _summary(rankings: pd.DataFrame, class_names: Sequence[str] | None) -> str:
     counts = rank_class_counts(rankings)
     header = ["rank"] + [f"{_class_name(c, class_names)} ({c})" for c in counts.columns] + ["all"]
-    rows = [[_rank_name(r)] + [int(v) for v in counts.loc[r]] + [int(counts.loc[r].sum())] for r in counts.index]
+    rows = [
+        [_rank_name(r)] + [int(v) for v in counts.loc[r]] + [int(counts.loc[r].sum())] for r in counts.index
+    ]
     rows.append(["all"] + [int(v) for v in counts.sum(axis=0)] + [int(counts.to_numpy().sum())])
     return _table(header, rows)
 
@@ -108,8 +112,16 @@ def _groups(rankings: pd.DataFrame, group_names: Mapping[int, str] | None) -> st
         ranks = part["rank"].to_numpy()
         real = ranks[ranks >= 0]
         name = (group_names or {}).get(int(g), str(int(g)))
-        rows.append([name, int(g), len(part), f"{np.median(real):g}" if len(real) else "-",
-                     int((ranks < 0).sum()), f"{rel[part.index].mean():.3f}"])
+        rows.append(
+            [
+                name,
+                int(g),
+                len(part),
+                f"{np.median(real):g}" if len(real) else "-",
+                int((ranks < 0).sum()),
+                f"{rel[part.index].mean():.3f}",
+            ]
+        )
     return _table(["group", "id", "n", "median rank", "rank -1 (never)", "mean position / class size"], rows)
 
 
@@ -164,42 +176,65 @@ def write_report(
         grids = []
         for c in labels:
             grids.append(render_extremes(dataset, rankings, c, k=k, tile=tile, class_names=class_names))
-            grids.append(render_rank_strips(dataset, rankings, c, per_bucket=per_bucket, max_buckets=max_buckets,
-                                            tile=tile, class_names=class_names))
+            grids.append(
+                render_rank_strips(
+                    dataset,
+                    rankings,
+                    c,
+                    per_bucket=per_bucket,
+                    max_buckets=max_buckets,
+                    tile=tile,
+                    class_names=class_names,
+                )
+            )
     grids = list(grids or [])
     if curves is None:
-        curves = plot_elimination_curves(rankings, class_names=class_names, group_names=group_names,
-                                         last_step=last_step)
+        curves = plot_elimination_curves(
+            rankings, class_names=class_names, group_names=group_names, last_step=last_step
+        )
     ranks = rankings["rank"].to_numpy()
     official = bool((ranks < 0).any())
     real = ranks[ranks >= 0]
     span = f"ranks {int(real.min())}-{int(real.max())}" if len(real) else "no ranked sample"
 
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="meta">{len(rankings)} samples, {len(labels)} classes, {escape(span)}'
         + ("; rank -1 = never eliminated (official mode)" if official else "")
         + "; rank 1 = eliminated first = most spurious.</p>",
-        "<nav>" + "".join(f'<a href="#class-{c}">{escape(_class_name(c, class_names))}</a>' for c in labels)
+        "<nav>"
+        + "".join(f'<a href="#class-{c}">{escape(_class_name(c, class_names))}</a>' for c in labels)
         + "</nav>",
     ]
     problems = missing_images(grids)
     if problems:
-        parts.append('<section id="problems"><h2>Problems</h2><p>These images could not be read and are drawn as '
-                     'grey placeholders:</p><ul class="problems">'
-                     + "".join(f"<li>{escape(m)}</li>" for m in problems) + "</ul></section>")
+        parts.append(
+            '<section id="problems"><h2>Problems</h2><p>These images could not be read and are drawn as '
+            'grey placeholders:</p><ul class="problems">'
+            + "".join(f"<li>{escape(m)}</li>" for m in problems)
+            + "</ul></section>"
+        )
     if quality:
-        parts.append('<section id="quality"><h2>Ranking quality</h2>'
-                     + _table(["measure", "value"], [[k_, _fmt(v)] for k_, v in _flatten(quality)]) + "</section>")
-    parts.append('<section id="summary"><h2>Samples per rank and class</h2>' + _summary(rankings, class_names)
-                 + "</section>")
+        parts.append(
+            '<section id="quality"><h2>Ranking quality</h2>'
+            + _table(["measure", "value"], [[k_, _fmt(v)] for k_, v in _flatten(quality)])
+            + "</section>"
+        )
+    parts.append(
+        '<section id="summary"><h2>Samples per rank and class</h2>'
+        + _summary(rankings, class_names)
+        + "</section>"
+    )
     if "group" in rankings.columns and bool((rankings["group"] >= 0).any()):
         parts.append('<section id="groups"><h2>Groups</h2>' + _groups(rankings, group_names) + "</section>")
-    parts.append('<section id="curves"><h2>Elimination curves</h2><p>Fraction of each class (and group) still '
-                 "active after each ranking step.</p>"
-                 f'<img alt="elimination curves" src="{_png_uri(figure_png(curves))}"></section>')
+    parts.append(
+        '<section id="curves"><h2>Elimination curves</h2><p>Fraction of each class (and group) still '
+        "active after each ranking step.</p>"
+        f'<img alt="elimination curves" src="{_png_uri(figure_png(curves))}"></section>'
+    )
     by_class: dict[int, list[Grid]] = {}
     for g in grids:
         by_class.setdefault(g.label, []).append(g)
@@ -210,9 +245,12 @@ def write_report(
             parts.append("<p>No images: no dataset (or no <code>path</code> column) was given.</p>")
         for g in by_class.get(c, []):
             what = "most vs least spurious" if g.kind == "extremes" else "samples per rank"
-            parts.append(f"<h3>{escape(what)}</h3>"
-                         f'<img alt="{escape(what)}, class {name}" src="{_image_uri(g.image)}">')
+            parts.append(
+                f'<h3>{escape(what)}</h3><img alt="{escape(what)}, class {name}" src="{_image_uri(g.image)}">'
+            )
         parts.append("</section>")
     parts.append("</body></html>")
     html = "\n".join(parts)
-    return atomic_write(Path(out_dir) / "report.html", lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
+    return atomic_write(
+        Path(out_dir) / "report.html", lambda tmp: Path(tmp).write_text(html, encoding="utf-8")
+    )

@@ -8,5 +8,15 @@ from sebra.methods.sebra import PairDataset, SebraModule
 
 METHODS = {"erm": ERMModule, "jtt": JTTModule, "groupdro": GroupDROModule, "sebra": SebraModule}
 
-__all__ = ["METHODS", "BaseMethod", "ERMModule", "GroupDROLoss", "GroupDROModule", "JTTModule", "PairDataset",
-           "SebraModule", "SelectionCheckpoint", "make_optimizer"]
+__all__ = [
+    "METHODS",
+    "BaseMethod",
+    "ERMModule",
+    "GroupDROLoss",
+    "GroupDROModule",
+    "JTTModule",
+    "PairDataset",
+    "SebraModule",
+    "SelectionCheckpoint",
+    "make_optimizer",
+]

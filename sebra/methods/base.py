@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from typing_extensions import override
 
 from sebra.export import remove_stale_temporaries
 from sebra.metrics import GroupAccuracy
@@ -37,8 +38,18 @@ SELECTIONS = ("val_wga", "val_acc", "last")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def require(owner: str, name: str, value: Any, *, integer: bool = False, low: float | None = None,
-            high: float | None = None, low_open: bool = False, none_ok: bool = False, note: str = "") -> None:
+def require(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    none_ok: bool = False,
+    note: str = "",
+) -> None:
     """Raise ``ValueError`` unless ``value`` is a number (an integer with ``integer``) in the allowed range.
 
     The message names the class, the argument, the allowed range and the value, e.g.
@@ -89,12 +100,15 @@ def check_backbone(owner: str, name: Any) -> None:
         return
     close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3, cutoff=0.6)
     hint = f"; close names: {', '.join(close)}" if close else ""
-    raise ValueError(f"{owner}: unknown model: backbone {name!r} is not a timm model name{hint} "
-                     "(timm.list_models('pattern*') lists them)")
+    raise ValueError(
+        f"{owner}: unknown model: backbone {name!r} is not a timm model name{hint} "
+        "(timm.list_models('pattern*') lists them)"
+    )
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """``sgd`` / ``adam`` / ``adamw`` by name, so configs stay flat."""
     name = str(name).lower()
     if name == "sgd":
@@ -131,7 +145,9 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "adjustment": {"low": 0},
 }
 ARG_CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": OPTIMIZERS, "rank_optimizer": OPTIMIZERS, "lr_schedule": ("none", "cosine"),
+    "optimizer": OPTIMIZERS,
+    "rank_optimizer": OPTIMIZERS,
+    "lr_schedule": ("none", "cosine"),
 }
 
 
@@ -146,7 +162,9 @@ def check_args(owner: str, rules: dict[str, dict[str, Any]] | None = None, /, **
         elif name in ARG_CHOICES:
             case_free = name.endswith("optimizer")  # make_optimizer reads SGD as sgd
             if not isinstance(value, str) or (value.lower() if case_free else value) not in ARG_CHOICES[name]:
-                raise ValueError(f"{owner}: {name} must be one of {', '.join(ARG_CHOICES[name])}, got {value!r}")
+                raise ValueError(
+                    f"{owner}: {name} must be one of {', '.join(ARG_CHOICES[name])}, got {value!r}"
+                )
         else:
             require(owner, name, value, **rules[name])
 
@@ -157,10 +175,12 @@ class SelectionCheckpoint(ModelCheckpoint):
     def _selectable(self, pl_module: L.LightningModule) -> bool:
         return bool(getattr(pl_module, "selectable", True))
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._selectable(pl_module):
             super().on_validation_end(trainer, pl_module)
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._selectable(pl_module):
             super().on_train_epoch_end(trainer, pl_module)
@@ -179,11 +199,13 @@ class LastCheckpoint(ModelCheckpoint):
         kwargs.update(monitor=None, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
         super().__init__(**kwargs)
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         return  # only at the end of the training epoch (after the module's epoch-end hook)
 
@@ -219,9 +241,11 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
     # --- set-up from the data module ---------------------------------------------------------------------------
     @property
     def datamodule(self) -> Any:
+        """The trainer's data module, or None outside a fit."""
         trainer = self._trainer
         return getattr(trainer, "datamodule", None) if trainer is not None else None
 
+    @override
     def setup(self, stage: str) -> None:
         self._allow_unused_parameters()
         dm = self.datamodule
@@ -260,7 +284,8 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             raise ValueError(
                 f"{type(self).__name__}(rankings=...): row {i} (dataset index {ids[i]}) is not a training sample of "
                 f"{train.name!r}, nor are {int(unknown.sum()) - 1} other row(s); expected one row per training sample "
-                f"(the rankings of this data set's training split, {len(train)} samples)")
+                f"(the rankings of this data set's training split, {len(train)} samples)"
+            )
 
     @staticmethod
     def _make_metric(dm: Any, split: str) -> GroupAccuracy:
@@ -294,9 +319,15 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             return
         strategy = trainer.strategy
         kwargs = getattr(strategy, "_ddp_kwargs", None)
-        if isinstance(strategy, DDPStrategy) and isinstance(kwargs, dict) and not kwargs.get("find_unused_parameters"):
+        if (
+            isinstance(strategy, DDPStrategy)
+            and isinstance(kwargs, dict)
+            and not kwargs.get("find_unused_parameters")
+        ):
             kwargs["find_unused_parameters"] = True
-            rank_zero_info(f"{type(self).__name__} trains one network at a time: DDP find_unused_parameters=True")
+            rank_zero_info(
+                f"{type(self).__name__} trains one network at a time: DDP find_unused_parameters=True"
+            )
 
     def _apply_gpu_options(self, *nets: nn.Module | None) -> None:
         """``channels_last`` (weights and inputs in NHWC memory format) and ``compile`` (``torch.compile`` of each
@@ -325,6 +356,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         methods switch phase in ``on_train_epoch_end``, before the epoch's validation and checkpoint run."""
         return getattr(self, "_selectable_epoch", self.in_final_phase())
 
+    @override
     def on_train_epoch_start(self) -> None:
         self._selectable_epoch = self.in_final_phase()
 
@@ -333,11 +365,15 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         finished fit). Default: the ``stage`` a two-phase method keeps (SebraModule) is ``"done"``."""
         return getattr(self, "stage", None) == "done"
 
+    @override
     def on_train_start(self) -> None:
         if self.fit_finished():  # the module ends the fit itself; resumed after its end it would never stop
-            rank_zero_info(f"{type(self).__name__}: the checkpoint holds a finished fit; nothing left to train")
+            rank_zero_info(
+                f"{type(self).__name__}: the checkpoint holds a finished fit; nothing left to train"
+            )
             self.trainer.should_stop = True
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._selectable_epoch = self.in_final_phase()
 
@@ -349,10 +385,12 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             logits, labels, groups = logits[valid], labels[valid], groups[valid]
         self.metrics[split].update(logits, labels, groups)
 
+    @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if self.selectable:
             self._eval_step(batch, "val")
 
+    @override
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
@@ -369,12 +407,16 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
                     out[f"{split}_{k}{g}"] = a
             else:
                 out[f"{split}_{k}"] = float(v)
-        self.log_dict({k: v for k, v in out.items() if not math.isnan(v)}, sync_dist=False)  # empty groups: NaN
+        self.log_dict(
+            {k: v for k, v in out.items() if not math.isnan(v)}, sync_dist=False
+        )  # empty groups: NaN
         return out
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._log_metric("val")
 
+    @override
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_metric("test")
 
@@ -395,5 +437,13 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         if self.selection == "last":
             return [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}"), last]
         monitor = self.selection  # val_wga or val_acc, as logged above
-        return [SelectionCheckpoint(monitor=monitor, mode="max", save_top_k=1,
-                                    filename=f"best-{{epoch}}-{{{monitor}:.4f}}", auto_insert_metric_name=False), last]
+        return [
+            SelectionCheckpoint(
+                monitor=monitor,
+                mode="max",
+                save_top_k=1,
+                filename=f"best-{{epoch}}-{{{monitor}:.4f}}",
+                auto_insert_metric_name=False,
+            ),
+            last,
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
@@ -45,24 +46,38 @@ class ERMModule(BaseMethod):
         compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
-        check_args(type(self).__name__, backbone=backbone, epochs=epochs, optimizer=optimizer, lr=lr,
-                   momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
-                   num_classes=num_classes)
+        check_args(
+            type(self).__name__,
+            backbone=backbone,
+            epochs=epochs,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
+            num_classes=num_classes,
+        )
         if sampling not in ("uniform", "group_balanced"):
             raise ValueError(f"sampling must be 'uniform' or 'group_balanced', got {sampling!r}")
         self.save_hyperparameters()
         self.sample_generator = torch.Generator().manual_seed(seed)
         self.net: Classifier | None = None
 
+    @override
     def configure_model(self) -> None:
         if self.net is None:
             h = self.hparams
-            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # initialisation from `seed`, whatever the global RNG holds
                 torch.manual_seed(h.seed)
-                self.net = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
-                                      weights_file=h.weights_file)
+                self.net = Classifier(
+                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
+                )
             self._apply_gpu_options(self.net)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -74,8 +89,9 @@ class ERMModule(BaseMethod):
             if (groups < 0).any():
                 raise ValueError("sampling='group_balanced' needs a group label for every training sample")
             weights = 1.0 / torch.bincount(groups).double()[groups]
-            sampler = torch.utils.data.WeightedRandomSampler(weights, len(train), replacement=True,
-                                                             generator=self.sample_generator)
+            sampler = torch.utils.data.WeightedRandomSampler(
+                weights, len(train), replacement=True, generator=self.sample_generator
+            )
             return dm.loader(train, batch_size=dm.batch_size, sampler=sampler)
         return dm.loader(train, batch_size=dm.batch_size, shuffle=True, generator=self.sample_generator)
 
@@ -83,28 +99,34 @@ class ERMModule(BaseMethod):
         """Per-method loss hook (JTT and GroupDRO override it)."""
         return F.cross_entropy(logits, batch["label"])
 
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.loss(logits, batch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def on_train_epoch_end(self) -> None:
         if self.current_epoch + 1 >= self.hparams.epochs:
             self.trainer.should_stop = True
 
     def fit_finished(self) -> bool:
+        """True once every configured epoch has run."""
         return self.current_epoch >= self.hparams.epochs
 
     # --- checkpoints: the shuffling resumes where it stopped ----------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["erm"] = {"sample_generator": self.sample_generator.get_state()}
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("erm")
         if state is not None:
             self.sample_generator.set_state(state["sample_generator"])
 
+    @override
     def configure_optimizers(self):
         h = self.hparams
         opt = make_optimizer(h.optimizer, self.parameters(), h.lr, h.momentum, h.weight_decay)

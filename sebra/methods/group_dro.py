@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from sebra.methods.base import Selection, check_args
 from sebra.methods.erm import ERMModule
@@ -43,8 +44,13 @@ class GroupDROLoss(nn.Module):
     q: torch.Tensor
     adjust: torch.Tensor
 
-    def __init__(self, num_groups: int, eta: float = 0.01, adjustment: float | Sequence[float] = 0.0,
-                 group_counts: torch.Tensor | Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        eta: float = 0.01,
+        adjustment: float | Sequence[float] = 0.0,
+        group_counts: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         if int(num_groups) < 1:
             raise ValueError(f"GroupDROLoss: num_groups must be >= 1, got {num_groups}")
@@ -59,13 +65,19 @@ class GroupDROLoss(nn.Module):
             raise ValueError(f"GroupDROLoss: adjustment needs 1 or {self.num_groups} values, got {c.numel()}")
         if (c != 0).any():
             if group_counts is None:
-                raise ValueError("GroupDROLoss: a non-zero adjustment needs group_counts (training samples per group)")
+                raise ValueError(
+                    "GroupDROLoss: a non-zero adjustment needs group_counts (training samples per group)"
+                )
             n = torch.as_tensor(group_counts, dtype=torch.float32).reshape(-1)
             if n.numel() != self.num_groups:
-                raise ValueError(f"GroupDROLoss: group_counts needs {self.num_groups} values, got {n.numel()}")
+                raise ValueError(
+                    f"GroupDROLoss: group_counts needs {self.num_groups} values, got {n.numel()}"
+                )
             if ((n <= 0) & (c != 0)).any():
                 g = int(torch.nonzero((n <= 0) & (c != 0))[0])
-                raise ValueError(f"GroupDROLoss: group {g} has no training samples, so C/sqrt(n_g) is undefined")
+                raise ValueError(
+                    f"GroupDROLoss: group {g} has no training samples, so C/sqrt(n_g) is undefined"
+                )
             c = torch.where(c != 0, c / n.clamp(min=1).sqrt(), torch.zeros_like(c))
         self.register_buffer("q", torch.full((self.num_groups,), 1.0 / self.num_groups))
         self.register_buffer("adjust", c)  # C_g / sqrt(n_g), precomputed
@@ -74,10 +86,14 @@ class GroupDROLoss(nn.Module):
         """``(loss_g [G], count_g [G])``: per-group mean of ``losses`` (0 where a group is absent)."""
         groups = groups.long()
         if groups.numel() and (groups.min() < 0 or groups.max() >= self.num_groups):
-            raise ValueError(f"GroupDROLoss: group ids must lie in 0..{self.num_groups - 1}, got values in "
-                             f"{int(groups.min())}..{int(groups.max())} (GroupDRO needs a group for every sample)")
+            raise ValueError(
+                f"GroupDROLoss: group ids must lie in 0..{self.num_groups - 1}, got values in "
+                f"{int(groups.min())}..{int(groups.max())} (GroupDRO needs a group for every sample)"
+            )
         count = torch.bincount(groups, minlength=self.num_groups).to(losses.dtype)
-        total = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)
+        total = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(
+            0, groups, losses
+        )
         return total / count.clamp(min=1), count
 
     def forward(self, losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -88,8 +104,10 @@ class GroupDROLoss(nn.Module):
             groups: ``[B]`` group ids in ``0 .. G-1``.
         """
         if losses.dim() != 1 or losses.shape != groups.shape:
-            raise ValueError(f"GroupDROLoss: expected losses [B] and groups [B], got {tuple(losses.shape)} and "
-                             f"{tuple(groups.shape)}")
+            raise ValueError(
+                f"GroupDROLoss: expected losses [B] and groups [B], got {tuple(losses.shape)} and "
+                f"{tuple(groups.shape)}"
+            )
         loss_g, count = self.group_losses(losses, groups)
         if self.training:
             with torch.no_grad():
@@ -129,14 +147,26 @@ class GroupDROModule(ERMModule):
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
-        super().__init__(backbone=backbone, pretrained=pretrained, weights_file=weights_file, epochs=epochs,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         lr_schedule=lr_schedule, sampling=sampling, selection=selection, seed=seed,
-                         num_classes=num_classes)
+        super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            weights_file=weights_file,
+            epochs=epochs,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            sampling=sampling,
+            selection=selection,
+            seed=seed,
+            num_classes=num_classes,
+        )
         check_args(type(self).__name__, eta=eta, adjustment=adjustment)
         self.save_hyperparameters()
         self.dro: GroupDROLoss | None = None
 
+    @override
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if self.dro is not None:
@@ -149,22 +179,29 @@ class GroupDROModule(ERMModule):
         train = dm.train_dataset
         groups = train.groups
         if len(groups) == 0 or (groups < 0).any():
-            raise ValueError(f"GroupDROModule: training split of {train.name!r} has samples without a group label "
-                             "(group -1); GroupDRO needs a group for every training sample")
+            raise ValueError(
+                f"GroupDROModule: training split of {train.name!r} has samples without a group label "
+                "(group -1); GroupDRO needs a group for every training sample"
+            )
         num_groups = max(int(dm.num_groups), int(groups.max()) + 1)
         counts = torch.bincount(groups, minlength=num_groups)
-        self.dro = GroupDROLoss(num_groups, eta=self.hparams.eta, adjustment=self.hparams.adjustment,
-                                group_counts=counts)
+        self.dro = GroupDROLoss(
+            num_groups, eta=self.hparams.eta, adjustment=self.hparams.adjustment, group_counts=counts
+        )
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The group-DRO objective over the batch's per-sample losses."""
         losses = F.cross_entropy(logits, batch["label"], reduction="none")
         return self.dro(losses, batch["group"])
 
+    @override
     def on_train_epoch_end(self) -> None:
-        self.log_dict({f"dro_q{g}": float(v) for g, v in enumerate(self.dro.q.tolist())}, on_step=False,
-                      on_epoch=True)
+        self.log_dict(
+            {f"dro_q{g}": float(v) for g, v in enumerate(self.dro.q.tolist())}, on_step=False, on_epoch=True
+        )
         super().on_train_epoch_end()
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The loss module is built in setup(); a checkpoint loaded before it (LightningModule.load_from_checkpoint)
         # carries its buffers, so build it from their shapes.

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.export import atomic_write
@@ -35,7 +36,9 @@ __all__ = ["JTTModule", "error_set_from_predictions", "upsampling_weights"]
 IDENTIFY, RETRAIN, DONE = "identify", "retrain", "done"
 
 
-def error_set_from_predictions(preds: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+def error_set_from_predictions(
+    preds: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
     """Dataset indices of the **misclassified** samples (``pred != label``), in ascending order.
 
     Args:
@@ -46,8 +49,10 @@ def error_set_from_predictions(preds: torch.Tensor, labels: torch.Tensor, indice
     if preds.dim() == 2:
         preds = preds.argmax(dim=1)
     if not (preds.shape == labels.shape == indices.shape and preds.dim() == 1):
-        raise ValueError(f"error_set_from_predictions: expected [N] preds, labels and indices, got "
-                         f"{tuple(preds.shape)}, {tuple(labels.shape)}, {tuple(indices.shape)}")
+        raise ValueError(
+            f"error_set_from_predictions: expected [N] preds, labels and indices, got "
+            f"{tuple(preds.shape)}, {tuple(labels.shape)}, {tuple(indices.shape)}"
+        )
     wrong = preds.long().cpu() != labels.long().cpu()
     return torch.sort(indices.long().cpu()[wrong]).values
 
@@ -55,7 +60,9 @@ def error_set_from_predictions(preds: torch.Tensor, labels: torch.Tensor, indice
 def upsampling_weights(errors: torch.Tensor, upweight: float) -> torch.Tensor:
     """Sampling weight per training position: ``upweight`` where ``errors`` is true, 1 elsewhere (float64 ``[N]``)."""
     errors = torch.as_tensor(errors, dtype=torch.bool)
-    return torch.where(errors, torch.tensor(float(upweight), dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    return torch.where(
+        errors, torch.tensor(float(upweight), dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    )
 
 
 def _eval_input(dm: Any, images: torch.Tensor) -> torch.Tensor:
@@ -99,12 +106,28 @@ class JTTModule(ERMModule):
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
-        super().__init__(backbone=backbone, pretrained=pretrained, weights_file=weights_file, epochs=epochs,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         lr_schedule=lr_schedule, sampling="uniform", selection=selection, seed=seed,
-                         num_classes=num_classes)
-        check_args(type(self).__name__, id_epochs=id_epochs, upweight=upweight, id_lr=id_lr,
-                   id_weight_decay=id_weight_decay)
+        super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            weights_file=weights_file,
+            epochs=epochs,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            sampling="uniform",
+            selection=selection,
+            seed=seed,
+            num_classes=num_classes,
+        )
+        check_args(
+            type(self).__name__,
+            id_epochs=id_epochs,
+            upweight=upweight,
+            id_lr=id_lr,
+            id_weight_decay=id_weight_decay,
+        )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.phase = IDENTIFY
@@ -115,17 +138,25 @@ class JTTModule(ERMModule):
         self.error_set_path: Path | None = None
 
     # --- networks and optimizers -------------------------------------------------------------------------------
+    @override
     def configure_model(self) -> None:
         if self.net is None:
             h = self.hparams
-            make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
-                                      weights_file=h.weights_file)
-            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+
+            def make():
+                return Classifier(
+                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
+                )
+
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # initialisation from `seed`, whatever the global RNG holds
                 torch.manual_seed(h.seed)
                 self.id_net = make()  # the same initialisation as ERMModule(seed=seed)
                 torch.manual_seed(h.seed + 1)
                 self.net = make()  # the fresh network of the retraining phase
 
+    @override
     def configure_optimizers(self):
         h = self.hparams
         id_lr = h.lr if h.id_lr is None else h.id_lr
@@ -139,9 +170,11 @@ class JTTModule(ERMModule):
         return (self.id_net if self.phase == IDENTIFY else self.net)(x)
 
     def in_final_phase(self) -> bool:
+        """True in the retraining phase, the only one whose checkpoints are selectable."""
         return self.phase == RETRAIN
 
     # --- set-up and loaders ------------------------------------------------------------------------------------
+    @override
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage == "fit":
@@ -149,8 +182,10 @@ class JTTModule(ERMModule):
             need = h.id_epochs + h.epochs if self.phase == IDENTIFY else h.epochs
             max_epochs = self.trainer.fit_loop.max_epochs
             if max_epochs is not None and max_epochs != -1 and max_epochs < need:
-                raise ValueError(f"Trainer(max_epochs={max_epochs}) is too small for id_epochs + epochs = {need}; "
-                                 "use Trainer(max_epochs=-1): JTTModule ends the fit itself")
+                raise ValueError(
+                    f"Trainer(max_epochs={max_epochs}) is too small for id_epochs + epochs = {need}; "
+                    "use Trainer(max_epochs=-1): JTTModule ends the fit itself"
+                )
             self.trainer.reload_dataloaders_every_n_epochs = 1  # the loader changes at the phase switch
 
     def train_loader(self, dm: Any) -> DataLoader:
@@ -159,8 +194,9 @@ class JTTModule(ERMModule):
         if self.phase == IDENTIFY:
             return dm.loader(train, batch_size=dm.batch_size, shuffle=True, generator=self.sample_generator)
         weights = self.sampling_weights(train)
-        sampler = torch.utils.data.WeightedRandomSampler(weights, len(train), replacement=True,
-                                                         generator=self.sample_generator)
+        sampler = torch.utils.data.WeightedRandomSampler(
+            weights, len(train), replacement=True, generator=self.sample_generator
+        )
         return dm.loader(train, batch_size=dm.batch_size, sampler=sampler)
 
     def sampling_weights(self, train: Any) -> torch.Tensor:
@@ -171,6 +207,7 @@ class JTTModule(ERMModule):
         return upsampling_weights(is_error, self.hparams.upweight)
 
     # --- training ----------------------------------------------------------------------------------------------
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         id_opt, opt = self.optimizers()
         if self.phase == IDENTIFY:
@@ -185,10 +222,12 @@ class JTTModule(ERMModule):
         self.log(name, loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self.log("stage", 1.0 if self.phase == IDENTIFY else 2.0, on_step=False, on_epoch=True)
 
+    @override
     def on_train_epoch_end(self) -> None:
         self.phase_epoch += 1
         h = self.hparams
@@ -200,20 +239,25 @@ class JTTModule(ERMModule):
         if self.phase == IDENTIFY:
             self.identify(self.datamodule)
             self.phase, self.phase_epoch = RETRAIN, 0
-            rank_zero_info(f"JTT: error set of {len(self.error_set)} samples after {h.id_epochs} identification "
-                           f"epoch(s); retraining with upweight {h.upweight}")
+            rank_zero_info(
+                f"JTT: error set of {len(self.error_set)} samples after {h.id_epochs} identification "
+                f"epoch(s); retraining with upweight {h.upweight}"
+            )
         else:
             self.phase = DONE
             self.trainer.should_stop = True
 
     def fit_finished(self) -> bool:
+        """True once the retraining phase has run its epochs."""
         return self.phase == DONE
 
     @staticmethod
     def _cosine(opt: Any, epoch: int, total: int) -> None:
         for g in opt.param_groups:
             g.setdefault("initial_lr", g["lr"])
-            g["lr"] = 0.5 * g["initial_lr"] * (1 + torch.cos(torch.tensor(torch.pi * epoch / max(1, total))).item())
+            g["lr"] = (
+                0.5 * g["initial_lr"] * (1 + torch.cos(torch.tensor(torch.pi * epoch / max(1, total))).item())
+            )
 
     # --- identification ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -245,19 +289,29 @@ class JTTModule(ERMModule):
             self.id_net.train(was_training)
         pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
         self.error_set = error_set_from_predictions(pred, ds.labels, ds.indices)
-        scores = pd.DataFrame({"index": ds.indices.numpy(), "label": ds.labels.numpy(), "pred": pred.numpy(),
-                               "p_y": (torch.cat(p_y) if p_y else torch.zeros(0)).double().numpy()})
+        scores = pd.DataFrame(
+            {
+                "index": ds.indices.numpy(),
+                "label": ds.labels.numpy(),
+                "pred": pred.numpy(),
+                "p_y": (torch.cat(p_y) if p_y else torch.zeros(0)).double().numpy(),
+            }
+        )
         scores["error"] = scores["pred"] != scores["label"]
         if (ds.groups >= 0).any():
             scores["group"] = ds.groups.numpy()
         self.id_scores = scores
         n = len(self.error_set)
         if n == 0:
-            rank_zero_warn("JTT: the identification network classifies every training sample correctly, so the "
-                           "error set is empty and retraining is plain ERM; shorten id_epochs or lower id_lr")
+            rank_zero_warn(
+                "JTT: the identification network classifies every training sample correctly, so the "
+                "error set is empty and retraining is plain ERM; shorten id_epochs or lower id_lr"
+            )
         elif n == len(ds):
-            rank_zero_warn("JTT: the identification network misclassifies every training sample; upweighting "
-                           "them all is plain ERM; lengthen id_epochs")
+            rank_zero_warn(
+                "JTT: the identification network misclassifies every training sample; upweighting "
+                "them all is plain ERM; lengthen id_epochs"
+            )
         self._write_error_set()
         return scores
 
@@ -266,12 +320,16 @@ class JTTModule(ERMModule):
             return
         log_dir = Path(self.trainer.log_dir)
         errors = self.id_scores[self.id_scores["error"]].drop(columns=["error"]).sort_values("index")
-        self.error_set_path = atomic_write(log_dir / "jtt_error_set.csv",
-                                           lambda tmp: errors.to_csv(tmp, index=False, float_format="%.6g"))
-        atomic_write(log_dir / "jtt_scores.csv",
-                     lambda tmp: self.id_scores.to_csv(tmp, index=False, float_format="%.6g"))
+        self.error_set_path = atomic_write(
+            log_dir / "jtt_error_set.csv", lambda tmp: errors.to_csv(tmp, index=False, float_format="%.6g")
+        )
+        atomic_write(
+            log_dir / "jtt_scores.csv",
+            lambda tmp: self.id_scores.to_csv(tmp, index=False, float_format="%.6g"),
+        )
 
     # --- checkpoints -------------------------------------------------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["jtt"] = {
             "phase": self.phase,
@@ -281,6 +339,7 @@ class JTTModule(ERMModule):
             "sample_generator": self.sample_generator.get_state(),
         }
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("jtt")
         if state is None:

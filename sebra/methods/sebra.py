@@ -32,6 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
@@ -61,15 +62,20 @@ def stage2_bins(rankings: pd.DataFrame, bins: int) -> np.ndarray:
 class PairDataset(Dataset):
     """Serves one epoch of (anchor, positive, negative) rows; each image gets its own augmentation draw."""
 
-    def __init__(self, base: Dataset, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+    def __init__(
+        self, base: Dataset, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    ) -> None:
         self.base, self.anchor, self.positive, self.negative = base, anchor, positive, negative
 
     def __len__(self) -> int:
         return len(self.anchor)
 
     def __getitem__(self, i: int) -> dict:
-        return {"anchor": self.base[int(self.anchor[i])], "positive": self.base[int(self.positive[i])],
-                "negative": self.base[int(self.negative[i])]}
+        return {
+            "anchor": self.base[int(self.anchor[i])],
+            "positive": self.base[int(self.positive[i])],
+            "negative": self.base[int(self.negative[i])],
+        }
 
 
 class SebraModule(BaseMethod):
@@ -172,32 +178,60 @@ class SebraModule(BaseMethod):
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         check_ranking_args(beta_inv, p_critical, max_steps)
-        for name, value, allowed in (("scoring", scoring, ("full", "official")), ("unranked", unranked, ("last", "official")),
-                                     ("ce_on", ce_on, ("positive", "anchor", "both")), ("pairs", pairs, ("paper", "official")),
-                                     ("feature_pass", feature_pass, ("official", "shared")),
-                                     ("lr_schedule", lr_schedule, ("none", "cosine")),
-                                     ("within_step", within_step, ("elimination", "final"))):
+        for name, value, allowed in (
+            ("scoring", scoring, ("full", "official")),
+            ("unranked", unranked, ("last", "official")),
+            ("ce_on", ce_on, ("positive", "anchor", "both")),
+            ("pairs", pairs, ("paper", "official")),
+            ("feature_pass", feature_pass, ("official", "shared")),
+            ("lr_schedule", lr_schedule, ("none", "cosine")),
+            ("within_step", within_step, ("elimination", "final")),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not rank_only and isinstance(epochs, numbers.Integral) and epochs == 0:
-            raise ValueError("SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "
-                             "rank_only=True (or run `sebra rank`)")
-        check_args("SebraModule", {"epochs": {"integer": True, "low": 0 if rank_only else 1,
-                                              "note": "Stage 2 epochs"}},
-                   backbone=backbone, max_steps=max_steps, rank_optimizer=rank_optimizer, rank_lr=rank_lr,
-                   rank_momentum=rank_momentum, rank_weight_decay=rank_weight_decay, epochs=epochs, gap=gap,
-                   temperature=temperature, ce_weight=ce_weight, optimizer=optimizer, lr=lr, momentum=momentum,
-                   weight_decay=weight_decay, rank_bins=rank_bins, batch_size=batch_size, seed=seed,
-                   num_classes=num_classes)
+            raise ValueError(
+                "SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "
+                "rank_only=True (or run `sebra rank`)"
+            )
+        check_args(
+            "SebraModule",
+            {"epochs": {"integer": True, "low": 0 if rank_only else 1, "note": "Stage 2 epochs"}},
+            backbone=backbone,
+            max_steps=max_steps,
+            rank_optimizer=rank_optimizer,
+            rank_lr=rank_lr,
+            rank_momentum=rank_momentum,
+            rank_weight_decay=rank_weight_decay,
+            epochs=epochs,
+            gap=gap,
+            temperature=temperature,
+            ce_weight=ce_weight,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            rank_bins=rank_bins,
+            batch_size=batch_size,
+            seed=seed,
+            num_classes=num_classes,
+        )
         if not (rankings is None or isinstance(rankings, (str, Path, pd.DataFrame))):
-            raise ValueError(f"SebraModule: rankings must be a ranking table (DataFrame) or a rankings.csv path, "
-                             f"got {type(rankings).__name__}")
+            raise ValueError(
+                f"SebraModule: rankings must be a ranking table (DataFrame) or a rankings.csv path, "
+                f"got {type(rankings).__name__}"
+            )
         if isinstance(rankings, pd.DataFrame):
             check_rankings(rankings, "SebraModule(rankings=...)")
             check_ranking_values(rankings, "SebraModule(rankings=...)")
-        if not (draws_per_step is None or draws_per_step == "active"
-                or (isinstance(draws_per_step, int) and draws_per_step >= 1)):
-            raise ValueError(f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}")
+        if not (
+            draws_per_step is None
+            or draws_per_step == "active"
+            or (isinstance(draws_per_step, int) and draws_per_step >= 1)
+        ):
+            raise ValueError(
+                f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}"
+            )
         if int(rank_repeats) != rank_repeats or rank_repeats < 1:
             raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
         self.save_hyperparameters(ignore=["rankings"])
@@ -224,22 +258,31 @@ class SebraModule(BaseMethod):
         self.automatic_optimization = False
 
     # --- networks and optimizers -------------------------------------------------------------------------------
+    @override
     def configure_model(self) -> None:
         h = self.hparams
         if self.net is None:
-            make = lambda: Classifier(h.backbone, self.num_classes, pretrained=h.pretrained,
-                                      weights_file=h.weights_file)
-            with torch.random.fork_rng(devices=[]):  # initialisation from `seed`, whatever the global RNG holds
+
+            def make():
+                return Classifier(
+                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
+                )
+
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # initialisation from `seed`, whatever the global RNG holds
                 torch.manual_seed(h.seed)
                 self.ranker = make()
                 torch.manual_seed(h.seed + 1)
                 self.net = make()  # Stage 2 starts from a fresh network
             self._apply_gpu_options(self.ranker, self.net)
 
+    @override
     def configure_optimizers(self):
         h = self.hparams
-        rank_opt = make_optimizer(h.rank_optimizer, self.ranker.parameters(), h.rank_lr, h.rank_momentum,
-                                  h.rank_weight_decay)
+        rank_opt = make_optimizer(
+            h.rank_optimizer, self.ranker.parameters(), h.rank_lr, h.rank_momentum, h.rank_weight_decay
+        )
         opt = make_optimizer(h.optimizer, self.net.parameters(), h.lr, h.momentum, h.weight_decay)
         return [rank_opt, opt]
 
@@ -248,15 +291,19 @@ class SebraModule(BaseMethod):
         return (self.ranker if self.stage == RANK else self.net)(x)
 
     def in_final_phase(self) -> bool:
+        """True in Stage 2, the only stage whose checkpoints are selectable."""
         return self.stage != RANK
 
     # --- set-up ------------------------------------------------------------------------------------------------
+    @override
     def setup(self, stage: str) -> None:
         super().setup(stage)
         trainer = self.trainer
         if stage == "fit":
             repeats = int(self.hparams.get("rank_repeats", 1))
-            need = self.hparams.epochs + (0 if self.given_rankings is not None else self.hparams.max_steps * repeats)
+            need = self.hparams.epochs + (
+                0 if self.given_rankings is not None else self.hparams.max_steps * repeats
+            )
             max_epochs = trainer.fit_loop.max_epochs
             if max_epochs is not None and max_epochs != -1 and max_epochs < need:
                 raise ValueError(
@@ -266,16 +313,24 @@ class SebraModule(BaseMethod):
             trainer.reload_dataloaders_every_n_epochs = 1  # the train loader changes every step / epoch
         dm = self.datamodule
         if dm is None or not hasattr(dm, "batch_transform"):
-            raise ValueError("SebraModule needs a sebra data module (a SebraDataModule subclass): "
-                             "trainer.fit(model, datamodule=dm); its loaders are rebuilt every ranking step")
+            raise ValueError(
+                "SebraModule needs a sebra data module (a SebraDataModule subclass): "
+                "trainer.fit(model, datamodule=dm); its loaders are rebuilt every ranking step"
+            )
         if not hasattr(dm, "train_dataset"):
             dm.setup(stage)
         train = dm.train_dataset
         if self.controller is None and self.given_rankings is None:
             self.controller = RankingController(
-                train.labels, num_classes=self.num_classes, p_critical=self.hparams.p_critical,
-                max_steps=self.hparams.max_steps, unranked=self.hparams.unranked, indices=train.indices,
-                groups=train.groups if (train.groups >= 0).any() else None, seed=self.hparams.seed)
+                train.labels,
+                num_classes=self.num_classes,
+                p_critical=self.hparams.p_critical,
+                max_steps=self.hparams.max_steps,
+                unranked=self.hparams.unranked,
+                indices=train.indices,
+                groups=train.groups if (train.groups >= 0).any() else None,
+                seed=self.hparams.seed,
+            )
         if self.controller is not None and self._pending_controller_state is not None:
             self.controller.load_state_dict(self._pending_controller_state)
             self._pending_controller_state = None
@@ -286,7 +341,9 @@ class SebraModule(BaseMethod):
     def _check_rankings(df: pd.DataFrame, train: Any) -> pd.DataFrame:
         missing = set(train.indices.tolist()) - set(df["index"].tolist())
         if missing:
-            raise ValueError(f"rankings lack {len(missing)} training samples (dataset index {min(missing)} first)")
+            raise ValueError(
+                f"rankings lack {len(missing)} training samples (dataset index {min(missing)} first)"
+            )
         by_index = df.set_index("index").loc[train.indices.numpy()]
         bad = by_index["label"].to_numpy() != train.labels.numpy()
         if bad.any():
@@ -303,8 +360,11 @@ class SebraModule(BaseMethod):
         table = self._epoch_pairs(dm.train_dataset)
         pairs = PairDataset(dm.train_dataset, table.anchor, table.positive, table.negative)
         # Already this process's share: a ShardSampler keeps Lightning from sharding it again.
-        return dm.loader(pairs, batch_size=self.hparams.batch_size or dm.batch_size,
-                         sampler=ShardSampler(range(len(pairs)), *self._replicas()))
+        return dm.loader(
+            pairs,
+            batch_size=self.hparams.batch_size or dm.batch_size,
+            sampler=ShardSampler(range(len(pairs)), *self._replicas()),
+        )
 
     def _draws(self) -> int | None:
         """Training draws for the next ranking step (``None``: the training-set size)."""
@@ -333,8 +393,13 @@ class SebraModule(BaseMethod):
         """
         if self._pair_cache is not None and self._pair_cache[0] == self.mitigation_epoch:
             return self._pair_cache[1]
-        table = mine_rank_pairs(self._ranks_by_position(train), train.labels, gap=self.hparams.gap,
-                                generator=self.pair_generator, official=self.hparams.pairs == "official")
+        table = mine_rank_pairs(
+            self._ranks_by_position(train),
+            train.labels,
+            gap=self.hparams.gap,
+            generator=self.pair_generator,
+            official=self.hparams.pairs == "official",
+        )
         perm = torch.randperm(len(table), generator=self.pair_generator)
         world, rank = self._replicas()
         if world > 1:  # same table on every process; each keeps a strided share, padded to equal batch counts
@@ -346,6 +411,7 @@ class SebraModule(BaseMethod):
         return share
 
     # --- training ----------------------------------------------------------------------------------------------
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         rank_opt, opt = self.optimizers()
         if self.stage == RANK:
@@ -361,8 +427,12 @@ class SebraModule(BaseMethod):
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
-        self.log_dict({"train_loss": loss, "train_con": parts["con"], "train_ce": parts["ce"]},
-                      prog_bar=True, on_step=False, on_epoch=True)
+        self.log_dict(
+            {"train_loss": loss, "train_con": parts["con"], "train_ce": parts["ce"]},
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+        )
         return loss
 
     def _mitigation_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -378,7 +448,10 @@ class SebraModule(BaseMethod):
             else:
                 x, labels = torch.cat([a["image"], p["image"]]), torch.cat([y, p["label"]])
             ce = F.cross_entropy(net(x), labels)
-            return self.criterion.ce_weight * ce, {"con": torch.zeros((), device=ce.device), "ce": ce.detach()}
+            return self.criterion.ce_weight * ce, {
+                "con": torch.zeros((), device=ce.device),
+                "ce": ce.detach(),
+            }
         with torch.no_grad():
             net.eval()
             if self.hparams.feature_pass == "official":
@@ -399,12 +472,14 @@ class SebraModule(BaseMethod):
             logits, labels = net.head(feats), torch.cat([y, p["label"]])
         return self.criterion(za, zp_ref, zn_ref, logits, labels)
 
+    @override
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self.log("stage", 1.0 if self.stage == RANK else 2.0, prog_bar=True, on_step=False, on_epoch=True)
         if self.stage != RANK:
             self.net.train(not self.hparams.bn_eval)
 
+    @override
     def on_train_epoch_end(self) -> None:
         if self.stage == RANK:
             self._close_ranking_step()
@@ -415,8 +490,16 @@ class SebraModule(BaseMethod):
                 _, opt = self.optimizers()
                 for g in opt.param_groups:
                     g.setdefault("initial_lr", g["lr"])
-                    g["lr"] = 0.5 * g["initial_lr"] * (1 + torch.cos(torch.tensor(
-                        torch.pi * self.mitigation_epoch / self.hparams.epochs)).item())
+                    g["lr"] = (
+                        0.5
+                        * g["initial_lr"]
+                        * (
+                            1
+                            + torch.cos(
+                                torch.tensor(torch.pi * self.mitigation_epoch / self.hparams.epochs)
+                            ).item()
+                        )
+                    )
             self.log("pairs_dropped", float(getattr(self, "n_dropped", 0)), on_step=False, on_epoch=True)
             if self.mitigation_epoch >= self.hparams.epochs:
                 self.stage = DONE
@@ -462,7 +545,9 @@ class SebraModule(BaseMethod):
             positions, p_y = self._gather_scores(positions, p_y)
         ctl.update(positions, p_y)
         rec = ctl.history[-1]
-        self.log_dict({f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True)
+        self.log_dict(
+            {f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True
+        )
         rank_zero_info(f"ranking step {ctl.step}: eliminated {rec['eliminated']}, {rec['active']} active")
         if ctl.done:
             self._finish_ranking()
@@ -508,8 +593,10 @@ class SebraModule(BaseMethod):
             self._repeat_tables.append(df)
             self._repeat_history.append(history)
             if self.repeat + 1 < repeats:
-                rank_zero_info(f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
-                               "the next starts from a fresh ranker")
+                rank_zero_info(
+                    f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
+                    "the next starts from a fresh ranker"
+                )
                 self._next_repeat()
                 return
             df = combine_rankings(self._repeat_tables)
@@ -526,8 +613,10 @@ class SebraModule(BaseMethod):
             self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
             atomic_write(Path(log_dir) / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
         runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
-        rank_zero_info(f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
-                       + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else ""))
+        rank_zero_info(
+            f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
+            + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
+        )
         self.stage = MITIGATE if self.hparams.epochs > 0 else DONE
         if self.stage == DONE:
             self.trainer.should_stop = True
@@ -540,16 +629,26 @@ class SebraModule(BaseMethod):
         seed = h.seed + 1000 * self.repeat
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            fresh = Classifier(h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file)
+            fresh = Classifier(
+                h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
+            )
         self.ranker.load_state_dict(fresh.state_dict())
         rank_opt = self.optimizers()[0]
         getattr(rank_opt, "optimizer", rank_opt).state.clear()
         old = self.controller
         self.controller = RankingController(
-            old.labels, num_classes=old.num_classes, p_critical=old.p_critical, max_steps=old.max_steps,
-            unranked=old.unranked, indices=old.indices, groups=old.groups, seed=seed)
+            old.labels,
+            num_classes=old.num_classes,
+            p_critical=old.p_critical,
+            max_steps=old.max_steps,
+            unranked=old.unranked,
+            indices=old.indices,
+            groups=old.groups,
+            seed=seed,
+        )
 
     # --- checkpoints -------------------------------------------------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sebra"] = {
             "repeat": self.repeat,
@@ -563,6 +662,7 @@ class SebraModule(BaseMethod):
             "pair_generator": self.pair_generator.get_state(),
         }
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("sebra")
         if state is None:

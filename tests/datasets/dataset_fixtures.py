@@ -17,7 +17,9 @@ UC_FOLDERS = [
 BAR_CLASSES = ("climbing", "diving", "fishing", "pole vaulting", "racing", "throwing")
 
 
-def write_image(path: Path, seed: int, size: tuple[int, int] = (8, 8), fmt: str = "JPEG", mode: str = "RGB") -> Path:
+def write_image(
+    path: Path, seed: int, size: tuple[int, int] = (8, 8), fmt: str = "JPEG", mode: str = "RGB"
+) -> Path:
     """Write a seeded random image (``size`` = (W, H)) in ``fmt`` regardless of the file's extension."""
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
@@ -39,9 +41,17 @@ def make_urbancars(
 
     Every image gets its mask siblings (and ``_bg_only.png`` in train), which loaders must ignore.
     """
-    names = names or {"train": ["000.jpg", "002.jpg", "1000.jpg", "999.jpg"], "val": ["000.jpg"], "test": ["000.jpg", "001.jpg"]}
-    ratio_dirs = {"train": "bg-0.95_co_occur_obj-0.95", "val": "bg-0.5_co_occur_obj-0.5",
-                  "test": "bg-0.5_co_occur_obj-0.5", **(ratio_dirs or {})}
+    names = names or {
+        "train": ["000.jpg", "002.jpg", "1000.jpg", "999.jpg"],
+        "val": ["000.jpg"],
+        "test": ["000.jpg", "001.jpg"],
+    }
+    ratio_dirs = {
+        "train": "bg-0.95_co_occur_obj-0.95",
+        "val": "bg-0.5_co_occur_obj-0.5",
+        "test": "bg-0.5_co_occur_obj-0.5",
+        **(ratio_dirs or {}),
+    }
     seed = 0
     for split in splits:
         for folder in UC_FOLDERS:
@@ -79,8 +89,14 @@ def make_bar(root: Path, per_class: dict[str, tuple[int, int]] | None = None) ->
     return root
 
 
-def make_celeba(root: Path, attrs: np.ndarray, partition: np.ndarray, *, images: bool = True,
-                names: list[str] | None = None) -> Path:
+def make_celeba(
+    root: Path,
+    attrs: np.ndarray,
+    partition: np.ndarray,
+    *,
+    images: bool = True,
+    names: list[str] | None = None,
+) -> Path:
     """Write ``root/celeba/`` in the official format: all 5 TXT files torchvision reads, and tiny images.
 
     ``attrs`` is ``[N, 40]`` in {0, 1}, written as -1 / 1 right-aligned in width 2 (the official "-1  1" spacing);
@@ -95,17 +111,25 @@ def make_celeba(root: Path, attrs: np.ndarray, partition: np.ndarray, *, images:
     files = [f"{i + 1:06d}.jpg" for i in range(n)]
     pm = attrs.astype(int) * 2 - 1
     (d / "list_attr_celeba.txt").write_text(
-        f"{n}\n" + " ".join(names) + " \n" + "".join(f"{f} " + " ".join(f"{v:2d}" for v in row) + "\n"
-                                                     for f, row in zip(files, pm)))
+        f"{n}\n"
+        + " ".join(names)
+        + " \n"
+        + "".join(f"{f} " + " ".join(f"{v:2d}" for v in row) + "\n" for f, row in zip(files, pm))
+    )
     (d / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(files, partition)))
     (d / "identity_CelebA.txt").write_text("".join(f"{f} {1000 + i % 7}\n" for i, f in enumerate(files)))
     (d / "list_bbox_celeba.txt").write_text(
-        f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{f}    {95 + i % 9:>3d} {71:>3d} {226:>3d} {313:>3d}\n"
-                                                         for i, f in enumerate(files)))
+        f"{n}\nimage_id x_1 y_1 width height\n"
+        + "".join(f"{f}    {95 + i % 9:>3d} {71:>3d} {226:>3d} {313:>3d}\n" for i, f in enumerate(files))
+    )
     lm = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
     (d / "list_landmarks_align_celeba.txt").write_text(
-        f"{n}\n{lm}\n" + "".join(f"{f}" + "".join(f" {60 + (i + k) % 50:>4d}" for k in range(10)) + "\n"
-                                 for i, f in enumerate(files)))
+        f"{n}\n{lm}\n"
+        + "".join(
+            f"{f}" + "".join(f" {60 + (i + k) % 50:>4d}" for k in range(10)) + "\n"
+            for i, f in enumerate(files)
+        )
+    )
     if images:
         for i, f in enumerate(files):
             write_image(d / "img_align_celeba" / f, 5000 + i, size=(6, 7))
@@ -121,8 +145,15 @@ def celeba_to_kaggle(src: Path, dst: Path) -> Path:
     shutil.copytree(s / "img_align_celeba", d / "img_align_celeba" / "img_align_celeba")
     lines = (s / "list_attr_celeba.txt").read_text().splitlines()
     (d / "list_attr_celeba.csv").write_text(
-        "image_id," + ",".join(lines[1].split()) + "\n" + "".join(",".join(ln.split()) + "\n" for ln in lines[2:]))
+        "image_id,"
+        + ",".join(lines[1].split())
+        + "\n"
+        + "".join(",".join(ln.split()) + "\n" for ln in lines[2:])
+    )
     (d / "list_eval_partition.csv").write_text(
-        "image_id,partition\n" + "".join(",".join(ln.split()) + "\n"
-                                         for ln in (s / "list_eval_partition.txt").read_text().splitlines()))
+        "image_id,partition\n"
+        + "".join(
+            ",".join(ln.split()) + "\n" for ln in (s / "list_eval_partition.txt").read_text().splitlines()
+        )
+    )
     return dst

@@ -71,7 +71,9 @@ def test_validation_split_keeps_indices(bar_root: Path) -> None:
     state = torch.get_rng_state()
     bar_splits(bar_root, val_fraction=0.4, seed=3)
     assert torch.equal(state, torch.get_rng_state())
-    assert len(bar_splits(bar_root, val_fraction=0.4, seed=3)["val"]) == sum(round(0.4 * n) for n in per_class)
+    assert len(bar_splits(bar_root, val_fraction=0.4, seed=3)["val"]) == sum(
+        round(0.4 * n) for n in per_class
+    )
 
 
 def _torch_file(bar_root: Path, label_info=None) -> Path:
@@ -107,7 +109,9 @@ def test_torch_file_label_info_order_and_base_dir(bar_root: Path, tmp_path: Path
     moved = tmp_path / "elsewhere" / "x.torch"
     moved.parent.mkdir()
     moved.write_bytes(path.read_bytes())
-    with pytest.raises(DatasetNotFoundError, match=r"30 of 30 train images are missing, first .*BAR/train/climbing_0\.jpg"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"30 of 30 train images are missing, first .*BAR/train/climbing_0\.jpg"
+    ):
         read_bar_torch(moved, "train")
     ds = read_bar_torch(moved, "train", base_dir=bar_root.parent)
     assert ds.class_names == order
@@ -129,7 +133,9 @@ def test_group_by_class(bar_root: Path) -> None:
 
 
 def test_bad_input(bar_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)BAR root .* does not exist.*<root>/train/<class>_<n>.jpg"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)BAR root .* does not exist.*<root>/train/<class>_<n>.jpg"
+    ):
         read_bar(tmp_path / "nope", "train")
     (tmp_path / "train").mkdir()
     with pytest.raises(DatasetNotFoundError, match=r"(?s)test does not exist.*<root>/test/"):

@@ -105,8 +105,15 @@ def _synthetic_meta(per_cell: int = 3900) -> CelebAMetadata:
     combos = combos[rng.permutation(len(combos))]
     a = np.zeros((len(combos), 40), dtype=np.uint8)
     a[:, [SMILING, MALE, YOUNG]] = combos
-    return CelebAMetadata(Path("/x"), Path("/x/img"), tuple(f"{i + 1:06d}.jpg" for i in range(len(a))),
-                          CELEBA_ATTRS, a, np.zeros(len(a), dtype=np.int8), "txt")
+    return CelebAMetadata(
+        Path("/x"),
+        Path("/x/img"),
+        tuple(f"{i + 1:06d}.jpg" for i in range(len(a))),
+        CELEBA_ATTRS,
+        a,
+        np.zeros(len(a), dtype=np.int8),
+        "txt",
+    )
 
 
 @pytest.mark.parametrize("alignment, cc0, cc1", [("echoes", (1, 0), (0, 1)), ("sebra", (0, 0), (1, 1))])
@@ -142,7 +149,11 @@ def test_first_matching_indices_brute_force() -> None:
                 p = (0.75 if m == aligned[t][0] else 0.25) * (0.75 if y == aligned[t][1] else 0.25)
                 n_tr = want[p]
                 match = [i for i in range(len(a)) if tuple(a[i]) == (t, m, y)]  # file order
-                expect = {"train": match[:n_tr], "val": match[n_tr:n_tr + 2], "test": match[n_tr + 2:n_tr + 4]}
+                expect = {
+                    "train": match[:n_tr],
+                    "val": match[n_tr : n_tr + 2],
+                    "test": match[n_tr + 2 : n_tr + 4],
+                }
                 for s, arr in arrs.items():
                     got = sorted(arr[(arr[:, 1] == t) & (arr[:, 2] == m) & (arr[:, 3] == y), 0].tolist())
                     assert got == expect[s], (s, t, m, y)
@@ -150,10 +161,15 @@ def test_first_matching_indices_brute_force() -> None:
 
 def test_short_cell_warns(celeba) -> None:
     root, _, _ = celeba
-    with pytest.warns(UserWarning, match=r"2 cell\(s\) came up short; cell Smiling=0, Male=1, Young=0 \(12 images "
-                                         r"match\): train 12 of 22, val 0 of 1, test 0 of 1; cell Smiling=1, Male=0"):
+    with pytest.warns(
+        UserWarning,
+        match=r"2 cell\(s\) came up short; cell Smiling=0, Male=1, Young=0 \(12 images "
+        r"match\): train 12 of 22, val 0 of 1, test 0 of 1; cell Smiling=1, Male=0",
+    ):
         arrs = multibias_indices(root, ratios=(0.75, 0.75), train_per_class=40, eval_per_class=4)
-    assert len(arrs["train"]) == 2 * (12 + 7 + 7 + 2)  # 40 * .75 * .25 = 7.5 truncated; short cells as far as they go
+    assert len(arrs["train"]) == 2 * (
+        12 + 7 + 7 + 2
+    )  # 40 * .75 * .25 = 7.5 truncated; short cells as far as they go
 
 
 def test_echoes_npy_roundtrip_and_alignment_check(celeba, tmp_path: Path) -> None:
@@ -170,15 +186,21 @@ def test_echoes_npy_roundtrip_and_alignment_check(celeba, tmp_path: Path) -> Non
         idx = built[s].indices.numpy()
         assert built[s].labels.tolist() == attrs[idx, SMILING].tolist()
         assert built[s].attrs.tolist() == attrs[idx][:, [MALE, YOUNG]].tolist()
-    with pytest.raises(DatasetError, match=r"(?s)train_data.npy: for Smiling=0 the both-aligned cell.*'sebra'.*"
-                                           r"holds 3 images but another holds 9"):
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)train_data.npy: for Smiling=0 the both-aligned cell.*'sebra'.*"
+        r"holds 3 images but another holds 9",
+    ):
         celeba_multibias_splits(root, ratios=(0.75, 0.75), npy_dir=tmp_path, alignment="sebra")
     bad = arrs["test"].copy()
     bad[2, 3] = 1 - bad[2, 3]
     np.save(tmp_path / "test_data.npy", bad)
     f = f"{bad[2, 0] + 1:06d}.jpg"
-    with pytest.raises(DatasetError, match=rf"test_data.npy: row 2 column 3 \(Young\) is {bad[2, 3]} but {f} has "
-                                           rf"{1 - bad[2, 3]} in the attribute file"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"test_data.npy: row 2 column 3 \(Young\) is {bad[2, 3]} but {f} has "
+        rf"{1 - bad[2, 3]} in the attribute file",
+    ):
         celeba_multibias_splits(root, npy_dir=tmp_path)
 
 
@@ -193,7 +215,9 @@ def test_npy_bad_values(celeba, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"val_data.npy: row 3, column 2 \(biasA\) is 2; expected 0 or 1"):
         celeba_multibias_splits(root, npy_dir=tmp_path)
     np.save(tmp_path / "val_data.npy", arrs["val"][:, :3].astype(np.float32))
-    with pytest.raises(DatasetError, match=r"val_data.npy: array of shape \(8, 3\) and dtype float32; expected"):
+    with pytest.raises(
+        DatasetError, match=r"val_data.npy: array of shape \(8, 3\) and dtype float32; expected"
+    ):
         celeba_multibias_splits(root, npy_dir=tmp_path)
     bad = arrs["val"].copy()
     bad[0, 0] = 10**6
@@ -204,10 +228,21 @@ def test_npy_bad_values(celeba, tmp_path: Path) -> None:
 
 def test_datamodule(celeba) -> None:
     root, _, part = celeba
-    dm = CelebADataModule(str(root), protocol="multibias", ratios=[0.75, 0.75], train_per_class=16,
-                          eval_per_class=4, image_size=8, batch_size=4)
+    dm = CelebADataModule(
+        str(root),
+        protocol="multibias",
+        ratios=[0.75, 0.75],
+        train_per_class=16,
+        eval_per_class=4,
+        image_size=8,
+        batch_size=4,
+    )
     dm.setup("fit")
-    assert dm.num_groups == 8 and dm.bias.attr_names == ("Male", "Young") and dm.bias.train_ratios == (0.75, 0.75)
+    assert (
+        dm.num_groups == 8
+        and dm.bias.attr_names == ("Male", "Young")
+        and dm.bias.train_ratios == (0.75, 0.75)
+    )
     assert len(dm.splits["train"]) == 32 and len(dm.splits["test"]) == 8
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (8, 3, 8, 8)
@@ -226,9 +261,13 @@ def _broken(tmp_path: Path, celeba, edit) -> Path:
 
 
 def test_missing_root_and_files(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)CelebA root .* does not exist.*list_attr_celeba.txt"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)CelebA root .* does not exist.*list_attr_celeba.txt"
+    ):
         load_celeba_metadata(tmp_path / "nope")
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)neither .*/celeba/ nor .* holds list_attr_celeba.*expected"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)neither .*/celeba/ nor .* holds list_attr_celeba.*expected"
+    ):
         load_celeba_metadata(tmp_path)
     (tmp_path / "celeba").mkdir()
     (tmp_path / "celeba" / "list_attr_celeba.txt").write_text("0\n")
@@ -238,7 +277,9 @@ def test_missing_root_and_files(tmp_path: Path) -> None:
 
 def test_header_with_wrong_number_of_names(tmp_path: Path, celeba) -> None:
     r = _broken(tmp_path, celeba, lambda s: s.replace("Young \n", "\n", 1))
-    with pytest.raises(DatasetError, match=r"list_attr_celeba.txt: line 2 has 39 attribute names; expected 40"):
+    with pytest.raises(
+        DatasetError, match=r"list_attr_celeba.txt: line 2 has 39 attribute names; expected 40"
+    ):
         load_celeba_metadata(r)
 
 
@@ -251,10 +292,14 @@ def test_value_outside_pm1(tmp_path: Path, celeba) -> None:
         return "".join(lines)
 
     r = _broken(tmp_path, celeba, edit)
-    with pytest.raises(DatasetError, match=r"list_attr_celeba.txt: line 7, Male is '0'; expected one of -1, 1"):
+    with pytest.raises(
+        DatasetError, match=r"list_attr_celeba.txt: line 7, Male is '0'; expected one of -1, 1"
+    ):
         load_celeba_metadata(r)
     k = celeba_to_kaggle(r, tmp_path / "k")
-    with pytest.raises(DatasetError, match=r"list_attr_celeba.csv: line 6, Male is '0'; expected one of -1, 1"):
+    with pytest.raises(
+        DatasetError, match=r"list_attr_celeba.csv: line 6, Male is '0'; expected one of -1, 1"
+    ):
         load_celeba_metadata(k)
 
 
@@ -268,7 +313,9 @@ def test_partition_value_outside_012(tmp_path: Path, celeba) -> None:
     r = _broken(tmp_path, celeba, lambda s: s)
     p = r / "celeba" / "list_eval_partition.txt"
     p.write_text(p.read_text().replace("000004.jpg 0", "000004.jpg 3"))
-    with pytest.raises(DatasetError, match=r"list_eval_partition.txt: line 4, partition is '3'; expected one of 0, 1, 2"):
+    with pytest.raises(
+        DatasetError, match=r"list_eval_partition.txt: line 4, partition is '3'; expected one of 0, 1, 2"
+    ):
         load_celeba_metadata(r)
     k = celeba_to_kaggle(r, tmp_path / "k")
     with pytest.raises(DatasetError, match=r"list_eval_partition.csv: line 5, partition is '3'"):
@@ -277,7 +324,9 @@ def test_partition_value_outside_012(tmp_path: Path, celeba) -> None:
 
 def test_unknown_attribute_lists_valid_names(celeba) -> None:
     root, _, _ = celeba
-    with pytest.raises(DatasetError, match=r"no attribute 'Blonde_Hair'; valid names .*Black_Hair, Blond_Hair, Blurry"):
+    with pytest.raises(
+        DatasetError, match=r"no attribute 'Blonde_Hair'; valid names .*Black_Hair, Blond_Hair, Blurry"
+    ):
         read_celeba(root, "train", target="Blonde_Hair")
     with pytest.raises(DatasetError, match=r"no attribute 'male'"):
         CelebADataModule(str(root), biases=["male", "Young"]).setup("fit")

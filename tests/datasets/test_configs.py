@@ -8,8 +8,12 @@ import pytest
 import yaml
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
-EXPECTED = {"urbancars.yaml": "UrbanCarsDataModule", "bar.yaml": "BARDataModule",
-            "celeba_multibias.yaml": "CelebADataModule", "celeba_blond.yaml": "CelebADataModule"}
+EXPECTED = {
+    "urbancars.yaml": "UrbanCarsDataModule",
+    "bar.yaml": "BARDataModule",
+    "celeba_multibias.yaml": "CelebADataModule",
+    "celeba_blond.yaml": "CelebADataModule",
+}
 
 
 def test_all_dataset_configs_present() -> None:
@@ -25,9 +29,15 @@ def test_config_instantiates(name: str, tmp_path: Path) -> None:
     cfg = yaml.safe_load(path.read_text())
     assert cfg["trainer"]["max_epochs"] == -1 and cfg["model"]["class_path"] == "sebra.SebraModule"
     cli = cli_mod.LightningCLI(
-        args=["--config", str(path), "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
-              "--trainer.accelerator=cpu"],
-        run=False, save_config_callback=None,
+        args=[
+            "--config",
+            str(path),
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.accelerator=cpu",
+        ],
+        run=False,
+        save_config_callback=None,
     )
     assert isinstance(cli.model, sebra.SebraModule)
     assert type(cli.datamodule).__name__ == EXPECTED[name]

@@ -74,13 +74,17 @@ def test_cells_groupings_and_alignment() -> None:
     for lab in (0, 1):
         m = tr["label"] == lab
         a_al, b_al = tr["bg"][m] == lab, tr["coobj"][m] == lab
-        assert [int((a_al & b_al).sum()), int((~a_al & b_al).sum()), int((a_al & ~b_al).sum()),
-                int((~a_al & ~b_al).sum())] == list(SMALL["counts_train"])
+        assert [
+            int((a_al & b_al).sum()),
+            int((~a_al & b_al).sum()),
+            int((a_al & ~b_al).sum()),
+            int((~a_al & ~b_al).sum()),
+        ] == list(SMALL["counts_train"])
         names = {family.ANIMAL_CLASSES[i] for i in tr["animal"][m]}
         assert names <= set(family.GROUPINGS["farm_wild"][lab])
     for split in ("val", "test"):
         d = data[split]
-        cells = {(int(l), int(a), int(b)) for l, a, b in zip(d["label"], d["bg"], d["coobj"])}
+        cells = {(int(y), int(a), int(b)) for y, a, b in zip(d["label"], d["bg"], d["coobj"])}
         assert len(cells) == 8 and len(d["label"]) == 8 * SMALL["per_cell_eval"]
     # every image is used once across splits
     all_animals_idx = np.concatenate([data[s]["images"].reshape(len(data[s]["label"]), -1) for s in data])
@@ -92,8 +96,14 @@ def test_written_in_urbancars_layout_and_read_back(tmp_path: Path, monkeypatch) 
 
     spec = _small()
     write_variant(tmp_path, spec)
-    assert (tmp_path / "urbancars" / "bg-0.95_co_occur_obj-0.95" / "train"
-            / "obj-urban_bg-country_co_occur_obj-urban" / "000.jpg").exists()
+    assert (
+        tmp_path
+        / "urbancars"
+        / "bg-0.95_co_occur_obj-0.95"
+        / "train"
+        / "obj-urban_bg-country_co_occur_obj-urban"
+        / "000.jpg"
+    ).exists()
     assert verify_main(["urbancars", str(tmp_path)]) == 0
     monkeypatch.setitem(VARIANTS, "tiny", replace(spec, role="dev"))
     dm = FamilyDataModule("tiny", root=str(tmp_path), batch_size=4)
@@ -129,5 +139,7 @@ def test_registry_split_and_coverage() -> None:
     kinds_b = {v.b.kind for v in VARIANTS.values()}
     assert len(kinds_a | kinds_b) >= 4
     assert {v.grouping for v in VARIANTS.values()} == set(family.GROUPINGS)
-    assert any(v.stronger == 1 for n, v in VARIANTS.items() if n in held)  # B the stronger on a held-out variant
+    assert any(
+        v.stronger == 1 for n, v in VARIANTS.items() if n in held
+    )  # B the stronger on a held-out variant
     assert any(v.stronger == 1 for n, v in VARIANTS.items() if n in dev)  # ... and on a dev variant

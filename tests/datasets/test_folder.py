@@ -101,17 +101,26 @@ def test_manifest_bad_input(manifest: Path, tmp_path: Path) -> None:
         p.write_text("\n".join(new_lines) + "\n")
         return p
 
-    with pytest.raises(DatasetNotFoundError, match=r"manifest .*nope.csv does not exist; expected a CSV with columns path,label"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"manifest .*nope.csv does not exist; expected a CSV with columns path,label",
+    ):
         read_manifest(tmp_path / "nope.csv")
     bad = lines.copy()
     bad[4] = bad[4].replace(".png", "_gone.png")
-    with pytest.raises(DatasetNotFoundError, match=r"bad.csv: row 3 \(line 5\) names the image .*_gone.png, which does not exist"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"bad.csv: row 3 \(line 5\) names the image .*_gone.png, which does not exist",
+    ):
         read_manifest(write(bad))
     with pytest.raises(DatasetError, match=r"lacks the column\(s\) \['label'\]; found \['path', 'lbl'"):
         read_manifest(write([lines[0].replace("label", "lbl")] + lines[1:]))
     bad = lines.copy()
     bad[2] = bad[2].replace(",cat,", ",cow,")
-    with pytest.raises(DatasetError, match=r"row 1 \(line 3\) label 'cow' is not a class name; expected one of \['cat', 'dog'\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"row 1 \(line 3\) label 'cow' is not a class name; expected one of \['cat', 'dog'\]",
+    ):
         read_manifest(write(bad), class_names=["cat", "dog"])
     bad = lines.copy()
     bad[5] = bad[5].replace(",train,", ",training,")
@@ -119,9 +128,11 @@ def test_manifest_bad_input(manifest: Path, tmp_path: Path) -> None:
         read_manifest(write(bad))
     bad = lines.copy()
     bad[6] = bad[6].rsplit(",", 1)[0] + ",x"
-    with pytest.raises(DatasetError, match=r"row 5 \(line 7\) column 'shape' is 'x'; expected an integer >= -1"):
+    with pytest.raises(
+        DatasetError, match=r"row 5 \(line 7\) column 'shape' is 'x'; expected an integer >= -1"
+    ):
         read_manifest(write(bad))
-    no_dog_val = [ln for ln in lines if not (",dog,val," in ln)]
+    no_dog_val = [ln for ln in lines if ",dog,val," not in ln]
     with pytest.raises(DatasetError, match=r"split val: class 1 \(dog\) has no samples"):
         read_manifest(write(no_dog_val))
 
@@ -143,7 +154,12 @@ def test_folder_tree_with_splits(tmp_path: Path) -> None:
     tr = splits["train"]
     assert tr.class_names == ["a", "b"]
     assert [Path(p).relative_to(tmp_path).as_posix() for p in tr.table["path"]] == [
-        "train/a/img0.jpg", "train/a/img1.png", "train/b/img0.jpg", "train/b/img1.png", "train/b/img2.jpg"]
+        "train/a/img0.jpg",
+        "train/a/img1.png",
+        "train/b/img0.jpg",
+        "train/b/img1.png",
+        "train/b/img2.jpg",
+    ]
     assert tr.labels.tolist() == [0, 0, 1, 1, 1]
     # indices unique across splits: train 0..4, val 5..6, test 7..9
     assert tr.indices.tolist() == [0, 1, 2, 3, 4]
@@ -162,7 +178,9 @@ def test_folder_tree_seeded_split(tmp_path: Path) -> None:
 
 
 def test_folder_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"root .*nope does not exist; expected .*/<split>/<class>/"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"root .*nope does not exist; expected .*/<split>/<class>/"
+    ):
         read_image_folder(tmp_path / "nope")
     _tree(tmp_path / "t1", {"val": {"a": 1}})
     with pytest.raises(DatasetNotFoundError, match=r"has val/ but no train/"):

@@ -29,7 +29,9 @@ def _expected_rows(split_dir: Path) -> list[tuple[str, int, int, int]]:
         code = {k: {"urban": 0, "country": 1}[v] for k, v in parts.items()}
         for f in os.listdir(split_dir / folder):
             if f.endswith(".jpg"):
-                rows.append((code["obj"], code["bg"], code["coobj"], int(f[:-4]), str(split_dir / folder / f)))
+                rows.append(
+                    (code["obj"], code["bg"], code["coobj"], int(f[:-4]), str(split_dir / folder / f))
+                )
     rows.sort()
     return [(path, obj, bg, co) for obj, bg, co, _, path in rows]
 
@@ -88,17 +90,25 @@ def test_root_may_be_the_urbancars_folder(uc_root: Path) -> None:
 
 
 def test_regenerated_ratios(tmp_path: Path) -> None:
-    make_urbancars(tmp_path, names={"train": ["000.jpg"], "val": ["000.jpg"], "test": ["000.jpg"]},
-                   ratio_dirs={"train": "bg-0.9_co_occur_obj-0.8"})
+    make_urbancars(
+        tmp_path,
+        names={"train": ["000.jpg"], "val": ["000.jpg"], "test": ["000.jpg"]},
+        ratio_dirs={"train": "bg-0.9_co_occur_obj-0.8"},
+    )
     dm = UrbanCarsDataModule(str(tmp_path), batch_size=4)
     dm.setup("fit")
     assert dm.bias.train_ratios == (0.9, 0.8)
     assert dm.splits["test"].bias.train_ratios == (0.9, 0.8)
     # a second ratio folder makes "train" ambiguous until train_dir picks one
-    shutil.copytree(tmp_path / "urbancars" / "bg-0.9_co_occur_obj-0.8", tmp_path / "urbancars" / "bg-0.7_co_occur_obj-0.7")
+    shutil.copytree(
+        tmp_path / "urbancars" / "bg-0.9_co_occur_obj-0.8", tmp_path / "urbancars" / "bg-0.7_co_occur_obj-0.7"
+    )
     with pytest.raises(DatasetError, match="bg-0.7_co_occur_obj-0.7, bg-0.9_co_occur_obj-0.8"):
         read_urbancars(tmp_path, "train")
-    assert read_urbancars(tmp_path, "train", train_dir="bg-0.7_co_occur_obj-0.7").bias.train_ratios == (0.7, 0.7)
+    assert read_urbancars(tmp_path, "train", train_dir="bg-0.7_co_occur_obj-0.7").bias.train_ratios == (
+        0.7,
+        0.7,
+    )
 
 
 def test_counts_formula() -> None:
@@ -123,7 +133,9 @@ def test_datamodule_batches_carry_index(uc_root: Path) -> None:
 
 # --- bad input ---------------------------------------------------------------------------------------------------
 def test_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)does not exist.*expected:.*bg-0.95_co_occur_obj-0.95/train"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)does not exist.*expected:.*bg-0.95_co_occur_obj-0.95/train"
+    ):
         read_urbancars(tmp_path / "nope", "train")
     with pytest.raises(DatasetNotFoundError, match=r"(?s)neither urbancars/.*expected:"):
         read_urbancars(tmp_path, "train")
@@ -131,7 +143,9 @@ def test_missing_root(tmp_path: Path) -> None:
 
 def test_missing_split_folder(tmp_path: Path) -> None:
     make_urbancars(tmp_path, splits=("train",))
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)no val/ folder.*expected:.*bg-0.5_co_occur_obj-0.5/val"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)no val/ folder.*expected:.*bg-0.5_co_occur_obj-0.5/val"
+    ):
         read_urbancars(tmp_path, "val")
 
 

@@ -29,7 +29,9 @@ def test_urbancars_counts_and_size_warnings(tmp_path: Path, capsys) -> None:
     assert all(rows[str(g)] == ["4", "1", "2"] for g in range(8))
     assert rows["total"] == ["32", "8", "16"]
     assert "0 obj-urban_bg-urban_co_occur_obj-urban" in cap.out
-    assert "warning: UrbanCars train obj-urban_bg-urban_co_occur_obj-urban: 4 images, published 3610" in cap.err
+    assert (
+        "warning: UrbanCars train obj-urban_bg-urban_co_occur_obj-urban: 4 images, published 3610" in cap.err
+    )
     assert cap.out.rstrip().endswith("ok (24 warning(s))")
 
 
@@ -71,7 +73,12 @@ def test_celeba_both_protocols(tmp_path: Path, capsys) -> None:
     attrs[[30, 31, 35, 36], 9] = (0, 1, 0, 1)
     attrs[[0, 1], 9] = (0, 1)
     make_celeba(tmp_path, attrs, part)
-    assert main(["celeba", str(tmp_path), "--protocol", "official", "--target", "Blond_Hair", "--biases", "Male"]) == 0
+    assert (
+        main(
+            ["celeba", str(tmp_path), "--protocol", "official", "--target", "Blond_Hair", "--biases", "Male"]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert "warning: CelebA file list_attr_celeba.txt (md5" in cap.err
     assert "warning: CelebA official train: 30 images, published 162770" in cap.err
@@ -82,7 +89,11 @@ def test_celeba_both_protocols(tmp_path: Path, capsys) -> None:
     # multibias at the published sizes: train swallows all 40 images, so val lacks a class -> error, explained
     assert main(["celeba", str(tmp_path)]) == 1
     cap = capsys.readouterr()
-    assert "came up short" in cap.err and "error: CelebA multi-bias val" in cap.err and "has no samples" in cap.err
+    assert (
+        "came up short" in cap.err
+        and "error: CelebA multi-bias val" in cap.err
+        and "has no samples" in cap.err
+    )
     assert main(["celeba", str(tmp_path), "--ratios", "0.5", "0.5"]) == 1
     assert main(["celeba", str(tmp_path), "--target", "Smilling"]) == 1
     assert "no attribute 'Smilling'; valid names" in capsys.readouterr().err

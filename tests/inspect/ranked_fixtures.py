@@ -44,8 +44,16 @@ def make_ranked(seed: int = 0) -> tuple[ImageDataset, pd.DataFrame]:
     ranks = np.where(color == 0, 1 + np.arange(n) % 2, 3 + np.arange(n) % 2)
     ranks[np.arange(n) % PER_CLASS == PER_CLASS - 1] = 5
     p_y = torch.rand(n, generator=g, dtype=torch.float64).numpy()
-    rk = pd.DataFrame({"index": index, "label": labels, "rank": ranks, "p_y": p_y,
-                       "color": color, "group": labels * 2 + color})
+    rk = pd.DataFrame(
+        {
+            "index": index,
+            "label": labels,
+            "rank": ranks,
+            "p_y": p_y,
+            "color": color,
+            "group": labels * 2 + color,
+        }
+    )
     # Tie-break inside a rank: higher p_y first (more spurious).
     rk = rk.sort_values(["label", "rank", "p_y"], ascending=[True, True, False])
     rk["position"] = rk.groupby("label").cumcount() + 1
@@ -65,4 +73,3 @@ def write_pngs(ds: ImageDataset, folder: Path) -> list[str]:
         Image.fromarray(ds.load_image(pos).permute(1, 2, 0).numpy()).save(p)
         paths.append(str(p))
     return paths
-

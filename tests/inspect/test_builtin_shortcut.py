@@ -15,8 +15,16 @@ def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
 
     dm = BuiltinDataModule(root=str(tmp_path / "data"), **BUILTIN_DATA)
     model = SebraModule(**{**BUILTIN_SEBRA, "rank_only": True})
-    L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
-              enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0).fit(model, datamodule=dm)
+    L.Trainer(
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    ).fit(model, datamodule=dm)
     table = model.rankings.set_index("index")
     for label in (0, 1):
         most, least = extreme_indices(model.rankings, label, k=8)
@@ -25,4 +33,6 @@ def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
         assert aligned_bg.all() and aligned_sym.all()  # the 8 most spurious carry both shortcuts
         least_rows = table.loc[list(least)]
         conflicting = (least_rows["bg"] != label) | (least_rows["coobj"] != label)
-        assert conflicting.all()  # the 8 least spurious each conflict with at least one shortcut (base rate: 10%)
+        assert (
+            conflicting.all()
+        )  # the 8 least spurious each conflict with at least one shortcut (base rate: 10%)

@@ -47,12 +47,21 @@ def test_table_matches_brute_force_per_class_and_group(ranked):
 
 
 def test_official_mode_never_eliminated_stays_active():
-    rk = pd.DataFrame({"index": range(6), "label": [0, 0, 0, 1, 1, 1], "rank": [1, -1, 2, 1, 1, -1],
-                       "position": [1, 3, 2, 1, 2, 3], "p_y": 0.5, "group": [0, 1, 0, -1, 2, 2]})
+    rk = pd.DataFrame(
+        {
+            "index": range(6),
+            "label": [0, 0, 0, 1, 1, 1],
+            "rank": [1, -1, 2, 1, 1, -1],
+            "position": [1, 3, 2, 1, 2, 3],
+            "p_y": 0.5,
+            "group": [0, 1, 0, -1, 2, 2],
+        }
+    )
     assert elimination_steps(rk).tolist() == [0, 1, 2]  # -1 present: every rank is a real step
     t = elimination_table(rk, "label")
-    assert _as_dict(t, "label") == pytest.approx({(0, 0): 1, (1, 0): 2 / 3, (2, 0): 1 / 3,
-                                                  (0, 1): 1, (1, 1): 1 / 3, (2, 1): 1 / 3})
+    assert _as_dict(t, "label") == pytest.approx(
+        {(0, 0): 1, (1, 0): 2 / 3, (2, 0): 1 / 3, (0, 1): 1, (1, 1): 1 / 3, (2, 1): 1 / 3}
+    )
     g = elimination_table(rk, "group")
     assert sorted(g["group"].unique()) == [0, 1, 2]  # group -1 (unknown) left out
     assert _as_dict(g, "group")[(2, 2)] == pytest.approx(0.5)
@@ -83,7 +92,7 @@ def test_figure_lines_carry_the_table(ranked, tmp_path):
     lines = fig.axes[0].get_lines()
     assert [ln.get_label().split(" ")[0] for ln in lines] == CLASS_NAMES
     for c, ln in enumerate(lines):
-        np.testing.assert_allclose(ln.get_ydata(), table.query("label == @c")["fraction"])
+        np.testing.assert_allclose(ln.get_ydata(), table.loc[table["label"] == c, "fraction"])
     assert len(fig.axes[1].get_lines()) == rk["group"].nunique()
     path = save_figure(fig, tmp_path / "c.png")
     with Image.open(path) as im:

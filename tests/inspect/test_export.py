@@ -14,17 +14,19 @@ from sebra.export import atomic_write, check_rankings, load_rankings, save_ranki
 
 
 def _table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "index": np.array([10, 3, 7, 42, 5], dtype=np.int64),
-        "label": np.array([0, 0, 1, 1, 1], dtype=np.int64),
-        "rank": np.array([1, -1, 2, 1, 3], dtype=np.int64),
-        "position": np.array([1, 2, 2, 1, 3], dtype=np.int64),
-        "p_y": np.array([0.9876543210, 0.1, 1e-7, 0.5, 0.333333333]),
-        "path": ["a/x.png", "a/y.png", "b/z w.jpg", "b/ü.png", "c,d.png"],  # space, non-ASCII, comma
-        "bg": np.array([0, 1, 1, 0, -1], dtype=np.int64),
-        "coobj": np.array([0, 0, 1, 1, 0], dtype=np.int64),
-        "group": np.array([0, 1, 3, 2, -1], dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "index": np.array([10, 3, 7, 42, 5], dtype=np.int64),
+            "label": np.array([0, 0, 1, 1, 1], dtype=np.int64),
+            "rank": np.array([1, -1, 2, 1, 3], dtype=np.int64),
+            "position": np.array([1, 2, 2, 1, 3], dtype=np.int64),
+            "p_y": np.array([0.9876543210, 0.1, 1e-7, 0.5, 0.333333333]),
+            "path": ["a/x.png", "a/y.png", "b/z w.jpg", "b/ü.png", "c,d.png"],  # space, non-ASCII, comma
+            "bg": np.array([0, 1, 1, 0, -1], dtype=np.int64),
+            "coobj": np.array([0, 0, 1, 1, 0], dtype=np.int64),
+            "group": np.array([0, 1, 3, 2, -1], dtype=np.int64),
+        }
+    )
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -132,12 +134,15 @@ def test_missing_column_is_named(tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
-@pytest.mark.parametrize(("column", "value", "match"), [
-    ("rank", "1.5", r"column 'rank' holds '?1\.5'? on line 4; expected an integer"),
-    ("label", "", r"column 'label' is empty on line 4; expected an integer"),
-    ("index", "seven", r"column 'index' holds 'seven' on line 4; expected an integer"),
-    ("p_y", "high", r"column 'p_y' holds 'high' on line 4; expected a number"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("rank", "1.5", r"column 'rank' holds '?1\.5'? on line 4; expected an integer"),
+        ("label", "", r"column 'label' is empty on line 4; expected an integer"),
+        ("index", "seven", r"column 'index' holds 'seven' on line 4; expected an integer"),
+        ("p_y", "high", r"column 'p_y' holds 'high' on line 4; expected a number"),
+    ],
+)
 def test_bad_value_names_file_column_and_line(tmp_path, column, value, match):
     p = tmp_path / "bad.csv"
     df = _table().astype({column: object})

@@ -50,8 +50,15 @@ def test_extremes_follow_positions_and_attributes(ranked, label):
 
 
 def test_small_class_split_in_disjoint_halves():
-    rk = pd.DataFrame({"index": [50, 51, 52, 53, 54], "label": 0, "rank": [1, 1, 2, 2, 3],
-                       "position": [5, 1, 3, 2, 4], "p_y": 0.5})
+    rk = pd.DataFrame(
+        {
+            "index": [50, 51, 52, 53, 54],
+            "label": 0,
+            "rank": [1, 1, 2, 2, 3],
+            "position": [5, 1, 3, 2, 4],
+            "p_y": 0.5,
+        }
+    )
     most, least = extreme_indices(rk, 0, k=4)  # 5 < 2k: 3 most, 2 least
     assert most == [51, 53, 52]
     assert least == [50, 54]
@@ -82,14 +89,23 @@ def test_rank_buckets_against_table(ranked):
         for b in buckets:
             in_bucket = rows[rows["rank"] == b.ranks[0]].sort_values("position")["index"].tolist()
             assert b.n == len(in_bucket)
-            expected = [in_bucket[0], in_bucket[-1]] if len(in_bucket) > 1 else in_bucket  # ends of the bucket
+            expected = (
+                [in_bucket[0], in_bucket[-1]] if len(in_bucket) > 1 else in_bucket
+            )  # ends of the bucket
             assert b.indices == expected
 
 
 def test_rank_buckets_merge_and_official_never_last():
     # ranks 1..5 plus -1 (official never-eliminated); 3 buckets: -1 alone, 1..5 split in two runs.
-    rk = pd.DataFrame({"index": range(7), "label": 0, "rank": [3, -1, 1, 5, 2, 4, 1],
-                       "position": [4, 7, 1, 6, 3, 5, 2], "p_y": 0.5})
+    rk = pd.DataFrame(
+        {
+            "index": range(7),
+            "label": 0,
+            "rank": [3, -1, 1, 5, 2, 4, 1],
+            "position": [4, 7, 1, 6, 3, 5, 2],
+            "p_y": 0.5,
+        }
+    )
     buckets = rank_bucket_indices(rk, 0, per_bucket=3, max_buckets=3)
     assert [b.ranks for b in buckets] == [(1, 2, 3), (4, 5), (-1,)]
     assert [b.n for b in buckets] == [4, 2, 1]
@@ -106,7 +122,9 @@ def test_rank_strips_tiles_match_buckets(ranked):
     buckets = rank_bucket_indices(rk, 2, per_bucket=3)
     assert grid.indices == [i for b in buckets for i in b.indices]
     color = _color_of(rk)
-    assert [_center(grid.image, b) for b in grid.boxes] == [RED if color[i] == 0 else BLUE for i in grid.indices]
+    assert [_center(grid.image, b) for b in grid.boxes] == [
+        RED if color[i] == 0 else BLUE for i in grid.indices
+    ]
     tops = [b[1] for b in grid.boxes]
     assert tops == sorted(tops) and len(set(tops)) == len(buckets)  # one row per bucket, rank 1 on top
 
@@ -171,7 +189,9 @@ def test_paths_dataset_resolves_relative_paths(ranked_files, tmp_path):
 def test_large_images_are_shrunk_into_the_tile():
     table = pd.DataFrame({"index": [0, 1], "label": [0, 0]})
     images = torch.zeros(2, 3, 200, 100, dtype=torch.uint8)
-    rk = pd.DataFrame({"index": [0, 1], "label": [0, 0], "rank": [1, 2], "position": [1, 2], "p_y": [0.9, 0.2]})
+    rk = pd.DataFrame(
+        {"index": [0, 1], "label": [0, 0], "rank": [1, 2], "position": [1, 2], "p_y": [0.9, 0.2]}
+    )
     grid = render_extremes(ImageDataset(table, images=images), rk, 0, k=1, tile=50)
     sizes = [(b[2] - b[0], b[3] - b[1]) for b in grid.boxes]
     assert sizes == [(25, 50), (25, 50)]  # aspect kept, fits 50 px

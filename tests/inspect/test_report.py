@@ -79,8 +79,15 @@ def _decode_all(srcs: list[str]) -> list[Image.Image]:
 
 def test_report_is_self_contained_and_covers_every_class(ranked, tmp_path):
     ds, rk = ranked
-    out = write_report(rk, ds, tmp_path / "rep", quality={"kendall_tau_b": 0.61234, "weighted": {"tau": 0.5}},
-                       k=2, per_bucket=2, title="Test <report>")
+    out = write_report(
+        rk,
+        ds,
+        tmp_path / "rep",
+        quality={"kendall_tau_b": 0.61234, "weighted": {"tau": 0.5}},
+        k=2,
+        per_bucket=2,
+        title="Test <report>",
+    )
     assert out == tmp_path / "rep" / "report.html"
     assert sorted(os.listdir(out.parent)) == ["report.html"]  # nothing else needed, nothing left behind
     page, text = _parse(out)
@@ -93,7 +100,11 @@ def test_report_is_self_contained_and_covers_every_class(ranked, tmp_path):
     images = _decode_all(page.images)
     assert all(im.format == "PNG" and im.size[0] > 50 for im in images)
     assert all(h.startswith("#") for h in page.links)  # only in-page links
-    assert page.tables["quality"] == [["measure", "value"], ["kendall_tau_b", "0.6123"], ["weighted.tau", "0.5000"]]
+    assert page.tables["quality"] == [
+        ["measure", "value"],
+        ["kendall_tau_b", "0.6123"],
+        ["weighted.tau", "0.5000"],
+    ]
 
 
 def test_summary_table_counts_match_hand_count(ranked, tmp_path):
@@ -125,8 +136,15 @@ def test_report_without_images_has_curves_and_notes(ranked, tmp_path):
 
 
 def test_official_minus_one_listed_last(tmp_path):
-    rk = pd.DataFrame({"index": range(4), "label": [0, 0, 1, 1], "rank": [-1, 1, 2, 1],
-                       "position": [2, 1, 2, 1], "p_y": 0.5})
+    rk = pd.DataFrame(
+        {
+            "index": range(4),
+            "label": [0, 0, 1, 1],
+            "rank": [-1, 1, 2, 1],
+            "position": [2, 1, 2, 1],
+            "p_y": 0.5,
+        }
+    )
     page, text = _parse(write_report(rk, None, tmp_path))
     assert [r[0] for r in page.tables["summary"][1:]] == ["1", "2", "-1 (never)", "all"]
     assert "official mode" in text
@@ -172,9 +190,10 @@ def test_cli_with_path_column(ranked_files, tmp_path, capsys):
     assert report == tmp_path / "out" / "report.html"
     assert lost in cap.err  # the missing file is named, no traceback
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert files == sorted(["report.html", "elimination_curves.png", "elimination_by_label.csv",
-                            "elimination_by_group.csv"]
-                           + [f"grids/{k}_class{c}.png" for c in range(3) for k in ("extremes", "ranks")])
+    assert files == sorted(
+        ["report.html", "elimination_curves.png", "elimination_by_label.csv", "elimination_by_group.csv"]
+        + [f"grids/{k}_class{c}.png" for c in range(3) for k in ("extremes", "ranks")]
+    )
     page, text = _parse(report)
     assert lost in text and len(page.images) == 7
     _decode_all(page.images)
@@ -192,7 +211,7 @@ def test_cli_without_images(ranked, tmp_path, capsys):
 
 # The command needs only ``setup()`` and ``splits`` (what SebraDataModule provides); a plain class keeps Lightning's
 # import time out of these tests.
-_DM_MODULE = '''
+_DM_MODULE = """
 import torch, pandas as pd
 from sebra.datasets.base import ImageDataset
 
@@ -205,12 +224,19 @@ class TinyDM:
         images = torch.zeros(self.n, 3, 4, 4, dtype=torch.uint8)
         images[:, 1] = 200
         self.splits = {"train": ImageDataset(table, images=images, class_names=["even", "odd"], name="tiny")}
-'''
+"""
 
 
 def _tiny_rankings(tmp_path: Path) -> Path:
-    rk = pd.DataFrame({"index": [10, 11, 12, 13], "label": [0, 1, 0, 1], "rank": [1, 1, 2, 2],
-                       "position": [1, 1, 2, 2], "p_y": [0.9, 0.8, 0.3, 0.2]})
+    rk = pd.DataFrame(
+        {
+            "index": [10, 11, 12, 13],
+            "label": [0, 1, 0, 1],
+            "rank": [1, 1, 2, 2],
+            "position": [1, 1, 2, 2],
+            "p_y": [0.9, 0.8, 0.3, 0.2],
+        }
+    )
     return save_rankings(rk, tmp_path / "tiny.csv")
 
 
@@ -226,12 +252,15 @@ def test_cli_with_yaml_config(tmp_path, monkeypatch, capsys):
     assert all((0, 200, 0) in {c for _, c in im.getcolors(1 << 20)} for im in green)  # the tiles are drawn
 
 
-@pytest.mark.parametrize(("yaml_text", "match"), [
-    ("model: {}\n", "top-level 'data' mapping"),
-    ("data:\n  init_args: {}\n", "field 'data.class_path' is missing"),
-    ("data:\n  class_path: no_such_module_xyz.DM\n", r"field 'data.class_path': cannot import module"),
-    ("data:\n  class_path: tiny_dm_for_inspect.TinyDM\n  init_args: {colour: 3}\n", "data.init_args"),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "match"),
+    [
+        ("model: {}\n", "top-level 'data' mapping"),
+        ("data:\n  init_args: {}\n", "field 'data.class_path' is missing"),
+        ("data:\n  class_path: no_such_module_xyz.DM\n", r"field 'data.class_path': cannot import module"),
+        ("data:\n  class_path: tiny_dm_for_inspect.TinyDM\n  init_args: {colour: 3}\n", "data.init_args"),
+    ],
+)
 def test_cli_bad_config_named(tmp_path, monkeypatch, capsys, yaml_text, match):
     (tmp_path / "tiny_dm_for_inspect.py").write_text(_DM_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))

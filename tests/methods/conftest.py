@@ -19,9 +19,17 @@ def tiny_dm() -> TinyDataModule:
 @pytest.fixture
 def make_trainer(tmp_path: Path) -> Callable[..., L.Trainer]:
     def make(**kwargs: object) -> L.Trainer:
-        args = {"max_epochs": -1, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
-                "logger": CSVLogger(tmp_path, name="logs", version="v"), "default_root_dir": str(tmp_path)}
+        args = {
+            "max_epochs": -1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 1,
+            "logger": CSVLogger(tmp_path, name="logs", version="v"),
+            "default_root_dir": str(tmp_path),
+        }
         args.update(kwargs)
         return L.Trainer(**args)
 

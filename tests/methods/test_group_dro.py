@@ -20,7 +20,11 @@ def test_update_matches_hand_computation_over_two_batches() -> None:
     # Batch 1: group 0 losses 1, 3 (mean 2); group 2 losses 2, 4 (mean 3); group 1 absent.
     losses = torch.tensor([1.0, 3.0, 2.0, 4.0], requires_grad=True)
     out = dro(losses, torch.tensor([0, 0, 2, 2]))
-    w = [math.exp(0.5 * 2), 1.0, math.exp(0.5 * 3)]  # q_g * exp(eta * loss_g) for present groups, q_1 unchanged
+    w = [
+        math.exp(0.5 * 2),
+        1.0,
+        math.exp(0.5 * 3),
+    ]  # q_g * exp(eta * loss_g) for present groups, q_1 unchanged
     q1 = [x / sum(w) for x in w]
     assert dro.q.tolist() == pytest.approx(q1, rel=1e-6)
     assert out.item() == pytest.approx(q1[0] * 2 + q1[2] * 3, rel=1e-6)  # the UPDATED q weighs the loss
@@ -43,7 +47,9 @@ def test_adjustment_adds_c_over_sqrt_n_to_the_exponent() -> None:
     w = [math.exp(1.0 + 1.0), math.exp(1.0 + 0.5)]
     q = [x / sum(w) for x in w]
     assert dro.q.tolist() == pytest.approx(q, rel=1e-6)
-    assert out.item() == pytest.approx(q[0] * 1 + q[1] * 1, rel=1e-6)  # the adjustment is not part of the loss
+    assert out.item() == pytest.approx(
+        q[0] * 1 + q[1] * 1, rel=1e-6
+    )  # the adjustment is not part of the loss
 
 
 def test_eval_mode_leaves_q_alone_and_q_is_a_saved_buffer() -> None:

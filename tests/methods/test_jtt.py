@@ -15,7 +15,10 @@ def test_error_set_holds_the_misclassified_dataset_indices() -> None:
     indices = torch.tensor([40, 11, 27, 3, 90])
     labels = torch.tensor([0, 1, 1, 0, 2])
     preds = torch.tensor([0, 0, 1, 2, 2])  # rows 1 and 3 are wrong
-    assert error_set_from_predictions(preds, labels, indices).tolist() == [3, 11]  # indices, sorted; not positions
+    assert error_set_from_predictions(preds, labels, indices).tolist() == [
+        3,
+        11,
+    ]  # indices, sorted; not positions
     logits = torch.nn.functional.one_hot(preds, 3).float()
     assert error_set_from_predictions(logits, labels, indices).tolist() == [3, 11]
     with pytest.raises(ValueError, match="expected"):
@@ -56,10 +59,14 @@ def test_identify_upweights_the_misclassified_not_the_correct(tiny_dm) -> None:
     scores = model.identify(tiny_dm)
     train = tiny_dm.train_dataset
     table = train.table
-    wrong = set(table.loc[table["bg"] != table["label"], "index"].tolist())  # what the shortcut net gets wrong
+    wrong = set(
+        table.loc[table["bg"] != table["label"], "index"].tolist()
+    )  # what the shortcut net gets wrong
     assert len(wrong) == 6 and set(model.error_set.tolist()) == wrong
     assert set(scores.loc[scores["error"], "index"]) == wrong
-    assert (scores.loc[scores["error"], "p_y"] < 0.5).all() and (scores.loc[~scores["error"], "p_y"] > 0.5).all()
+    assert (scores.loc[scores["error"], "p_y"] < 0.5).all() and (
+        scores.loc[~scores["error"], "p_y"] > 0.5
+    ).all()
 
     # The retraining sampler: weight upweight on exactly the error-set positions, 1 on the correct ones.
     model.phase = "retrain"
@@ -98,8 +105,9 @@ def test_one_fit_identifies_then_retrains_a_fresh_network(tiny_dm, make_trainer)
     trainer.fit(model, datamodule=tiny_dm)
     assert model.phase == "done" and trainer.current_epoch == 3
     assert model.id_net is not model.net
-    assert not all(torch.equal(a, b) for a, b in zip(model.id_net.state_dict().values(),
-                                                     model.net.state_dict().values()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(model.id_net.state_dict().values(), model.net.state_dict().values())
+    )
     # error set on disk == in memory
     on_disk = pd.read_csv(f"{trainer.log_dir}/jtt_error_set.csv")
     assert on_disk["index"].tolist() == model.error_set.tolist()
@@ -135,4 +143,6 @@ def test_bad_arguments_and_too_few_epochs(tiny_dm, make_trainer) -> None:
     with pytest.raises(ValueError, match="id_epochs must be >= 1"):
         JTTModule(id_epochs=0)
     with pytest.raises(ValueError, match="max_epochs=2.*id_epochs \\+ epochs = 3"):
-        make_trainer(max_epochs=2).fit(JTTModule(backbone="test_resnet", id_epochs=1, epochs=2), datamodule=tiny_dm)
+        make_trainer(max_epochs=2).fit(
+            JTTModule(backbone="test_resnet", id_epochs=1, epochs=2), datamodule=tiny_dm
+        )

@@ -13,8 +13,17 @@ from tiny_data import TinyDataModule
 from sebra import SebraModule, load_rankings
 from sebra.methods import ERMModule
 
-TINY = {"backbone": "test_resnet", "rank_optimizer": "adam", "rank_lr": 1e-2, "max_steps": 3, "epochs": 2,
-        "gap": 1, "temperature": 0.1, "optimizer": "adam", "lr": 1e-3}
+TINY = {
+    "backbone": "test_resnet",
+    "rank_optimizer": "adam",
+    "rank_lr": 1e-2,
+    "max_steps": 3,
+    "epochs": 2,
+    "gap": 1,
+    "temperature": 0.1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+}
 
 
 def test_fit_runs_both_stages_and_writes_rankings(tiny_dm, make_trainer, tmp_path):
@@ -28,13 +37,17 @@ def test_fit_runs_both_stages_and_writes_rankings(tiny_dm, make_trainer, tmp_pat
     train = tiny_dm.splits["train"]
     df = model.rankings
     assert sorted(df["index"].tolist()) == sorted(train.indices.tolist())  # dataset indices, not positions
-    joined = df.set_index("index").join(train.table.set_index("index")[["label", "bg", "group"]], rsuffix="_data")
+    joined = df.set_index("index").join(
+        train.table.set_index("index")[["label", "bg", "group"]], rsuffix="_data"
+    )
     assert (joined["label"] == joined["label_data"]).all() and (joined["group"] == joined["group_data"]).all()
     for _, cls in df.groupby("label"):
         assert cls["position"].tolist() == list(range(1, len(cls) + 1))
         assert cls["rank"].is_monotonic_increasing
     on_disk = load_rankings(Path(trainer.log_dir) / "rankings.csv")
-    pd.testing.assert_frame_equal(on_disk[df.columns.tolist()], df, check_exact=False, atol=1e-5, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        on_disk[df.columns.tolist()], df, check_exact=False, atol=1e-5, check_dtype=False
+    )
 
 
 def test_same_seed_same_rankings(make_trainer):
@@ -51,8 +64,15 @@ def test_given_rankings_skip_stage_one(tiny_dm, make_trainer, tmp_path):
     dm.setup("fit")
     t = dm.splits["train"]
     aligned = (t.attrs[:, 0] == t.labels).numpy()
-    rankings = pd.DataFrame({"index": t.indices.numpy(), "label": t.labels.numpy(), "rank": 2 - aligned,
-                             "position": 0, "p_y": 0.5})
+    rankings = pd.DataFrame(
+        {
+            "index": t.indices.numpy(),
+            "label": t.labels.numpy(),
+            "rank": 2 - aligned,
+            "position": 0,
+            "p_y": 0.5,
+        }
+    )
     rankings["position"] = rankings.groupby("label").cumcount() + 1
     path = tmp_path / "given.csv"
     rankings.to_csv(path, index=False)
@@ -68,7 +88,9 @@ def test_given_rankings_must_cover_the_training_set(tiny_dm, make_trainer):
     dm = TinyDataModule()
     dm.setup("fit")
     t = dm.splits["train"]
-    rankings = pd.DataFrame({"index": t.indices.numpy()[1:], "label": t.labels.numpy()[1:], "rank": 1, "p_y": 0.5})
+    rankings = pd.DataFrame(
+        {"index": t.indices.numpy()[1:], "label": t.labels.numpy()[1:], "rank": 1, "p_y": 0.5}
+    )
     rankings["position"] = rankings.groupby("label").cumcount() + 1
     with pytest.raises(ValueError, match="lack 1 training samples"):
         make_trainer().fit(SebraModule(**{**TINY, "rankings": rankings}), datamodule=dm)
@@ -110,7 +132,9 @@ def test_erm_selection_picks_the_right_epoch(selection, expected, tiny_dm, make_
 def test_sebra_selection_ignores_ranking_epochs(selection, expected, tiny_dm, make_trainer):
     # Two ranking steps (epochs 0-1, whose scripted scores are not selectable), then 4 mitigation epochs (2-5);
     # val_wga ties at epochs 2 and 3 (0.5): the earlier is kept.
-    model = ScriptedSebra(**{**TINY, "max_steps": 2, "p_critical": 0.999999, "epochs": 4, "selection": selection})
+    model = ScriptedSebra(
+        **{**TINY, "max_steps": 2, "p_critical": 0.999999, "epochs": 4, "selection": selection}
+    )
     trainer = make_trainer()
     trainer.fit(model, datamodule=tiny_dm)
     assert model.controller.step == 2
@@ -128,7 +152,9 @@ def test_stage2_bins_are_equal_size_per_class():
     df = pd.DataFrame({"label": [0] * 10 + [1] * 20, "position": list(range(1, 11)) + list(range(1, 21))})
     bins = stage2_bins(df, 5)
     assert bins[:10].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
-    assert (pd.Series(bins[10:]).value_counts() == 4).all() and bins[10:].tolist() == sorted(bins[10:].tolist())
+    assert (pd.Series(bins[10:]).value_counts() == 4).all() and bins[10:].tolist() == sorted(
+        bins[10:].tolist()
+    )
 
 
 def test_rank_bins_change_the_pairing_ranks(tiny_dm, make_trainer):
@@ -152,7 +178,9 @@ def test_draws_per_step_setting(draws, bad, tiny_dm, make_trainer):
         with pytest.raises(ValueError, match="draws_per_step"):
             SebraModule(**{**TINY, "draws_per_step": draws})
         return
-    model = SebraModule(**{**TINY, "draws_per_step": draws, "rank_only": True, "p_critical": 0.999999, "max_steps": 2})
+    model = SebraModule(
+        **{**TINY, "draws_per_step": draws, "rank_only": True, "p_critical": 0.999999, "max_steps": 2}
+    )
     seen = []
     model.on_train_batch_start = lambda batch, i: seen.append(len(batch["label"]))
     make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
@@ -185,7 +213,7 @@ def test_binned_pairing_draws_gap_plus_one_tenths_of_positives_from_the_top_bin(
     pos_bins = bins[table.positive]
     share = torch.bincount(pos_bins, minlength=11)[1:].double() / len(table)
     expected = torch.zeros(10, dtype=torch.double)
-    expected[gap:9] = 0.1        # bins gap+1 .. 9 are the positives of bins 1 .. 9-gap
+    expected[gap:9] = 0.1  # bins gap+1 .. 9 are the positives of bins 1 .. 9-gap
     expected[9] = (gap + 1) / 10  # the top bin
     assert torch.allclose(share, expected)
     assert (labels[table.positive] == labels[table.anchor]).all()
@@ -219,7 +247,9 @@ def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer)
     batch = tiny_dm.on_after_batch_transfer(batch, 0)
     model.net.train()
     loss, parts = model._mitigation_loss(batch)
-    expected = torch.nn.functional.cross_entropy(model.net(batch["positive"]["image"]), batch["positive"]["label"])
+    expected = torch.nn.functional.cross_entropy(
+        model.net(batch["positive"]["image"]), batch["positive"]["label"]
+    )
     assert float(parts["con"]) == 0.0
     assert float(loss) == pytest.approx(2.0 * float(expected), rel=1e-5)
     with pytest.raises(ValueError, match="contrastive_weight must be >= 0"):

@@ -43,15 +43,19 @@ def tiny_splits(seed: int = 0) -> dict[str, ImageDataset]:
         o = 1 - lab
         train_cells += [(lab, lab, lab, 4), (lab, o, lab, 2), (lab, lab, o, 1), (lab, o, o, 1)]
     eval_cells = [(lab, bg, co, 2) for lab in (0, 1) for bg in (0, 1) for co in (0, 1)]
-    return {"train": _split(train_cells, seed, 1000, "train"), "val": _split(eval_cells, seed + 1, 2000, "val"),
-            "test": _split(eval_cells, seed + 2, 3000, "test")}
+    return {
+        "train": _split(train_cells, seed, 1000, "train"),
+        "val": _split(eval_cells, seed + 1, 2000, "val"),
+        "test": _split(eval_cells, seed + 2, 3000, "test"),
+    }
 
 
 class TinyDataModule(SebraDataModule):
     """:func:`tiny_splits` served by the usual data module (no augmentation, batch 8, no resize)."""
 
-    def __init__(self, batch_size: int = 8, augment: str = "none", data_seed: int = 0, seed: int = 0,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, batch_size: int = 8, augment: str = "none", data_seed: int = 0, seed: int = 0, **kwargs: object
+    ) -> None:
         if "seed" in inspect.signature(SebraDataModule.__init__).parameters:  # batch augmentation's generator
             kwargs["seed"] = seed
         super().__init__(batch_size=batch_size, augment=augment, image_size=None, **kwargs)
