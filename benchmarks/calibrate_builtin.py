@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from sebra.datasets.builtin import BuiltinDataModule, BuiltinSpec
-from sebra.export import atomic_write
 from sebra.methods import ERMModule
+from sebra.utils.files import atomic_write
 
 
 class _CoreDataModule(BuiltinDataModule):

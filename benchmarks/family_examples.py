@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sebra.datasets.family import VARIANTS, render_variant
-from sebra.export import atomic_write
+from sebra.utils.files import atomic_write
 
 CELLS = ((True, True), (False, True), (True, False), (False, False))  # (A aligned, B aligned)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sebra.bench import read_results
 from sebra.bench_family import lane_file
-from sebra.export import atomic_write
+from sebra.utils.files import atomic_write
 
 KEEP = ("erm", "jtt", "oracle", "groupdro", "erm_conf_best_epoch", "jtt_error_set")
 

@@ -26,9 +26,9 @@ from sebra.bench import quiet_lightning
 from sebra.bench_family import family_config
 from sebra.datasets.family import FamilyDataModule, variant
 from sebra.demo import parse_settings, ranking_summary
-from sebra.export import append_record
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
+from sebra.utils.files import append_record
 
 METRICS = {
     "worst_group_acc": "wga",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from sebra.bench import ranking_table
-from sebra.export import atomic_write
+from sebra.utils.files import atomic_write
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from sebra.bench import BenchError, read_results
 from sebra.bench_tables import METHOD_ORDER, aggregate
-from sebra.export import atomic_write
+from sebra.utils.files import atomic_write
 
 #: The demo's metrics, in its column order (accuracies and gaps in %).
 METRICS = ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both")

@@ -37,10 +37,10 @@ import pandas as pd
 import torch
 
 from sebra.datasets.builtin import BuiltinDataModule
-from sebra.export import atomic_write
 from sebra.methods.erm import ERMModule
 from sebra.methods.sebra import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
+from sebra.utils.files import atomic_write
 
 COLUMNS = [
     "phase",

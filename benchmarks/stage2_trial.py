@@ -20,9 +20,9 @@ import torch
 
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.demo import fit_method, parse_settings, ranking_summary
-from sebra.export import append_record
 from sebra.methods import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
+from sebra.utils.files import append_record
 
 
 def main() -> None:

@@ -48,8 +48,8 @@ import pandas as pd
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from sebra.export import atomic_write, read_csv_file
 from sebra.methods.base import SelectionCheckpoint
+from sebra.utils.files import atomic_write, read_csv_file
 
 __all__ = [
     "COLUMNS",

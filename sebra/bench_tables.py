@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sebra.bench import BenchError, load_config, read_results, selection_rules
-from sebra.export import atomic_write, read_csv_file
+from sebra.utils.files import atomic_write, read_csv_file
 
 __all__ = [
     "aggregate",

@@ -11,134 +11,24 @@ written to a temporary file beside the target and renamed, so readers never see 
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_integer_dtype
 
+from sebra.utils.files import atomic_write, read_csv_file
+
 __all__ = [
     "RANKING_COLUMNS",
-    "append_record",
-    "atomic_write",
     "check_ranking_values",
     "check_rankings",
     "load_rankings",
-    "read_csv_file",
-    "remove_stale_temporaries",
     "save_rankings",
 ]
 
 RANKING_COLUMNS = ("index", "label", "rank", "position", "p_y")
 _INT_COLUMNS = ("index", "label", "rank", "position", "group")
-
-
-def _umask() -> int:
-    # The only portable way to read the umask is to set it and put it back.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
-
-
-def _writer_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # a process of another user (or a platform that cannot tell): leave its file alone
-    return True
-
-
-#: A temporary file whose name carries no writer (an older sebra) counts as stale after this many seconds.
-STALE_AFTER_SECONDS = 3600.0
-
-
-def remove_stale_temporaries(folder: str | Path, name: str | None = None) -> list[Path]:
-    """Delete the temporary files :func:`atomic_write` left in ``folder`` when its process was killed mid-write.
-
-    A temporary is ``.<name>.<host>.<pid>.<random>.tmp``; it is removed when it was made on this host by a process
-    that no longer runs (a live writer's file, or another host's, is left alone). Temporaries of older sebra
-    versions (``.<name>.<random>.tmp``) are removed once older than :data:`STALE_AFTER_SECONDS`.
-
-    Args:
-        folder: where to look (nothing happens when it does not exist).
-        name: only the temporaries of this target file name (default: those of every file).
-
-    Returns:
-        The files removed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    host = _host()
-    removed = []
-    pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
-    for tmp in folder.glob(pattern):
-        stem = tmp.name[1 : -len(".tmp")]
-        if name is not None:
-            rest = stem[len(name) + 1 :]
-        else:
-            parts = stem.rsplit(".", 3)
-            rest = ".".join(parts[1:]) if len(parts) == 4 else ""
-        parts = rest.split(".")
-        try:
-            if len(parts) == 3 and parts[1].isdigit():
-                if parts[0] != host or _writer_alive(int(parts[1])):
-                    continue
-            elif time.time() - tmp.stat().st_mtime < STALE_AFTER_SECONDS:
-                continue
-            tmp.unlink()
-            removed.append(tmp)
-        except FileNotFoundError:
-            continue  # removed meanwhile (its writer finished)
-    return removed
-
-
-def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash mid-write leaves the old file (or none), never a half-written one. The file is flushed to disk before
-    the rename and gets the usual ``0o666 & ~umask`` permissions (``mkstemp`` alone would leave it owner-only).
-    A process killed mid-write (``kill -9``) cannot remove its temporary; the next write of the same file does
-    (:func:`remove_stale_temporaries`).
-
-    Args:
-        path: the file to create or replace.
-        write: writes the whole content to the path it is given (a ``str``; its suffix is ``.tmp``, so pass an
-            explicit format to writers that guess it from the name).
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _show(v: object) -> str:
@@ -203,45 +93,6 @@ def _as_int(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
         what = "is empty" if pd.isna(raw) else f"holds {_show(raw)}"
         raise ValueError(f"{path}: column {col!r} {what} on {_where_row(path, df, i)}; expected an integer")
     return num.astype("int64")
-
-
-def read_csv_file(
-    path: str | Path, what: str, error: type[Exception] = ValueError, kind: str = "", **kwargs
-) -> pd.DataFrame:
-    """``pd.read_csv(path, **kwargs)`` whose failures name the file and what it should hold.
-
-    Args:
-        path: the CSV file.
-        what: what the file should hold, for the message (e.g. ``"a header path,label and one row per image"``).
-        error: the exception class raised (``ValueError`` or a subclass such as ``DatasetError``).
-        kind: what the file is, put before its path in messages (e.g. ``"manifest"``).
-        kwargs: passed to :func:`pandas.read_csv` (``encoding`` defaults to ``utf-8-sig``: a leading byte-order mark
-            is skipped).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        error: the file is empty, not text, or not a CSV table pandas can parse.
-    """
-    path = Path(path)
-    name = f"{kind} {path}" if kind else str(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} does not exist; expected a CSV file with {what}")
-    kwargs.setdefault("encoding", "utf-8-sig")  # spreadsheet exports start with a byte-order mark
-    try:
-        return pd.read_csv(path, **kwargs)
-    except pd.errors.EmptyDataError:
-        state = "is empty (0 bytes)" if path.stat().st_size == 0 else "holds no CSV header (only blank lines)"
-        raise error(f"{name} {state}; expected a CSV file with {what}") from None
-    except UnicodeDecodeError as e:
-        raise error(
-            f"{name} is not a text (UTF-8) CSV file (byte {e.start} cannot be decoded); expected a CSV "
-            f"file with {what}"
-        ) from None
-    except pd.errors.ParserError as e:
-        cause = str(e).strip().replace("Error tokenizing data. C error: ", "")
-        raise error(
-            f"{name} is not a well-formed CSV table ({cause}); expected a CSV file with {what}"
-        ) from None
 
 
 RANKINGS_CONTENT = "a header index,label,rank,position,p_y and one row per training sample (written by sebra)"
@@ -336,13 +187,3 @@ def load_rankings(path: str | Path) -> pd.DataFrame:
     if "path" in df.columns:
         df["path"] = df["path"].astype(str)
     return df
-
-
-def append_record(path: str | Path, record: dict) -> Path:
-    """Add one row (a trial's settings and results) to a CSV table, creating it if needed; rewritten atomically,
-    so a killed trial never leaves the table half-written. Columns are the union of the rows'."""
-    path = Path(path)
-    row = pd.DataFrame([record])
-    table = pd.concat([pd.read_csv(path), row], ignore_index=True) if path.exists() else row
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent / "datasets"))  # dataset_fixtures
 from dataset_fixtures import make_bar, make_urbancars, write_image
 from tiny_data import TinyDataModule, tiny_splits
 
-from sebra import cli, export
+from sebra import cli
 from sebra.bench import load_config, run_bench
 from sebra.bench_tables import main as tables_main
 from sebra.datasets.bar import read_bar, read_bar_torch
@@ -35,10 +35,12 @@ from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
 from sebra.datasets.folder import read_manifest
 from sebra.datasets.urbancars import read_urbancars
 from sebra.datasets.verify import main as verify_main
-from sebra.export import _host, atomic_write, load_rankings, remove_stale_temporaries, save_rankings
+from sebra.export import load_rankings, save_rankings
 from sebra.inspect.cli import main as inspect_main
 from sebra.methods import ERMModule, GroupDROModule, JTTModule, SebraModule
 from sebra.rankers import level_scores
+from sebra.utils import files
+from sebra.utils.files import _host, atomic_write, remove_stale_temporaries
 
 TINY = {"backbone": "test_resnet", "max_steps": 2, "epochs": 2, "gap": 1, "rank_lr": 0.01}
 
@@ -674,11 +676,11 @@ def test_verify_says_images_were_not_decoded(tmp_path: Path, capsys) -> None:
 def test_kill_during_rankings_write_leaves_a_temporary_the_next_write_removes(tmp_path: Path) -> None:
     target = tmp_path / "rankings.csv"
     save_rankings(_rankings(), target)
-    # sebra/export.py alone (pandas, no torch): the child starts in about a second
+    # sebra/utils/files.py alone (pandas, no torch): the child starts in about a second
     script = textwrap.dedent(f"""
         import importlib.util, time
         from pathlib import Path
-        spec = importlib.util.spec_from_file_location("export", {str(Path(export.__file__))!r})
+        spec = importlib.util.spec_from_file_location("files", {str(Path(files.__file__))!r})
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         def slow(tmp):

@@ -54,7 +54,7 @@ import pandas as pd
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
 from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
 from sebra.datasets.folder import majority_bias_spec
-from sebra.export import read_csv_file
+from sebra.utils.files import read_csv_file
 
 __all__ = [
     "CELEBA_ATTRS",

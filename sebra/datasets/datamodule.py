@@ -32,7 +32,7 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.ranking import GeneratorPickling
+from sebra.utils.rng import GeneratorPickling
 
 __all__ = [
     "IMAGENET_MEAN",

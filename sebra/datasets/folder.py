@@ -27,7 +27,7 @@ import torch
 
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
 from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
-from sebra.export import read_csv_file
+from sebra.utils.files import read_csv_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sebra.datasets.base import DatasetError, ImageDataset
-from sebra.export import atomic_write, load_rankings
+from sebra.export import load_rankings
+from sebra.utils.files import atomic_write
 
 __all__ = ["build_parser", "load_datamodule", "main"]
 

@@ -23,7 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sebra.export import atomic_write, check_rankings
+from sebra.export import check_rankings
+from sebra.utils.files import atomic_write
 
 __all__ = [
     "elimination_steps",

@@ -23,7 +23,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sebra.datasets.base import DatasetError, ImageDataset
-from sebra.export import atomic_write, check_rankings
+from sebra.export import check_rankings
+from sebra.utils.files import atomic_write
 
 __all__ = [
     "Grid",

@@ -18,9 +18,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sebra.datasets.base import ImageDataset
-from sebra.export import atomic_write, check_rankings
+from sebra.export import check_rankings
 from sebra.inspect.curves import figure_png, plot_elimination_curves
 from sebra.inspect.grids import Grid, missing_images, render_extremes, render_rank_strips
+from sebra.utils.files import atomic_write
 
 __all__ = ["rank_class_counts", "write_report"]
 

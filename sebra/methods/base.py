@@ -17,9 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
-from sebra.export import remove_stale_temporaries
 from sebra.metrics import GroupAccuracy
-from sebra.ranking import GeneratorPickling
+from sebra.utils.files import remove_stale_temporaries
+from sebra.utils.rng import GeneratorPickling
 
 __all__ = [
     "OPTIMIZERS",

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.export import atomic_write
 from sebra.methods.base import Selection, check_args, make_optimizer
 from sebra.methods.erm import ERMModule
 from sebra.ranking import true_class_prob
+from sebra.utils.files import atomic_write
 
 __all__ = ["JTTModule", "error_set_from_predictions", "upsampling_weights"]
 

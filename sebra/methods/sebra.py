@@ -37,7 +37,7 @@ from typing_extensions import override
 from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
 from sebra.datasets.datamodule import ShardSampler
-from sebra.export import atomic_write, check_ranking_values, check_rankings, load_rankings, save_rankings
+from sebra.export import check_ranking_values, check_rankings, load_rankings, save_rankings
 from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
 from sebra.ranking import (
     ActiveSetSampler,
@@ -47,6 +47,7 @@ from sebra.ranking import (
     confidence_weighted_loss,
     true_class_prob,
 )
+from sebra.utils.files import atomic_write
 
 __all__ = ["PairDataset", "SebraModule", "stage2_bins"]
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sebra.export import atomic_write, check_rankings, load_rankings, save_rankings
+from sebra.export import check_rankings, load_rankings, save_rankings
+from sebra.utils.files import atomic_write
 
 
 def _table() -> pd.DataFrame:
@@ -168,7 +169,7 @@ def test_missing_file_named(tmp_path):
 
 
 def test_append_record_adds_rows_with_the_union_of_columns(tmp_path):
-    from sebra.export import append_record
+    from sebra.utils.files import append_record
 
     path = tmp_path / "sub" / "trials.csv"
     append_record(path, {"a": 1, "b": "x"})

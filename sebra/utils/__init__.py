@@ -1,0 +1,1 @@
+"""Small shared utilities that no stage owns: atomic files, picklable generators."""
