@@ -10,17 +10,15 @@ from sebra.inspect.curves import (
 )
 from sebra.inspect.grids import (
     Grid,
-    MissingImageWarning,
-    RankBucket,
-    extreme_indices,
     missing_images,
     paths_dataset,
-    rank_bucket_indices,
     render_extremes,
     render_rank_strips,
     save_grids,
 )
 from sebra.inspect.report import rank_class_counts, write_report
+from sebra.inspect.selection import RankBucket, extreme_indices, rank_bucket_indices
+from sebra.inspect.tiles import MissingImageWarning
 
 __all__ = [
     "Grid",

@@ -11,70 +11,42 @@ and issued as a :class:`MissingImageWarning`, so one lost file does not stop an 
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from sebra.datasets.base import DatasetError, ImageDataset
+from sebra.datasets.base import ImageDataset
 from sebra.export import check_rankings
+from sebra.inspect.selection import extreme_indices, rank_bucket_indices
+from sebra.inspect.tiles import (
+    _BG,
+    _BLOCK_GAP,
+    _INK,
+    _MARGIN,
+    _PAD,
+    _fit,
+    _font,
+    _len,
+    _line_height,
+    _Loader,
+    _name,
+    _paste_tile,
+    _text,
+    _warn,
+)
 from sebra.utils.files import atomic_write
 
 __all__ = [
     "Grid",
-    "MissingImageWarning",
-    "RankBucket",
-    "extreme_indices",
     "missing_images",
     "paths_dataset",
-    "rank_bucket_indices",
     "render_extremes",
     "render_rank_strips",
     "save_grids",
 ]
-
-_MARGIN = 6
-_PAD = 4  # between tiles
-_BLOCK_GAP = 24  # between the "most" and "least" blocks
-_BG = (255, 255, 255)
-_INK = (20, 20, 20)
-_PLACEHOLDER = (160, 160, 160)
-
-_Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
-
-
-class MissingImageWarning(UserWarning):
-    """Some images of a grid could not be read; they were drawn as grey placeholders."""
-
-
-@dataclass(frozen=True)
-class RankBucket:
-    """Samples of one class whose rank falls in ``ranks`` (one rank value, or a run of them when there are many).
-
-    Attributes:
-        ranks: the rank values the bucket covers, ascending (``(-1,)`` for never-eliminated in official mode).
-        n: how many samples of the class the bucket holds.
-        indices: the dataset indices chosen to show, in tile order (ascending ``position``).
-    """
-
-    ranks: tuple[int, ...]
-    n: int
-    indices: list[int]
-
-    @property
-    def caption(self) -> str:
-        """``rank 3``, ``ranks 3-5`` or ``rank -1 (never)``."""
-        if self.ranks == (-1,):
-            return "rank -1 (never)"
-        if len(self.ranks) == 1:
-            return f"rank {self.ranks[0]}"
-        return f"ranks {self.ranks[0]}-{self.ranks[-1]}"
 
 
 @dataclass
@@ -98,210 +70,6 @@ class Grid:
     boxes: list[tuple[int, int, int, int]]
     missing: list[str] = field(default_factory=list)
     path: Path | None = None
-
-
-# --- selection ---------------------------------------------------------------------------------------------------
-def _class_rows(rankings: pd.DataFrame, label: int) -> pd.DataFrame:
-    rows = rankings[rankings["label"] == label]
-    if rows.empty:
-        present = sorted(rankings["label"].unique().tolist())
-        raise ValueError(f"rankings hold no sample of class {label}; classes present: {present}")
-    return rows.sort_values(["position", "index"], kind="stable")
-
-
-def extreme_indices(rankings: pd.DataFrame, label: int, k: int = 8) -> tuple[list[int], list[int]]:
-    """The ``k`` most and ``k`` least spurious samples of one class.
-
-    Args:
-        rankings: the ranking table (see :mod:`sebra.export`).
-        label: the class.
-        k: tiles per side. A class with fewer than ``2k`` samples is split in two disjoint halves (the most
-            spurious side gets the odd one), so no sample is shown twice.
-
-    Returns:
-        ``(most, least)`` dataset indices: ``most`` by ascending ``position`` (1, 2, ...), ``least`` by
-        descending ``position`` (n, n-1, ...), i.e. each starts from its extreme.
-    """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    check_rankings(rankings)
-    ids = _class_rows(rankings, label)["index"].astype("int64").tolist()
-    n = len(ids)
-    n_most = k if n >= 2 * k else math.ceil(n / 2)
-    n_least = k if n >= 2 * k else n - n_most
-    return ids[:n_most], ids[::-1][:n_least]
-
-
-def _rank_key(r: int) -> tuple[int, int]:
-    return (1, 0) if r < 0 else (0, r)  # never-eliminated (-1) after every real step
-
-
-def rank_bucket_indices(
-    rankings: pd.DataFrame, label: int, per_bucket: int = 4, max_buckets: int = 12
-) -> list[RankBucket]:
-    """A few samples of one class per rank value, for a strip per rank.
-
-    Args:
-        rankings: the ranking table.
-        label: the class.
-        per_bucket: samples shown per bucket, spread evenly over the bucket in ``position`` order (the first and
-            last included), so a bucket of many ranks shows its range.
-        max_buckets: when the class has more distinct ranks, consecutive ranks are merged into this many buckets
-            of about equal numbers of rank values (rank -1, if present, always stays its own bucket).
-
-    Returns:
-        Buckets in rank order, rank -1 (never eliminated, official mode) last.
-    """
-    if per_bucket < 1 or max_buckets < 1:
-        raise ValueError(f"per_bucket and max_buckets must be at least 1, got {per_bucket} and {max_buckets}")
-    check_rankings(rankings)
-    rows = _class_rows(rankings, label)
-    ranks = sorted({int(r) for r in rows["rank"]}, key=_rank_key)
-    never = [r for r in ranks if r < 0]
-    real = [r for r in ranks if r >= 0]
-    n_real = max(max_buckets - len(never), 1)
-    chunks = (
-        [[int(r) for r in c] for c in np.array_split(np.asarray(real), min(n_real, len(real)))]
-        if real
-        else []
-    )
-    chunks += [[r] for r in never]
-    out = []
-    for chunk in chunks:
-        sel = rows[rows["rank"].isin(chunk)]
-        m = len(sel)
-        take = np.unique(np.linspace(0, m - 1, min(per_bucket, m)).round().astype(np.int64))
-        out.append(
-            RankBucket(tuple(int(r) for r in chunk), m, sel["index"].iloc[take].astype("int64").tolist())
-        )
-    return out
-
-
-# --- drawing -----------------------------------------------------------------------------------------------------
-def _font() -> _Font:
-    return ImageFont.load_default()
-
-
-def _sp(text: str) -> str:
-    # Pillow's default FreeType font has a 2 px space; doubling keeps captions readable.
-    return text.replace(" ", "  ")
-
-
-def _len(font: _Font, text: str) -> int:
-    return int(font.getlength(_sp(text)))
-
-
-def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font: _Font, fill: tuple = _INK) -> None:
-    draw.text(xy, _sp(text), fill=fill, font=font)
-
-
-def _line_height(font: _Font) -> int:
-    box = font.getbbox("Ag|")
-    return int(box[3] - min(box[1], 0)) + 2
-
-
-def _fit(font: _Font, candidates: Sequence[str], width: int) -> str:
-    """The first candidate text that fits ``width`` pixels, else the last one cut short."""
-    for text in candidates:
-        if _len(font, text) <= width:
-            return text
-    text = candidates[-1]
-    while text and _len(font, text + "..") > width:
-        text = text[:-1]
-    return text + ".."
-
-
-def _to_pil(img: torch.Tensor) -> Image.Image:
-    img = torch.as_tensor(img)
-    if img.ndim == 2:
-        img = img[None]
-    if img.dtype != torch.uint8:
-        raise DatasetError(f"expected a uint8 [3, H, W] image, got dtype {img.dtype}")
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
-    return Image.fromarray(np.ascontiguousarray(img[:3].permute(1, 2, 0).cpu().numpy()), "RGB")
-
-
-def _fit_tile(img: Image.Image, tile: int) -> Image.Image:
-    """Scale into a ``tile`` square: whole-number nearest-neighbour upscaling keeps tiny images crisp."""
-    w, h = img.size
-    scale = min(tile / w, tile / h)
-    if scale >= 1:
-        f = int(scale)
-        return img.resize((w * f, h * f), Image.Resampling.NEAREST) if f > 1 else img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
-
-
-def _placeholder(tile: int, font: _Font) -> Image.Image:
-    im = Image.new("RGB", (tile, tile), _PLACEHOLDER)
-    d = ImageDraw.Draw(im)
-    d.line([(0, 0), (tile - 1, tile - 1)], fill=(120, 120, 120))
-    d.line([(0, tile - 1), (tile - 1, 0)], fill=(120, 120, 120))
-    d.text((3, 3), "missing", fill=_INK, font=font)
-    return im
-
-
-class _Loader:
-    """Dataset images by dataset index; unreadable files become placeholders, with their message kept.
-
-    The indices to show are looked up in the dataset once, and checked: each must be there, with the same label.
-    """
-
-    def __init__(
-        self, dataset: ImageDataset, rankings: pd.DataFrame, indices: list[int], tile: int, font: _Font
-    ) -> None:
-        self.dataset, self.tile, self.font = dataset, tile, font
-        self.missing: list[str] = []
-        ids = torch.tensor(indices, dtype=torch.long)
-        try:
-            pos = dataset.positions_of(ids).tolist()
-        except KeyError:
-            absent = int(ids[~torch.isin(ids, dataset.indices)][0])
-            raise ValueError(
-                f"rankings index {absent} is not in dataset {dataset.name!r} ({len(dataset)} samples); "
-                "was the ranking made on another data set or split?"
-            ) from None
-        self.pos = dict(zip(indices, pos))
-        labels = dict(zip(rankings["index"].tolist(), rankings["label"].tolist()))
-        for index, p in self.pos.items():
-            if int(dataset.labels[p]) != labels[index]:
-                raise ValueError(
-                    f"rankings give index {index} the label {labels[index]}, dataset {dataset.name!r} gives "
-                    f"{int(dataset.labels[p])}; was the ranking made on another data set?"
-                )
-
-    def __call__(self, index: int) -> Image.Image:
-        pos = self.pos[index]
-        try:
-            img = _to_pil(self.dataset.load_image(pos))
-        except (FileNotFoundError, DatasetError, OSError) as e:
-            self.missing.append(f"index {index}: {e}")
-            return _placeholder(self.tile, self.font)
-        return _fit_tile(img, self.tile)
-
-
-def _paste_tile(
-    canvas: Image.Image, tile_img: Image.Image, x: int, y: int, tile: int
-) -> tuple[int, int, int, int]:
-    w, h = tile_img.size
-    left, top = x + (tile - w) // 2, y + (tile - h) // 2
-    canvas.paste(tile_img, (left, top))
-    return (left, top, left + w, top + h)
-
-
-def _name(label: int, dataset: ImageDataset | None, class_names: Sequence[str] | None) -> str:
-    names = class_names if class_names is not None else (dataset.class_names if dataset is not None else None)
-    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
-
-
-def _warn(missing: list[str], what: str) -> None:
-    if missing:
-        shown = "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
-        warnings.warn(
-            f"{len(missing)} image(s) of {what} could not be read, drawn as placeholders: {shown}",
-            MissingImageWarning,
-            stacklevel=3,
-        )
 
 
 def render_extremes(

@@ -10,7 +10,7 @@ pytest.importorskip("animal_mnist")
 def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
     from sebra import SebraModule
     from sebra.datasets import BuiltinDataModule
-    from sebra.inspect.grids import extreme_indices
+    from sebra.inspect.selection import extreme_indices
     from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
 
     dm = BuiltinDataModule(root=str(tmp_path / "data"), **BUILTIN_DATA)

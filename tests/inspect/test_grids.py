@@ -10,16 +10,9 @@ from PIL import Image
 from ranked_fixtures import BLUE, CLASS_NAMES, RED, SIZE
 
 from sebra.datasets.base import ImageDataset
-from sebra.inspect.grids import (
-    MissingImageWarning,
-    extreme_indices,
-    missing_images,
-    paths_dataset,
-    rank_bucket_indices,
-    render_extremes,
-    render_rank_strips,
-    save_grids,
-)
+from sebra.inspect.grids import missing_images, paths_dataset, render_extremes, render_rank_strips, save_grids
+from sebra.inspect.selection import extreme_indices, rank_bucket_indices
+from sebra.inspect.tiles import MissingImageWarning
 
 
 def _by_position(rk: pd.DataFrame, label: int) -> list[int]:
