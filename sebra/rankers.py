@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -30,7 +29,7 @@ from typing_extensions import override
 
 from sebra.datasets.base import ImageDataset
 from sebra.metrics import ranking_quality
-from sebra.ranking import true_class_prob
+from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
 
 __all__ = [
     "ConfidenceRecorder",
@@ -41,82 +40,6 @@ __all__ = [
     "record_at_budget",
     "score_dataset",
 ]
-
-
-def _ordered(df: pd.DataFrame) -> pd.DataFrame:
-    """Sort by class, rank, ``p_y`` descending, dataset index (deterministic) and number positions from 1."""
-    p_key = -np.nan_to_num(df["p_y"].to_numpy(dtype=np.float64), nan=-np.inf)
-    order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
-    df = df.iloc[order].reset_index(drop=True)
-    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-    return df
-
-
-def _numpy(x: Any, dtype: type) -> np.ndarray:
-    return np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=dtype)
-
-
-def _frame(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
-    idx, lab, p = _numpy(indices, np.int64), _numpy(labels, np.int64), _numpy(p_y, np.float64)
-    if not (idx.shape == lab.shape == p.shape and idx.ndim == 1):
-        raise ValueError(
-            f"rankers: indices, labels and p_y must be 1-D of one length, got {idx.shape}, "
-            f"{lab.shape}, {p.shape}"
-        )
-    if len(np.unique(idx)) != len(idx):
-        raise ValueError("rankers: a dataset index appears twice; expected one score per sample")
-    return pd.DataFrame({"index": idx, "label": lab, "p_y": p})
-
-
-def confidence_rankings(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
-    """ERM-confidence ranking: per class, highest ``p_y`` first; ``rank = position`` (one sample per rank).
-
-    Args:
-        indices, labels, p_y: ``[N]`` dataset index, class and true-class probability of each sample.
-    """
-    df = _frame(indices, labels, p_y)
-    df.insert(2, "rank", 0)
-    df = _ordered(df)
-    df["rank"] = df["position"]
-    return df[["index", "label", "rank", "position", "p_y"]]
-
-
-def error_set_rankings(
-    scores: pd.DataFrame, within: Literal["p_y", "random"] = "p_y", generator: torch.Generator | None = None
-) -> pd.DataFrame:
-    """JTT's error set as a two-level ranking: correct samples rank 1, misclassified (error set) rank 2.
-
-    With two classes an error is exactly ``p_y < 0.5``, so ordering by ``p_y`` within a level (the default) makes
-    the positions those of the identification network's confidence ranking; ``within="random"`` (seeded by
-    ``generator``) keeps only the two-level information the error set itself carries.
-
-    Args:
-        scores: one row per training sample with ``index``, ``label``, ``p_y`` and ``error`` (bool) or ``pred``
-            (``JTTModule.id_scores`` or its ``jtt_scores.csv``).
-        within: order inside a level: ``p_y`` descending, or a random permutation.
-        generator: draws the permutation for ``within="random"`` (default: seed 0).
-    """
-    missing = [c for c in ("index", "label", "p_y") if c not in scores.columns]
-    if missing or ("error" not in scores.columns and "pred" not in scores.columns):
-        raise ValueError(
-            f"error_set_rankings: scores lack {missing or ['error or pred']}; got {list(scores.columns)}"
-        )
-    df = _frame(scores["index"].to_numpy(), scores["label"].to_numpy(), scores["p_y"].to_numpy())
-    if "error" in scores.columns:
-        err = scores["error"].astype(bool).to_numpy()
-    else:
-        err = scores["pred"].to_numpy() != scores["label"].to_numpy()
-    df.insert(2, "rank", np.where(err, 2, 1).astype(np.int64))
-    if within == "random":
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
-        key = torch.rand(len(df), generator=g, dtype=torch.float64).numpy()
-        order = np.lexsort((key, df["rank"].to_numpy(), df["label"].to_numpy()))
-        df = df.iloc[order].reset_index(drop=True)
-        df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-        return df[["index", "label", "rank", "position", "p_y"]]
-    if within != "p_y":
-        raise ValueError(f"error_set_rankings: within must be 'p_y' or 'random', got {within!r}")
-    return _ordered(df)[["index", "label", "rank", "position", "p_y"]]
 
 
 def level_scores(
@@ -162,40 +85,6 @@ def level_scores(
         out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
         out[f"weighted_tau{suffix}"] = q["weighted_tau"]
     return out
-
-
-@torch.no_grad()
-def score_dataset(
-    net: torch.nn.Module,
-    dm: Any,
-    dataset: ImageDataset | None = None,
-    device: torch.device | None = None,
-    forward_context: Callable[[], AbstractContextManager] | None = None,
-) -> torch.Tensor:
-    """``p_y`` of every sample of ``dataset`` (default ``dm.train_eval_dataset``), in dataset order, eval mode.
-
-    ``forward_context`` (e.g. ``trainer.precision_plugin.forward_context``) wraps each forward pass, so mixed
-    precision runs score in the precision they train in.
-    """
-    ds = dm.train_eval_dataset if dataset is None else dataset
-    forward_context = forward_context or nullcontext
-    device = device or next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    out = []
-    try:
-        for batch in dm.loader(ds):
-            x = batch["image"].to(device)
-            transform = getattr(
-                dm, "batch_transform", None
-            )  # data modules that normalise whole batches on device
-            x = transform(x, False) if callable(transform) else x
-            with forward_context():
-                logits = net(x)
-            out.append(true_class_prob(logits, batch["label"].to(device)).cpu())
-    finally:
-        net.train(was_training)
-    return torch.cat(out).double() if out else torch.zeros(0, dtype=torch.float64)
 
 
 class ConfidenceRecorder(Callback):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
@@ -343,6 +344,15 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
                 body.register_forward_pre_hook(_channels_last_input)
             if compile_:
                 body.compile()
+
+    # --- what a fit produced besides the tested network (read by the benchmark runner) ---------------------------
+    def produced_rankings(self) -> dict[str, pd.DataFrame]:
+        """Per-sample ranking tables this run produced, keyed by result-row suffix ("" = the method's own row)."""
+        return {}
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Scalars this run adds to its result rows (e.g. Stage 1 steps, JTT's error-set size)."""
+        return {}
 
     # --- evaluation --------------------------------------------------------------------------------------------
     def in_final_phase(self) -> bool:

@@ -28,7 +28,7 @@ from typing_extensions import override
 from sebra.backbones import Classifier
 from sebra.methods.base import Selection, check_args, make_optimizer
 from sebra.methods.erm import ERMModule
-from sebra.ranking import true_class_prob
+from sebra.scoring import batch_transform_of, error_set_rankings, score_loader
 from sebra.utils.files import atomic_write
 
 __all__ = ["JTTModule", "error_set_from_predictions", "upsampling_weights"]
@@ -63,12 +63,6 @@ def upsampling_weights(errors: torch.Tensor, upweight: float) -> torch.Tensor:
     return torch.where(
         errors, torch.tensor(float(upweight), dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     )
-
-
-def _eval_input(dm: Any, images: torch.Tensor) -> torch.Tensor:
-    """Evaluation preprocessing of a hand-iterated batch (data modules that normalise whole batches on device)."""
-    transform = getattr(dm, "batch_transform", None)
-    return transform(images, False) if callable(transform) else images
 
 
 class JTTModule(ERMModule):
@@ -173,6 +167,14 @@ class JTTModule(ERMModule):
         """True in the retraining phase, the only one whose checkpoints are selectable."""
         return self.phase == RETRAIN
 
+    def produced_rankings(self) -> dict[str, pd.DataFrame]:
+        """The error set as a two-level ranking (result rows ``jtt_error_set``), once identified."""
+        return {"error_set": error_set_rankings(self.id_scores)} if self.id_scores is not None else {}
+
+    def extra_metrics(self) -> dict[str, float]:
+        """``error_set_size``: the number of misclassified training samples, once identified."""
+        return {"error_set_size": float(len(self.error_set))} if self.id_scores is not None else {}
+
     # --- set-up and loaders ------------------------------------------------------------------------------------
     @override
     def setup(self, stage: str) -> None:
@@ -271,30 +273,22 @@ class JTTModule(ERMModule):
             ``error`` (bool), then ``group`` when the data has it (for inspection only; never used).
         """
         ds = dm.train_eval_dataset
-        device = next(self.id_net.parameters()).device
-        was_training = self.id_net.training
-        self.id_net.eval()
-        preds, p_y = [], []
-        try:
-            for batch in dm.loader(ds):
-                x = _eval_input(dm, batch["image"].to(device))
-                if self._trainer is not None:
-                    with self.trainer.precision_plugin.forward_context():
-                        logits = self.id_net(x)
-                else:
-                    logits = self.id_net(x)
-                preds.append(logits.argmax(dim=1).cpu())
-                p_y.append(true_class_prob(logits, batch["label"].to(device)).cpu())
-        finally:
-            self.id_net.train(was_training)
-        pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+        context = self.trainer.precision_plugin.forward_context if self._trainer is not None else None
+        scored = score_loader(
+            self.id_net,
+            dm.loader(ds),
+            device=next(self.id_net.parameters()).device,
+            transform=batch_transform_of(dm),
+            forward_context=context,
+        )
+        pred = scored.pred
         self.error_set = error_set_from_predictions(pred, ds.labels, ds.indices)
         scores = pd.DataFrame(
             {
                 "index": ds.indices.numpy(),
                 "label": ds.labels.numpy(),
                 "pred": pred.numpy(),
-                "p_y": (torch.cat(p_y) if p_y else torch.zeros(0)).double().numpy(),
+                "p_y": scored.p_y.double().numpy(),
             }
         )
         scores["error"] = scores["pred"] != scores["label"]

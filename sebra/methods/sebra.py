@@ -45,8 +45,8 @@ from sebra.ranking import (
     check_ranking_args,
     combine_rankings,
     confidence_weighted_loss,
-    true_class_prob,
 )
+from sebra.scoring import score_loader
 from sebra.utils.files import atomic_write
 
 __all__ = ["PairDataset", "SebraModule", "stage2_bins"]
@@ -295,6 +295,17 @@ class SebraModule(BaseMethod):
         """True in Stage 2, the only stage whose checkpoints are selectable."""
         return self.stage != RANK
 
+    def produced_rankings(self) -> dict[str, pd.DataFrame]:
+        """Stage 1's ranking table (the method's own row), once ranked."""
+        return {"": self.rankings} if self.rankings is not None else {}
+
+    def extra_metrics(self) -> dict[str, float]:
+        """``rank_steps``: the ranking steps Stage 1 took (NaN when the rankings were given)."""
+        if self.rankings is None:
+            return {}
+        ctl = self.controller
+        return {"rank_steps": float(ctl.step if ctl is not None else float("nan"))}
+
     # --- set-up ------------------------------------------------------------------------------------------------
     @override
     def setup(self, stage: str) -> None:
@@ -520,21 +531,20 @@ class SebraModule(BaseMethod):
             pool = torch.ones_like(ctl.active) if every else ctl.active
             positions = torch.nonzero(pool).squeeze(1)[rank::world]
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
-            self.ranker.eval()
         else:
             sampler = ActiveSetSampler(ctl, self._draws(), world, rank)
             positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
-            self.ranker.train()
-        out = []
-        train_view = self.hparams.scoring == "official" and not every
-        for batch in loader:
-            x = dm.batch_transform(batch["image"].to(self.device), train=train_view)
-            with self.trainer.precision_plugin.forward_context():
-                logits = self.ranker(x)
-            out.append(true_class_prob(logits, batch["label"].to(self.device)).cpu())
+        scores = score_loader(
+            self.ranker,
+            loader,
+            device=self.device,
+            transform=dm.batch_transform,
+            forward_context=self.trainer.precision_plugin.forward_context,
+            train=self.hparams.scoring == "official" and not every,
+        )
         self.ranker.train()
-        return positions, torch.cat(out) if out else torch.zeros(0)
+        return positions, scores.p_y
 
     def _close_ranking_step(self) -> None:
         ctl = self.controller
