@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 
 from sebra.export import check_rankings, load_rankings, save_rankings
-from sebra.utils.files import atomic_write
 
 
 def _table() -> pd.DataFrame:
@@ -73,33 +71,6 @@ def test_parquet_without_pyarrow_names_package_and_writes_nothing(tmp_path, monk
         load_rankings(target)
 
 
-def test_atomic_write_failure_leaves_nothing(tmp_path):
-    target = tmp_path / "sub" / "out.txt"
-
-    def half(tmp: str) -> None:
-        Path(tmp).write_text("half a ta")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        atomic_write(target, half)
-    assert not target.exists()
-    assert list(target.parent.iterdir()) == []
-
-
-def test_atomic_write_failure_keeps_existing_file(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old complete content")
-
-    def half(tmp: str) -> None:
-        Path(tmp).write_text("new but cut")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, half)
-    assert target.read_text() == "old complete content"
-    assert _leftovers(tmp_path) == []
-
-
 def test_save_rankings_crash_mid_write_keeps_old_table(tmp_path, monkeypatch):
     target = tmp_path / "r.csv"
     save_rankings(_table(), target)
@@ -114,15 +85,6 @@ def test_save_rankings_crash_mid_write_keeps_old_table(tmp_path, monkeypatch):
         save_rankings(_table().iloc[:2], target)
     assert target.read_bytes() == before
     assert _leftovers(tmp_path) == []
-
-
-def test_atomic_write_gives_umask_permissions(tmp_path):
-    old = os.umask(0o027)
-    try:
-        p = atomic_write(tmp_path / "f.txt", lambda tmp: Path(tmp).write_text("x"))
-    finally:
-        os.umask(old)
-    assert p.stat().st_mode & 0o777 == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
 
 
 def test_missing_column_is_named(tmp_path):
@@ -166,14 +128,3 @@ def test_duplicate_index_rejected(tmp_path):
 def test_missing_file_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_rankings(tmp_path / "nope.csv")
-
-
-def test_append_record_adds_rows_with_the_union_of_columns(tmp_path):
-    from sebra.utils.files import append_record
-
-    path = tmp_path / "sub" / "trials.csv"
-    append_record(path, {"a": 1, "b": "x"})
-    append_record(path, {"a": 2, "c": 0.5})
-    df = pd.read_csv(path)
-    assert df["a"].tolist() == [1, 2] and df["b"].tolist()[0] == "x" and df["c"].tolist()[1] == 0.5
-    assert [p.name for p in path.parent.iterdir()] == ["trials.csv"]  # no temporary left behind

@@ -1,0 +1,60 @@
+"""Atomic writes and the CSV trial log: a failed write leaves the old file (or none) and no temporary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sebra.utils.files import append_record, atomic_write
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_atomic_write_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+
+    def half(tmp: str) -> None:
+        Path(tmp).write_text("half a ta")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_write_failure_keeps_existing_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old complete content")
+
+    def half(tmp: str) -> None:
+        Path(tmp).write_text("new but cut")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half)
+    assert target.read_text() == "old complete content"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_write_gives_umask_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        p = atomic_write(tmp_path / "f.txt", lambda tmp: Path(tmp).write_text("x"))
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+
+
+def test_append_record_adds_rows_with_the_union_of_columns(tmp_path):
+    path = tmp_path / "sub" / "trials.csv"
+    append_record(path, {"a": 1, "b": "x"})
+    append_record(path, {"a": 2, "c": 0.5})
+    df = pd.read_csv(path)
+    assert df["a"].tolist() == [1, 2] and df["b"].tolist()[0] == "x" and df["c"].tolist()[1] == 0.5
+    assert [p.name for p in path.parent.iterdir()] == ["trials.csv"]  # no temporary left behind
