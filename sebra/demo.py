@@ -15,76 +15,20 @@ import lightning as L
 import pandas as pd
 import torch
 
+from sebra.console import PhaseProgress, quiet_lightning
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.export import save_rankings
+from sebra.fitting import fit_method, make_trainer
 from sebra.methods import ERMModule, SebraModule
-from sebra.metrics import ranking_quality
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
+from sebra.results import COLUMNS, ranking_summary, results_heading, results_table
 
-__all__ = [
-    "REFERENCE_FILE",
-    "fit_method",
-    "main",
-    "parse_settings",
-    "rank_main",
-    "ranking_summary",
-    "reference_text",
-]
+__all__ = ["REFERENCE_FILE", "main", "parse_settings", "rank_main", "reference_text"]
 
 #: Mean ± std over seeds of the same settings (BENCHMARKS.md §4), written by ``benchmarks/reference.py``.
 REFERENCE_FILE = Path(__file__).resolve().parent / "configs" / "builtin_reference.csv"
 REFERENCE_METRICS = ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both")
 _USES_LABELS = {"groupdro": "groupdro (uses group labels)", "oracle": "oracle (uses group labels)"}
-
-
-def _trainer(out: Path, name: str) -> L.Trainer:
-    from lightning.pytorch.loggers import CSVLogger
-
-    return L.Trainer(
-        max_epochs=-1,
-        accelerator="auto",
-        devices=1,
-        logger=CSVLogger(str(out), name=name, version=""),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(out / name),
-    )
-
-
-def ranking_summary(rankings: pd.DataFrame, dm: BuiltinDataModule) -> dict[str, float]:
-    """Kendall tau-b and weighted tau of a ranking against the benchmark's 4- and 3-level ground truth."""
-    bias = dm.bias
-    labels = torch.tensor(rankings["label"].to_numpy())  # a copy: pandas may hand out read-only arrays
-    attrs = torch.tensor(rankings[list(bias.attr_names)].to_numpy())
-    out = {}
-    for scheme in (4, 3):
-        q = ranking_quality(rankings, bias.levels(labels, attrs, scheme).numpy())
-        suffix = "" if scheme == 4 else "_3"
-        out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
-        out[f"weighted_tau{suffix}"] = q["weighted_tau"]
-    return out
-
-
-def fit_method(name: str, model: L.LightningModule, dm: BuiltinDataModule, out: Path) -> dict[str, float]:
-    """Fit, test the selected checkpoint, return the metrics (accuracies and gaps in %)."""
-    trainer = _trainer(out, name)
-    t = time.time()
-    trainer.fit(model, datamodule=dm)
-    res = trainer.test(
-        model, datamodule=dm, ckpt_path="best" if model.selection != "last" else None, verbose=False
-    )[0]
-    row = {
-        "worst_group_acc": res["test_wga"],
-        "avg_acc": res["test_acc"],
-        "id_acc": res["test_id_acc"],
-        "gap_a": res["test_gap_a"],
-        "gap_b": res["test_gap_b"],
-        "gap_both": res["test_gap_both"],
-        "gap_mean": res["test_gap_mean"],
-    }
-    row = {k: 100 * v for k, v in row.items()}
-    row["seconds"] = time.time() - t
-    return row
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -158,6 +102,14 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _verbose_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Lightning's own messages (device banner, tips, notices), muted by default",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """``sebra demo``: Sebra and ERM on the built-in benchmark; returns the exit status."""
     p = argparse.ArgumentParser(prog="sebra demo", description="Sebra and ERM on the built-in benchmark.")
@@ -167,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-erm", action="store_true")
+    _verbose_flag(p)
     a = p.parse_args(argv)
+    with quiet_lightning(a.verbose):
+        return _demo(a)
+
+
+def _demo(a: argparse.Namespace) -> int:
     out = Path(a.out)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     rows: dict[str, dict] = {}
@@ -181,24 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         L.seed_everything(a.seed, verbose=False)
         dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
         rows["erm"] = fit_method("erm", ERMModule(**{**BUILTIN_ERM, "seed": a.seed}), dm, out)
-    table = pd.DataFrame(rows).T
-    cols = [
-        "worst_group_acc",
-        "avg_acc",
-        "id_acc",
-        "gap_a",
-        "gap_b",
-        "gap_both",
-        "gap_mean",
-        "kendall_tau_b",
-        "seconds",
-    ]
-    table = table[[c for c in cols if c in table.columns]]
-    print(
-        "\nBuilt-in benchmark (test split, checkpoint chosen by validation worst-group accuracy; accuracies in %;"
-    )
-    print("gap_a = background conflict, gap_b = symbol conflict, gap_both = both, each minus I.D. accuracy)")
-    print(table.to_string(float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    print("\n" + results_heading("Built-in benchmark", sebra.selection, ("background", "symbol"), COLUMNS))
+    print(results_table(rows, COLUMNS))
     print(reference_text())
     print(f"\nrankings: {rank_path}")
     try:
@@ -233,13 +175,19 @@ def rank_main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a SebraModule setting, e.g. --set p_critical=0.8 max_steps=20",
     )
+    _verbose_flag(p)
     a = p.parse_args(argv)
     over = parse_settings(a.set)
+    with quiet_lightning(a.verbose):
+        return _rank(a, over)
+
+
+def _rank(a: argparse.Namespace, over: dict[str, Any]) -> int:
     L.seed_everything(a.seed, verbose=False)
     dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
     model = SebraModule(**{**BUILTIN_SEBRA, **over, "rank_only": True, "seed": a.seed})
     out = Path(a.out)
-    trainer = _trainer(out, "rank")
+    trainer = make_trainer(out, "rank", [PhaseProgress()])
     t = time.time()
     trainer.fit(model, datamodule=dm)
     path = save_rankings(model.rankings, out / "rankings.csv")

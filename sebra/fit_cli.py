@@ -1,0 +1,332 @@
+"""``sebra fit``: the full pipeline from a LightningCLI config, then the results table of the test split.
+
+Lightning's own CLI (``LightningCLI``: YAML configs with ``model``/``data``/``trainer`` sections whose schema is the
+typed ``__init__`` arguments), with sebra's rules on top: the run is seeded once (``seed_everything``; the module's
+and the data module's ``seed`` follow it), a killed fit resumes in its own folder, the checkpoint the module's
+selection rule chose is tested, and the fit ends with the demo's table, also written to ``results.json`` and
+``results.csv`` in the run folder. Lightning's banners and progress bar are replaced by one progress line per
+phase unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FIT_HELP", "SeedConflict", "follow_seed", "main", "report_results"]
+
+FIT_HELP = """sebra fit: the full pipeline from a LightningCLI config.
+
+  sebra fit --config configs/urbancars.yaml [--data.init_args.root <path>] [--model.init_args.<arg> <value> ...]
+  sebra fit --config <same config> --ckpt_path <log_dir>/checkpoints/last.ckpt    # resume a killed fit
+  sebra fit --config <same config> --ckpt_path last                               # the newest last.ckpt
+
+The run is seeded once, by seed_everything: the model's and the data module's `seed` follow it (a different value
+given for either is refused). The fit ends with the test split's table (accuracies in %), also written to
+results.json and results.csv in the run folder (<log_dir>). A resumed fit continues in the checkpoint's log folder
+(version_N); the earlier metrics.csv is kept as metrics.<k>.csv. Bad values end with the message alone (exit 2);
+--debug (or SEBRA_DEBUG=1) shows the traceback; --verbose shows Lightning's own messages and progress bar.
+"""
+
+
+class SeedConflict(ValueError):
+    """A config sets a module's ``seed`` to something other than ``seed_everything``."""
+
+
+def follow_seed(config: Any) -> None:
+    """Give the model's and the data module's ``seed`` (where their class has one) the value of
+    ``seed_everything``, in place, so that one setting seeds the whole run (``seed_everything: false``: left alone).
+
+    Raises:
+        SeedConflict: a ``seed`` was given that is neither the class default nor ``seed_everything``.
+    """
+    seed = config.get("seed_everything")
+    if seed is None or isinstance(seed, bool):
+        return
+    for part in ("model", "data"):
+        init, class_path = config.get(f"{part}.init_args"), config.get(f"{part}.class_path")
+        if init is None or class_path is None or "seed" not in init:
+            continue
+        module, _, name = str(class_path).rpartition(".")
+        param = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("seed")
+        default = param.default if param is not None else None
+        if init["seed"] not in (default, seed):
+            raise SeedConflict(
+                f"{part}.init_args.seed is {init['seed']} but seed_everything is {seed}: sebra fit seeds a run "
+                f"once; set seed_everything only (the {part}'s seed follows it)"
+            )
+        init["seed"] = seed
+
+
+def _innermost(e: BaseException) -> BaseException:
+    """The exception at the bottom of a ``raise ... from`` chain (the constructor's own message under jsonargparse's
+    "Does not validate against any of the Union subtypes")."""
+    seen = set()
+    while e.__cause__ is not None and id(e) not in seen:
+        seen.add(id(e))
+        e = e.__cause__
+    return e
+
+
+def _short_parse_error(message: str) -> str:
+    """jsonargparse's nested "Parser key ... Union subtypes" text as one line: the option, the class, the problem."""
+    m = re.search(
+        r'Parser key "(\w+)":.*?Problem with given class_path \'([^\']+)\':\s*Parser key "([^"]+)":\s*'
+        r"(.+?)(?:\n\s*- |\n\s*Given value|\Z)",
+        message,
+        re.DOTALL,
+    )
+    if m:
+        return f"--{m[1]}.init_args.{m[3]} ({m[2]}): {' '.join(m[4].split())}"
+    lines = [ln for ln in message.splitlines() if not ln.strip().startswith(("Given value", "Subtypes:"))]
+    return " ".join(" ".join(lines).split())
+
+
+def _newest_last_ckpt(root: Path) -> Path | None:
+    found = []
+    for p in root.glob("version_*/checkpoints/last.ckpt"):
+        m = re.fullmatch(r"version_(\d+)", p.parent.parent.name)
+        if m:
+            found.append((int(m[1]), p))
+    return max(found)[1] if found else None
+
+
+def _resume_in_place(trainer: Any, ckpt: Path) -> Path | None:
+    """Point the logger at the checkpoint's own ``version_N`` folder, so a resumed fit continues there (Lightning
+    would start a new ``version_N+1``); the folder's earlier ``metrics.csv``, which Lightning's CSV logger would
+    delete, is kept as ``metrics.<k>.csv``. Returns the folder, or ``None`` when the checkpoint is elsewhere or the
+    logger's version was set by the user."""
+    logger = trainer.logger
+    folder = ckpt.resolve().parent.parent
+    m = re.fullmatch(r"version_(\d+)", folder.name)
+    if (
+        logger is None
+        or ckpt.resolve().parent.name != "checkpoints"
+        or m is None
+        or getattr(logger, "_version", "unset") is not None
+        or not hasattr(logger, "root_dir")
+        or Path(logger.root_dir).resolve() != folder.parent
+    ):
+        return None
+    logger._version = int(m[1])
+    metrics = folder / "metrics.csv"
+    if metrics.exists():
+        k = 1
+        while (folder / f"metrics.{k}.csv").exists():
+            k += 1
+        metrics.rename(folder / f"metrics.{k}.csv")
+    return folder
+
+
+def report_results(
+    model: Any, dm: Any, test: dict[str, float], seconds: float, log_dir: str | Path | None, **info: Any
+) -> None:
+    """Print the test split's table (the demo's columns, as present), the per-group accuracies under the data set's
+    group names, and write both to ``results.json`` / ``results.csv`` in ``log_dir``."""
+    from sebra.results import (
+        COLUMNS,
+        group_accuracies,
+        group_names,
+        ranking_summary,
+        result_row,
+        results_heading,
+        results_table,
+        write_results,
+    )
+
+    name = type(model).__name__.removesuffix("Module").lower() or type(model).__name__
+    row = result_row(test, extra=True)
+    rankings = getattr(model, "rankings", None)
+    bias = getattr(dm, "bias", None)
+    if rankings is not None and bias is not None and len(bias.attr_names) == 2:
+        try:
+            row.update(ranking_summary(rankings, dm))
+        except (KeyError, ValueError):
+            pass  # the ranking table lacks the attribute columns: no ground truth to compare with
+    row["seconds"] = seconds
+    columns = [c for c in COLUMNS if c in row]
+    attributes = tuple(bias.attr_names) if bias is not None else ()
+    title = f"{type(model).__name__} on {type(dm).__name__.removesuffix('DataModule')}"
+    print("\n" + results_heading(title, getattr(model, "selection", "val_wga"), attributes, columns))
+    print(results_table({name: row}, columns))
+    groups = group_accuracies(test, group_names(dm))
+    if groups:
+        width = max(len(g) for g in groups)
+        print("\nTest accuracy per group (%):")
+        for g, acc in groups.items():
+            print(f"  {g:<{width}}  {acc:6.2f}")
+    if log_dir:
+        legend = {
+            "gap_a, gap_b, gap_both": "accuracy on the samples that conflict with the first, the second or both "
+            "bias attributes, minus the I.D. accuracy"
+            + (f" (attributes: {', '.join(attributes)})" if attributes else ""),
+            "echoes_gap_a, echoes_gap_b": "Echoes' gaps: -(|cc - uc| + |cu - uu|) / 2 over the 2x2 cell accuracies "
+            "(docs/datasets.md)",
+            "group_mean_acc": "unweighted mean of the group accuracies",
+        }
+        paths = write_results(
+            log_dir, {name: row}, {name: groups}, {**info, "split": "test", "legend": legend}
+        )
+        print(f"\nresults: {paths[0]}, {paths[1]}")
+
+
+def main(argv: list[str]) -> int:
+    """``sebra fit [--verbose] [--debug] <LightningCLI arguments>``; returns the exit status."""
+    from sebra.cli import debug_requested
+    from sebra.console import quiet_lightning
+
+    if any(a in ("-h", "--help") for a in argv):
+        print(FIT_HELP)
+    debug, argv = debug_requested(argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    warnings.filterwarnings(
+        "ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*"
+    )
+    with quiet_lightning(verbose):
+        return _fit(argv, debug, verbose)
+
+
+def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
+    from lightning.pytorch.cli import LightningCLI
+
+    from sebra.console import PhaseProgress
+    from sebra.datasets.base import DatasetError, DatasetNotFoundError
+    from sebra.datasets.datamodule import SebraDataModule
+    from sebra.fitting import selected_checkpoint
+    from sebra.methods.base import BaseMethod
+    from sebra.methods.sebra import SebraModule
+
+    class SebraCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument(
+                "--ckpt_path",
+                type=str | None,
+                default=None,
+                help="resume from this checkpoint (<log_dir>/checkpoints/last.ckpt), or 'last': the "
+                "newest version_*/checkpoints/last.ckpt of the logger's folder",
+            )
+
+        def before_instantiate_classes(self) -> None:
+            follow_seed(self.config)
+
+    def fail(message: str, status: int, traceback: bool = True) -> int:
+        hint = "" if debug or not traceback else " (run with --debug, or SEBRA_DEBUG=1, for the traceback)"
+        print(f"sebra fit: error: {message}{hint}", file=sys.stderr)
+        return status
+
+    quiet = (
+        {}
+        if verbose
+        else {
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [PhaseProgress()],
+        }
+    )
+    try:
+        cli = SebraCLI(
+            BaseMethod,
+            SebraDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            run=False,
+            args=argv,
+            trainer_defaults=quiet,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},
+        )
+    except argparse.ArgumentError as e:
+        if debug:
+            raise
+        return fail(f"{_short_parse_error(str(e))}; `sebra fit --help` lists the options", 2)
+    except Exception as e:  # a constructor refused a value: its own message, not jsonargparse's wrapping
+        if debug:
+            raise
+        return fail(str(_innermost(e)), 2)
+    model, trainer = cli.model, cli.trainer
+    if isinstance(model, SebraModule) and model.hparams.get("rank_only"):
+        return fail(
+            "--model.init_args.rank_only trains Stage 1 only and leaves nothing to test; for Stage 1 only "
+            "run `sebra rank` (built-in benchmark) or SebraModule(rank_only=True) from Python",
+            2,
+            traceback=False,
+        )
+    ckpt_path = cli.config.get("ckpt_path")
+    if ckpt_path == "last":
+        root = getattr(trainer.logger, "root_dir", None)
+        found = _newest_last_ckpt(Path(root)) if root else None
+        if found is None:
+            return fail(
+                f"--ckpt_path last: no version_*/checkpoints/last.ckpt under {root or 'the logger folder'}; "
+                "pass the checkpoint file",
+                2,
+                traceback=False,
+            )
+        ckpt_path = str(found)
+    if ckpt_path is not None:
+        if not Path(ckpt_path).is_file():
+            return fail(
+                f"--ckpt_path {ckpt_path} does not exist; expected a checkpoint such as "
+                "<log_dir>/checkpoints/last.ckpt",
+                2,
+                traceback=False,
+            )
+        folder = _resume_in_place(trainer, Path(ckpt_path))
+        if folder is not None:
+            warnings.filterwarnings(
+                "ignore", message=r".*Experiment logs directory .* exists and is not empty.*"
+            )
+            warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+            print(f"resuming from {ckpt_path} in {folder}", file=sys.stderr)
+    t = time.time()
+    try:
+        trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        tested = selected_checkpoint(trainer, model)
+        out = trainer.test(model, datamodule=cli.datamodule, ckpt_path=tested, verbose=verbose)
+    except RuntimeError as e:
+        if debug or ckpt_path is None or "Error(s) in loading state_dict" not in str(e):
+            raise
+        missing, unexpected = (
+            len(re.findall(r'"[^"]+"', part))
+            for part in (
+                str(e).partition("Missing key(s)")[2].partition("Unexpected key(s)")[0],
+                str(e).partition("Unexpected key(s)")[2],
+            )
+        )
+        return fail(
+            f"--ckpt_path {ckpt_path} holds the weights of another model ({missing} of this model's "
+            f"parameters missing, {unexpected} unexpected); resume with the config that wrote it (same "
+            f"model class_path and backbone)",
+            2,
+        )
+    except (DatasetError, DatasetNotFoundError, ValueError, FileNotFoundError, KeyError) as e:
+        if debug:
+            raise
+        last = Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"
+        resume = f"; resume with --ckpt_path {last}" if last.is_file() else ""
+        return fail(f"{e}{resume}", 1)
+    test = getattr(model, "test_results", None) or (out[0] if out else {})
+    report_results(
+        model,
+        cli.datamodule,
+        test,
+        time.time() - t,
+        trainer.log_dir,
+        model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+        data_class=f"{type(cli.datamodule).__module__}.{type(cli.datamodule).__qualname__}",
+        seed=cli.config.get("seed_everything"),
+        selection=getattr(model, "selection", None),
+        checkpoint=tested,
+    )
+    rankings = getattr(model, "rankings", None)
+    if rankings is not None and trainer.log_dir:
+        print(f"rankings: {Path(trainer.log_dir) / 'rankings.csv'}")
+    return 0

@@ -1,0 +1,192 @@
+"""What a finished fit reports: its test metrics as one readable table (the demo's and ``sebra fit``'s), the
+per-group accuracies under the data set's group names, the ranking quality, and the files they are saved in.
+
+Values are percentages; the gap columns are explained under the data set's own attribute names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from sebra.metrics import ranking_quality
+from sebra.utils.files import atomic_write
+
+__all__ = [
+    "COLUMNS",
+    "TEST_METRICS",
+    "group_accuracies",
+    "group_names",
+    "ranking_summary",
+    "result_row",
+    "results_heading",
+    "results_table",
+    "write_results",
+]
+
+#: Table column -> key of the module's test metrics (``test_<key>``), in the table's order.
+TEST_METRICS = {
+    "worst_group_acc": "wga",
+    "avg_acc": "acc",
+    "id_acc": "id_acc",
+    "gap_a": "gap_a",
+    "gap_b": "gap_b",
+    "gap_both": "gap_both",
+    "gap_mean": "gap_mean",
+}
+#: The table's columns, in order (a column no row has is left out).
+COLUMNS = (*TEST_METRICS, "kendall_tau_b", "seconds")
+#: Metrics kept in ``results.json`` beside the table's: Echoes' gap definition (docs/datasets.md).
+EXTRA_METRICS = {
+    "echoes_gap_a": "echoes_gap_a",
+    "echoes_gap_b": "echoes_gap_b",
+    "group_mean_acc": "group_mean",
+}
+_SELECTION = {
+    "val_wga": "validation worst-group accuracy",
+    "val_acc": "validation accuracy",
+    "last": "none (the last epoch's weights)",
+}
+
+
+def result_row(test: Mapping[str, float], extra: bool = False) -> dict[str, float]:
+    """The table's metrics in % from a module's test metrics (``{"test_wga": 0.61, ...}``, fractions); those the data
+    set cannot give (I.D. accuracy and gaps need two bias attributes) are left out. ``extra``: the
+    :data:`EXTRA_METRICS` too."""
+    names = {**TEST_METRICS, **(EXTRA_METRICS if extra else {})}
+    row = {}
+    for column, key in names.items():
+        value = test.get(f"test_{key}")
+        if value is not None:
+            row[column] = 100 * float(value)
+    return row
+
+
+def ranking_summary(rankings: pd.DataFrame, dm: Any) -> dict[str, float]:
+    """Kendall tau-b and weighted tau of a ranking against the data set's 4- and 3-level ground truth (two bias
+    attributes: ``dm.bias``; the rankings carry the attribute columns)."""
+    bias = dm.bias
+    labels = torch.tensor(rankings["label"].to_numpy())  # a copy: pandas may hand out read-only arrays
+    attrs = torch.tensor(rankings[list(bias.attr_names)].to_numpy())
+    out = {}
+    for scheme in (4, 3):
+        q = ranking_quality(rankings, bias.levels(labels, attrs, scheme).numpy())
+        suffix = "" if scheme == 4 else "_3"
+        out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
+        out[f"weighted_tau{suffix}"] = q["weighted_tau"]
+    return out
+
+
+def group_names(dm: Any) -> dict[int, str]:
+    """A readable name per group id: the data set's own (``bias.group_names``), else the class and, per bias
+    attribute, whether the group is aligned with the class or conflicts with it (``large: bg aligned, coobj
+    conflicting``)."""
+    bias = getattr(dm, "bias", None)
+    if bias is not None and bias.group_names:
+        return {int(g): str(n) for g, n in bias.group_names.items()}
+    splits = getattr(dm, "splits", None) or {}
+    if not splits:
+        return {}
+    first = next(iter(splits.values()))
+    classes = list(getattr(first, "class_names", []))
+    attrs = list(bias.attr_names) if bias is not None else []
+    names: dict[int, str] = {}
+    for ds in splits.values():
+        t = ds.table[ds.table["group"] >= 0].drop_duplicates("group")
+        for row in t.itertuples(index=False):
+            d = row._asdict()
+            g, label = int(d["group"]), int(d["label"])
+            if g in names:
+                continue
+            name = classes[label] if label < len(classes) else str(label)
+            parts = []
+            for k, a in enumerate(attrs):
+                v = int(d[a])
+                if v < 0:
+                    parts.append(f"{a} unknown")
+                else:
+                    parts.append(f"{a} {'aligned' if v == bias.aligned_value[label][k] else 'conflicting'}")
+            names[g] = f"{name}: {', '.join(parts)}" if parts else name
+    return dict(sorted(names.items()))
+
+
+def group_accuracies(test: Mapping[str, float], names: Mapping[int, str]) -> dict[str, float]:
+    """Test accuracy in % per group (``test_group_acc<g>``), keyed by group name (the id when unnamed); NaN for a
+    group without test samples."""
+    out = {}
+    g = 0
+    while f"test_group_acc{g}" in test:
+        out[names.get(g, f"group {g}")] = 100 * float(test[f"test_group_acc{g}"])
+        g += 1
+    return out
+
+
+def results_heading(
+    title: str, selection: str = "val_wga", attributes: Sequence[str] = (), columns: Sequence[str] = COLUMNS
+) -> str:
+    """The two lines above the table: what was tested, how the checkpoint was chosen, what the gaps mean.
+
+    Args:
+        title: e.g. ``"Built-in benchmark"``.
+        selection: the module's selection rule (``val_wga``, ``val_acc``, ``last``).
+        attributes: readable names of the two bias attributes (gap_a, gap_b).
+        columns: the table's columns (no gap legend without gap columns).
+    """
+    chosen = _SELECTION.get(selection, selection)
+    head = f"{title} (test split, checkpoint chosen by {chosen}; accuracies in %"
+    if len(attributes) == 2 and "gap_a" in columns:
+        a, b = attributes
+        return (
+            f"{head};\ngap_a = {a} conflict, gap_b = {b} conflict, gap_both = both, each minus I.D. accuracy)"
+        )
+    return head + ")"
+
+
+def results_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] = COLUMNS) -> str:
+    """One row per method, the ``columns`` any row has, two decimals, ``-`` for a missing value."""
+    table = pd.DataFrame({k: dict(v) for k, v in rows.items()}).T
+    table = table[[c for c in columns if c in table.columns]]
+    return table.to_string(float_format=lambda v: f"{v:.2f}", na_rep="-")
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_results(
+    folder: str | Path,
+    rows: Mapping[str, Mapping[str, float]],
+    groups: Mapping[str, Mapping[str, float]] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``results.json`` (rows, per-group accuracies, ``info``; NaN as ``null``) and ``results.csv`` (one row
+    per method: the table's values, then ``group_acc: <name>`` columns) to ``folder``, each atomically.
+
+    Returns:
+        The two paths.
+    """
+    folder = Path(folder)
+    groups = groups or {}
+    doc = {
+        **dict(info or {}),
+        "units": "%",
+        "rows": {m: {k: _finite(float(v)) for k, v in r.items()} for m, r in rows.items()},
+        "group_acc": {m: {k: _finite(float(v)) for k, v in g.items()} for m, g in groups.items()},
+    }
+    json_path = atomic_write(
+        folder / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1))
+    )
+    records = []
+    for method, row in rows.items():
+        rec: dict[str, Any] = {"method": method, **row}
+        rec.update({f"group_acc: {name}": v for name, v in groups.get(method, {}).items()})
+        records.append(rec)
+    frame = pd.DataFrame(records)
+    csv_path = atomic_write(folder / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    return json_path, csv_path
