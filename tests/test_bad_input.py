@@ -32,7 +32,7 @@ from sebra.bench import load_config, run_bench
 from sebra.bench_tables import main as tables_main
 from sebra.datasets.bar import read_bar, read_bar_torch
 from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
-from sebra.datasets.folder import read_manifest
+from sebra.datasets.csv_manifest import read_manifest
 from sebra.datasets.urbancars import read_urbancars
 from sebra.datasets.verify import main as verify_main
 from sebra.export import load_rankings, save_rankings
@@ -770,7 +770,7 @@ def test_verify_empty_manifest_names_it(tmp_path: Path, capsys) -> None:
 def test_celeba_empty_kaggle_csv_names_it(tmp_path: Path) -> None:
     from dataset_fixtures import celeba_to_kaggle, make_celeba
 
-    from sebra.datasets.celeba import load_celeba_metadata
+    from sebra.datasets.celeba_files import load_celeba_metadata
 
     rng = np.random.default_rng(0)
     root = celeba_to_kaggle(
@@ -838,7 +838,10 @@ def test_sebra_rank_refused_setting_is_one_message(tmp_path: Path, capsys) -> No
 
 def test_sebra_fit_missing_data_is_one_message_exit_1(tmp_path: Path, capsys) -> None:
     cfg = yaml.safe_load(_fit_config(tmp_path).read_text())
-    cfg["data"] = {"class_path": "sebra.datasets.folder.CSVDataModule", "init_args": {"csv_path": "nope.csv"}}
+    cfg["data"] = {
+        "class_path": "sebra.datasets.csv_manifest.CSVDataModule",
+        "init_args": {"csv_path": "nope.csv"},
+    }
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(cfg))
     assert cli.main(["fit", "--config", str(tmp_path / "fit.yaml")]) == 1
     err = capsys.readouterr().err

@@ -38,8 +38,8 @@ import pandas as pd
 import torch
 
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
-from sebra.datasets.folder import seeded_split
+from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
+from sebra.datasets.splits import check_every_class, seeded_split
 
 __all__ = ["BAR_CLASSES", "BAR_COUNTS", "BARDataModule", "bar_splits", "read_bar", "read_bar_torch"]
 
@@ -62,9 +62,7 @@ def _dataset(
     table: pd.DataFrame, class_names, image_size, cache, group_by_class: bool, name: str
 ) -> ImageDataset:
     table["group"] = table["label"] if group_by_class else -1
-    for c, cname in enumerate(class_names):
-        if not (table["label"] == c).any():
-            raise DatasetError(f"{name}: class {c} ({cname}) has no samples; every class needs at least one")
+    check_every_class(table["label"], len(class_names), name, class_names)
     return ImageDataset(
         table,
         image_size=image_size,
@@ -305,10 +303,10 @@ class BARDataModule(SebraDataModule):
         torch_file: IRMCon's ``dataset{ratio}.torch`` (the official Sebra code reads ``dataset0.01.torch``).
         base_dir: folder the ``.torch`` file's paths are relative to (default: the file's parent's parent).
         val_fraction: share of train held out for validation; paper 0.2 (default), official code 0.1.
-        seed: seeds the validation split.
+        seed: seeds the validation split and the batch augmentation.
         group_by_class: ``group = label`` (per-class accuracy) instead of ``-1``.
         cache: keep decoded uint8 images in memory (set ``image_size``: BAR images differ in size).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std: see
+        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
             :class:`SebraDataModule`.
     """
 
@@ -331,18 +329,7 @@ class BARDataModule(SebraDataModule):
         std: tuple[float, ...] = IMAGENET_STD,
         batch_augment: bool = True,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            image_size,
-            augment,
-            pin_memory,
-            mean,
-            std,
-            batch_augment,
-            seed,
-        )
+        super().__init__(**base_arguments(locals()))
         if root is None and torch_file is None:
             raise ValueError(
                 "BARDataModule needs root (alinlab/BAR folders) or torch_file (IRMCon .torch file)"

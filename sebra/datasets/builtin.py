@@ -12,26 +12,30 @@ Per class the training cells hold 3610 / 190 / 190 / 10 samples (both aligned / 
 both conflicting) and val/test hold 125 per cell, exactly UrbanCars' sizes; together they use all 10,000 images once.
 The data set is written in UrbanCars' folder layout (``urbancars/bg-0.95_co_occur_obj-0.95/train/obj-*_bg-*_co_occur_obj-*/
 NNN.jpg``), so the UrbanCars reader serves it; class/attribute value 0 is named ``urban`` and 1 ``country`` there.
-Everything is a deterministic function of the seed.
+Everything is a deterministic function of the seed. It is the benchmark family's variant ``builtin``
+(:mod:`sebra.datasets.family`): rendered by the family's renderer and cached as that variant, so
+``FamilyDataModule("builtin")`` reads the same folder.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from typing_extensions import override
 
-from sebra.datasets.animal_mnist import ANIMAL_CLASSES
-from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.datamodule import Augment
-from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
+from sebra.datasets.base import BiasSpec
+from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, base_arguments
+from sebra.datasets.family import (
+    FORMAT_VERSION,
+    Shortcut,
+    VariantSpec,
+    ensure_variant,
+    render_variant,
+    write_variant,
+)
+from sebra.datasets.family import default_root as variant_root
+from sebra.datasets.generated import GeneratedDataModule
 
 __all__ = [
     "BUILTIN_BIAS",
@@ -43,13 +47,7 @@ __all__ = [
     "write_builtin",
 ]
 
-GROUPS_OF_ANIMALS = (
-    ("bear", "cow", "elephant", "giraffe", "horse"),
-    ("bird", "cat", "dog", "sheep", "zebra"),
-)
 CLASS_NAMES = ("large", "small")
-FORMAT_VERSION = 1
-NAMES = ("urban", "country")
 
 #: The bias structure of the built-in benchmark (``bg`` is the stronger shortcut: measured, see BENCHMARKS.md).
 BUILTIN_BIAS = BiasSpec(
@@ -62,7 +60,7 @@ BUILTIN_BIAS = BiasSpec(
 
 @dataclass(frozen=True)
 class BuiltinSpec:
-    """What the generated data depends on (written next to the data; a mismatch triggers regeneration)."""
+    """What the generated data depend on: the knobs of the family's ``builtin`` variant (:meth:`variant`)."""
 
     seed: int = 0
     image_size: int = 32
@@ -70,39 +68,25 @@ class BuiltinSpec:
     tint_jitter: float = 0.05  # per-image random variation of the tint colour
     symbol: float = 0.4  # symbol colour intensity (0..1)
     ratio: float = 0.95
-    counts_train: tuple[int, int, int, int] = (
-        3610,
-        190,
-        190,
-        10,
-    )  # aligned, bg conflict, coobj conflict, both
+    counts_train: tuple[int, int, int, int] = (3610, 190, 190, 10)  # aligned, bg / coobj conflict, both
     per_cell_eval: int = 125
     version: int = FORMAT_VERSION
 
-
-_TINTS = np.array([[0.25, 0.45, 1.0], [1.0, 0.55, 0.15]], dtype=np.float32)  # blue-ish, orange-ish
-
-
-_SYMBOL_SIZE = 7
-_SYMBOL_COLOURS = np.array([[0.3, 1.0, 0.3], [1.0, 0.3, 1.0]], dtype=np.float32)  # green plus, magenta ring
-
-
-def _symbol(kind: int) -> np.ndarray:
-    """Binary mask: 0 = plus, 1 = ring."""
-    k = _SYMBOL_SIZE
-    m = np.zeros((k, k), dtype=np.float32)
-    if kind == 0:
-        m[k // 2 - 1 : k // 2 + 2, :] = 1
-        m[:, k // 2 - 1 : k // 2 + 2] = 1
-    else:
-        m[:2, :] = m[-2:, :] = m[:, :2] = m[:, -2:] = 1
-    return m
-
-
-def _cells(counts: tuple[int, ...]) -> list[tuple[int, int, int]]:
-    """(n, bg_aligned, coobj_aligned) per cell, rarest cell first (the order images are assigned)."""
-    aligned, bg_conf, co_conf, both = counts
-    return [(both, 0, 0), (co_conf, 1, 0), (bg_conf, 0, 1), (aligned, 1, 1)]
+    def variant(self) -> VariantSpec:
+        """The family variant these knobs make: tint (A) and symbol (B) shortcuts, large vs small animals."""
+        return VariantSpec(
+            "builtin",
+            Shortcut("tint", self.tint),
+            Shortcut("symbol", self.symbol),
+            grouping="large_small",
+            seed=self.seed,
+            image_size=self.image_size,
+            tint_jitter=self.tint_jitter,
+            ratio=self.ratio,
+            counts_train=self.counts_train,
+            per_cell_eval=self.per_cell_eval,
+            version=self.version,
+        )
 
 
 def render_builtin(spec: BuiltinSpec = BuiltinSpec()) -> dict[str, dict[str, np.ndarray]]:
@@ -111,116 +95,34 @@ def render_builtin(spec: BuiltinSpec = BuiltinSpec()) -> dict[str, dict[str, np.
     Returns:
         ``{split: {"images": uint8 [N, S, S, 3], "label", "bg", "coobj", "animal": int64 [N]}}`` for train/val/test.
     """
-    from sebra.datasets.family import (  # the family builds on this module
-        Shortcut,
-        VariantSpec,
-        render_variant,
-    )
-
-    return render_variant(
-        VariantSpec(
-            "builtin",
-            Shortcut("tint", spec.tint),
-            Shortcut("symbol", spec.symbol),
-            grouping="large_small",
-            seed=spec.seed,
-            image_size=spec.image_size,
-            tint_jitter=spec.tint_jitter,
-            ratio=spec.ratio,
-            counts_train=spec.counts_train,
-            per_cell_eval=spec.per_cell_eval,
-        )
-    )
+    return render_variant(spec.variant())
 
 
 def default_root() -> Path:
-    """Where the benchmark is written unless told otherwise (``$SEBRA_DATA`` or ``~/.cache/sebra``)."""
-    base = os.environ.get("SEBRA_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "sebra")
-    return Path(base) / "builtin"
-
-
-def _folder(label: int, bg: int, co: int) -> str:
-    return f"obj-{NAMES[label]}_bg-{NAMES[bg]}_co_occur_obj-{NAMES[co]}"
-
-
-def write_splits(tmp: Path, data: dict[str, dict[str, np.ndarray]], ratio: float) -> None:
-    """Write rendered splits (:func:`render_builtin`'s layout) under ``tmp/urbancars/`` as UrbanCars' folders and
-    JPEG files, with ``animals_<split>.csv`` beside them; shared by every generated benchmark."""
-    ratio_dir = {
-        "train": f"bg-{ratio}_co_occur_obj-{ratio}",
-        "val": "bg-0.5_co_occur_obj-0.5",
-        "test": "bg-0.5_co_occur_obj-0.5",
-    }
-    for split, d in data.items():
-        base = tmp / "urbancars" / ratio_dir[split] / split
-        for lab in (0, 1):
-            for bg in (0, 1):
-                for co in (0, 1):
-                    (base / _folder(lab, bg, co)).mkdir(parents=True, exist_ok=True)
-        counters: dict[str, int] = {}
-        animals = []
-        for img, lab, bg, co, an in zip(d["images"], d["label"], d["bg"], d["coobj"], d["animal"]):
-            folder = _folder(int(lab), int(bg), int(co))
-            k = counters.get(folder, 0)
-            counters[folder] = k + 1
-            name = f"{k:03d}.jpg"
-            Image.fromarray(img).save(base / folder / name, quality=95, subsampling=0)
-            animals.append(f"{split}/{folder}/{name},{ANIMAL_CLASSES[int(an)]}")
-        (tmp / f"animals_{split}.csv").write_text("file,animal\n" + "\n".join(animals) + "\n")
-
-
-def write_generated(
-    root: str | Path, data: dict[str, dict[str, np.ndarray]], ratio: float, meta_name: str, meta: dict
-) -> Path:
-    """Write rendered splits under ``root/urbancars/`` (:func:`write_splits`) with ``root/<meta_name>`` recording
-    what they were made from; everything is written into a temporary folder and renamed into place, so an
-    interrupted run leaves nothing half-written. Returns ``root``."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".generated-", dir=root))
-    try:
-        write_splits(tmp, data, ratio)
-        (tmp / meta_name).write_text(json.dumps(meta, indent=1))
-        for p in tmp.iterdir():
-            dest = root / p.name
-            if dest.exists():
-                dest.unlink() if dest.is_file() else shutil.rmtree(dest)
-            os.replace(p, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
-
-
-def is_generated(root: Path, meta_name: str, meta: dict) -> bool:
-    """Whether ``root`` already holds generated data made from ``meta`` (compared as JSON)."""
-    path = root / meta_name
-    if not (path.exists() and (root / "urbancars").is_dir()):
-        return False
-    try:
-        return json.loads(path.read_text()) == json.loads(json.dumps(meta))
-    except json.JSONDecodeError:
-        return False
+    """Where the benchmark is written unless told otherwise (``$SEBRA_DATA/builtin`` or ``~/.cache/sebra/builtin``)."""
+    return variant_root("builtin")
 
 
 def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
     """Render and write the benchmark under ``root/urbancars/`` in UrbanCars' layout (atomically); returns ``root``."""
-    return write_generated(root, render_builtin(spec), spec.ratio, "builtin.json", asdict(spec))
+    return write_variant(root, spec.variant())
 
 
 def ensure_builtin(root: str | Path | None = None, spec: BuiltinSpec = BuiltinSpec()) -> Path:
-    """Write the benchmark under ``root`` unless the same spec is already there; returns ``root``."""
-    root = Path(root) if root is not None else default_root()
-    return root if is_generated(root, "builtin.json", asdict(spec)) else write_builtin(root, spec)
+    """Write the benchmark under ``root`` (default :func:`default_root`) unless the same data are already there;
+    returns ``root``."""
+    return ensure_variant(spec.variant(), root if root is not None else default_root())
 
 
-class BuiltinDataModule(UrbanCarsDataModule):
+class BuiltinDataModule(GeneratedDataModule):
     """The built-in benchmark, generated on first use (a few seconds) and read back through the UrbanCars reader.
 
     Args:
         root: where to write it (default :func:`default_root`).
         data_seed: seed of the rendering (fixed across training seeds, like a published data set).
         tint, symbol: shortcut strengths (see :class:`BuiltinSpec`).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory: see :class:`SebraDataModule`.
+        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
+            :class:`SebraDataModule`.
         seed: seeds the batch augmentation (vary it with the training seed).
     """
 
@@ -236,32 +138,24 @@ class BuiltinDataModule(UrbanCarsDataModule):
         image_size: int = 32,
         augment: Augment = "crop_flip",
         pin_memory: bool = False,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            root=str(root) if root is not None else "",
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            image_size=image_size,
-            augment=augment,
-            pin_memory=pin_memory,
-            seed=seed,
-        )
+        super().__init__(**base_arguments(locals()))
+        self.root = root
         self.spec = BuiltinSpec(seed=data_seed, tint=tint, symbol=symbol)
         self.builtin_root = Path(root) if root is not None else None
 
-    @override
-    def prepare_data(self) -> None:
-        ensure_builtin(self.builtin_root, self.spec)
+    def ensure_data(self) -> Path:
+        """Write the benchmark unless it is already there; returns its folder."""
+        return ensure_builtin(self.builtin_root, self.spec)
 
-    def build_splits(self) -> dict[str, ImageDataset]:
-        """The train/val/test datasets of the generated benchmark."""
-        self.root = str(ensure_builtin(self.builtin_root, self.spec))
-        splits = {
-            s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=BUILTIN_BIAS)
-            for s in ("train", "val", "test")
-        }
-        for ds in splits.values():
-            ds.class_names = list(CLASS_NAMES)
-        return splits
+    def data_bias(self) -> BiasSpec:
+        """:data:`BUILTIN_BIAS`."""
+        return BUILTIN_BIAS
+
+    def data_class_names(self) -> list[str]:
+        """``["large", "small"]``."""
+        return list(CLASS_NAMES)

@@ -20,8 +20,9 @@ every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -35,11 +36,13 @@ from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.utils.rng import GeneratorPickling
 
 __all__ = [
+    "BASE_ARGUMENTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SebraDataModule",
     "ShardSampler",
     "augment_batch",
+    "base_arguments",
     "make_transform",
     "shard_positions",
 ]
@@ -181,6 +184,20 @@ class _DecodeRows(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor]:
         return row, self.dataset._decode_row(row)
+
+
+def base_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`SebraDataModule`'s arguments picked out of a subclass ``__init__``'s ``locals()``.
+
+    Every data module lists the base's typed arguments in its own signature (LightningCLI and ``sebra bench`` read
+    signatures) and passes them on with ``super().__init__(**base_arguments(locals()))``. A subclass whose signature
+    lacks one of them fails here, naming it, so the data modules' options cannot drift apart.
+    """
+    missing = [k for k in BASE_ARGUMENTS if k not in values]
+    if missing:
+        owner = type(values["self"]).__name__ if "self" in values else "a SebraDataModule subclass"
+        raise TypeError(f"{owner}.__init__ lacks the SebraDataModule argument(s) {', '.join(missing)}")
+    return {k: values[k] for k in BASE_ARGUMENTS}
 
 
 #: The splits each ``setup`` stage reads, decoded up front when the loaders use worker processes.
@@ -421,3 +438,7 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
     @override
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self.train_eval_dataset)
+
+
+#: The arguments every data module takes (and passes on through :func:`base_arguments`), in signature order.
+BASE_ARGUMENTS: tuple[str, ...] = tuple(inspect.signature(SebraDataModule.__init__).parameters)[1:]

@@ -16,35 +16,24 @@ Shortcut kinds (``strength`` in 0..1; the two values of an attribute are the cla
 * ``blur``: the animal sharp vs blurred (Gaussian, sigma ``1.5 * strength`` px).
 
 The two attributes of a variant must be of different kinds. The built-in benchmark is the variant ``builtin``
-(tint 0.3 / symbol 0.4, large vs small animals); :func:`sebra.datasets.builtin.render_builtin` is this renderer.
+(tint 0.3 / symbol 0.4, large vs small animals): :mod:`sebra.datasets.builtin` renders and caches it as this
+variant, in the same folder.
 
 Which variants tune settings and which only evaluate is fixed in :data:`VARIANTS` (``role``): see BENCHMARKS.md §7.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from typing_extensions import override
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
-from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.builtin import (
-    _SYMBOL_COLOURS,
-    _SYMBOL_SIZE,
-    _TINTS,
-    GROUPS_OF_ANIMALS,
-    _cells,
-    _symbol,
-    is_generated,
-    write_generated,
-)
-from sebra.datasets.datamodule import Augment
-from sebra.datasets.urbancars import UrbanCarsDataModule, read_urbancars
+from sebra.datasets.base import BiasSpec
+from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, base_arguments
+from sebra.datasets.generated import GeneratedDataModule, data_home, is_generated, write_generated
 
 __all__ = [
     "GROUPINGS",
@@ -67,9 +56,15 @@ KINDS = ("tint", "symbol", "border", "stripes", "objcolor", "patch", "blur")
 ROLES = ("dev", "heldout")
 #: Target groupings of the ten animal-mnist classes (calibration, docs/calibration: core task ~96% / ~90%).
 GROUPINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "large_small": GROUPS_OF_ANIMALS,  # the built-in benchmark's
+    "large_small": (
+        ("bear", "cow", "elephant", "giraffe", "horse"),
+        ("bird", "cat", "dog", "sheep", "zebra"),
+    ),
     "farm_wild": (("cat", "cow", "dog", "horse", "sheep"), ("bear", "bird", "elephant", "giraffe", "zebra")),
 }
+_TINTS = np.array([[0.25, 0.45, 1.0], [1.0, 0.55, 0.15]], dtype=np.float32)  # blue-ish, orange-ish
+_SYMBOL_SIZE = 7
+_SYMBOL_COLOURS = np.array([[0.3, 1.0, 0.3], [1.0, 0.3, 1.0]], dtype=np.float32)  # green plus, magenta ring
 _BORDER = np.array([[0.2, 0.9, 0.9], [0.95, 0.2, 0.2]], dtype=np.float32)  # cyan, red
 _OBJ = np.array([[1.0, 0.85, 0.2], [0.7, 0.35, 1.0]], dtype=np.float32)  # yellow-ish, violet-ish
 _PATCH = np.array([[0.2, 1.0, 0.2], [1.0, 0.2, 1.0]], dtype=np.float32)  # green, magenta
@@ -149,6 +144,24 @@ def variant_bias(spec: VariantSpec) -> BiasSpec:
 
 
 # --------------------------------------------------------------------------------------------------- rendering
+def _symbol(kind: int) -> np.ndarray:
+    """Binary mask: 0 = plus, 1 = ring."""
+    k = _SYMBOL_SIZE
+    m = np.zeros((k, k), dtype=np.float32)
+    if kind == 0:
+        m[k // 2 - 1 : k // 2 + 2, :] = 1
+        m[:, k // 2 - 1 : k // 2 + 2] = 1
+    else:
+        m[:2, :] = m[-2:, :] = m[:, :2] = m[:, -2:] = 1
+    return m
+
+
+def _cells(counts: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(n, A aligned, B aligned) per training cell, rarest cell first (the order images are assigned)."""
+    aligned, a_conf, b_conf, both = counts
+    return [(both, 0, 0), (b_conf, 1, 0), (a_conf, 0, 1), (aligned, 1, 1)]
+
+
 def _stripes(value: int, size: int) -> np.ndarray:
     """1 on the lines of a period-4 pattern: horizontal lines for value 0, vertical for 1."""
     line = (np.arange(size) % 4 < 2).astype(np.float32)
@@ -244,9 +257,9 @@ def write_variant(root: str | Path, spec: VariantSpec) -> Path:
 
 
 def default_root(name: str) -> Path:
-    """``$SEBRA_DATA/family/<name>`` or ``~/.cache/sebra/family/<name>``."""
-    base = os.environ.get("SEBRA_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "sebra")
-    return Path(base) / "family" / name
+    """Where a variant is cached: ``<data home>/family/<name>`` (:func:`~sebra.datasets.generated.data_home`), except
+    ``builtin``, the built-in benchmark, which is cached in that benchmark's own folder ``<data home>/builtin``."""
+    return data_home() / "builtin" if name == "builtin" else data_home() / "family" / name
 
 
 def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
@@ -331,13 +344,13 @@ def variants(role: str | None = None) -> list[str]:
     return [n for n, v in VARIANTS.items() if role is None or v.role == role]
 
 
-class FamilyDataModule(UrbanCarsDataModule):
+class FamilyDataModule(GeneratedDataModule):
     """A registered benchmark variant, generated on first use and read back through the UrbanCars reader.
 
     Args:
         variant: name of a registered variant (:data:`VARIANTS`).
-        root: where to write it (default ``$SEBRA_DATA/family/<variant>`` or ``~/.cache/sebra/family/<variant>``).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, batch_augment: see
+        root: where to write it (default :func:`default_root`; ``builtin`` shares the built-in benchmark's folder).
+        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
             :class:`SebraDataModule`.
         seed: seeds the batch augmentation (vary it with the training seed).
     """
@@ -352,35 +365,24 @@ class FamilyDataModule(UrbanCarsDataModule):
         image_size: int = 32,
         augment: Augment = "crop_flip",
         pin_memory: bool = False,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
         batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            root=str(root) if root is not None else "",
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            image_size=image_size,
-            augment=augment,
-            pin_memory=pin_memory,
-            batch_augment=batch_augment,
-            seed=seed,
-        )
+        super().__init__(**base_arguments(locals()))
+        self.root = root
         self.spec = _lookup(variant)
         self.variant_root = Path(root) if root is not None else None
 
-    @override
-    def prepare_data(self) -> None:
-        ensure_variant(self.spec, self.variant_root)
+    def ensure_data(self) -> Path:
+        """Write the variant unless it is already there; returns its folder."""
+        return ensure_variant(self.spec, self.variant_root)
 
-    def build_splits(self) -> dict[str, ImageDataset]:
-        """The train/val/test datasets of this variant."""
-        self.root = str(ensure_variant(self.spec, self.variant_root))
-        bias = variant_bias(self.spec)
-        splits = {
-            s: read_urbancars(self.root, s, image_size=self.image_size, cache=True, bias=bias)
-            for s in ("train", "val", "test")
-        }
-        for ds in splits.values():
-            ds.class_names = self.spec.grouping.split("_")  # e.g. ["large", "small"]
-        return splits
+    def data_bias(self) -> BiasSpec:
+        """The variant's :func:`variant_bias`."""
+        return variant_bias(self.spec)
+
+    def data_class_names(self) -> list[str]:
+        """The grouping's two names, e.g. ``["large", "small"]``."""
+        return self.spec.grouping.split("_")

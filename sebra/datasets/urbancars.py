@@ -28,7 +28,7 @@ from typing import Literal
 import pandas as pd
 
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule
+from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
 
 __all__ = [
     "URBANCARS_CLASSES",
@@ -239,8 +239,9 @@ class UrbanCarsDataModule(SebraDataModule):
         root: folder holding ``urbancars/``, or the ``urbancars/`` folder itself.
         train_dir: ratio folder to take ``train`` from when there are several (default: the only one).
         cache: keep decoded uint8 images in memory (about 200 KB per 256 px image).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std: see
+        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
             :class:`SebraDataModule`.
+        seed: seeds the batch augmentation.
     """
 
     def __init__(
@@ -259,18 +260,7 @@ class UrbanCarsDataModule(SebraDataModule):
         batch_augment: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            image_size,
-            augment,
-            pin_memory,
-            mean,
-            std,
-            batch_augment,
-            seed,
-        )
+        super().__init__(**base_arguments(locals()))
         self.root = root
         self.train_dir = train_dir
         self.cache = cache

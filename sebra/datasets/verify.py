@@ -158,13 +158,12 @@ def _bar(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageD
 
 def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.celeba import (
-        CELEBA_PARTITION_COUNTS,
+        MultibiasSpec,
         celeba_multibias_splits,
-        load_celeba_metadata,
-        md5_mismatches,
         multibias_cell_counts,
         read_celeba,
     )
+    from sebra.datasets.celeba_files import CELEBA_PARTITION_COUNTS, load_celeba_metadata, md5_mismatches
 
     meta = load_celeba_metadata(a.root)
     if meta.source == "txt":
@@ -185,15 +184,8 @@ def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            splits = celeba_multibias_splits(
-                meta,
-                target=target,
-                biases=biases,
-                ratios=ratios,
-                alignment=a.alignment,
-                npy_dir=a.npy_dir,
-                cache=False,
-            )
+            spec = MultibiasSpec(target, biases, ratios, a.alignment)
+            splits = celeba_multibias_splits(meta, spec, npy_dir=a.npy_dir, cache=False)
         finally:  # short cells explain a later "class has no samples" error
             for w in caught:
                 warn(str(w.message))
@@ -216,7 +208,7 @@ def _folder(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
 
 
 def _csv(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
-    from sebra.datasets.folder import read_manifest
+    from sebra.datasets.csv_manifest import read_manifest
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -15,6 +15,7 @@ UC_FOLDERS = [
     f"obj-{o}_bg-{b}_co_occur_obj-{c}" for o in URBAN_COUNTRY for b in URBAN_COUNTRY for c in URBAN_COUNTRY
 ]
 BAR_CLASSES = ("climbing", "diving", "fishing", "pole vaulting", "racing", "throwing")
+SMILING, MALE, YOUNG, BLOND = 31, 20, 39, 9  # CelebA attribute columns
 
 
 def write_image(
@@ -102,7 +103,7 @@ def make_celeba(
     ``attrs`` is ``[N, 40]`` in {0, 1}, written as -1 / 1 right-aligned in width 2 (the official "-1  1" spacing);
     the names line ends with a space, as in the real file.
     """
-    from sebra.datasets.celeba import CELEBA_ATTRS
+    from sebra.datasets.celeba_files import CELEBA_ATTRS
 
     names = names or list(CELEBA_ATTRS)
     d = root / "celeba"
@@ -157,3 +158,15 @@ def celeba_to_kaggle(src: Path, dst: Path) -> Path:
         )
     )
     return dst
+
+
+def celeba_attrs(n_per_combo: int = 12, seed: int = 0) -> np.ndarray:
+    """Random attributes, with every (Smiling, Male, Young) combination n_per_combo times, in shuffled order."""
+    rng = np.random.default_rng(seed)
+    combos = np.array([(t, m, y) for t in (0, 1) for m in (0, 1) for y in (0, 1)] * n_per_combo)
+    combos = combos[rng.permutation(len(combos))]
+    a = rng.integers(0, 2, size=(len(combos), 40))
+    a[:, [SMILING, MALE, YOUNG]] = combos
+    a[:, BLOND] = (rng.random(len(combos)) < 0.3) ^ (a[:, MALE] == 1) & (rng.random(len(combos)) < 0.5)
+    a[:2, BLOND] = (0, 1)  # both classes present in train
+    return a.astype(np.uint8)
