@@ -24,7 +24,14 @@ import torch
 from sebra.datasets.base import ImageDataset
 from sebra.ranking import true_class_prob
 
-__all__ = ["Scores", "batch_transform_of", "confidence_rankings", "error_set_rankings", "score_dataset", "score_loader"]
+__all__ = [
+    "Scores",
+    "batch_transform_of",
+    "confidence_rankings",
+    "error_set_rankings",
+    "score_dataset",
+    "score_loader",
+]
 
 
 class Scores(NamedTuple):

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' 
 from tiny_data import TinyDataModule
 
 from sebra import SebraModule
-from sebra.methods import ERMModule
+from sebra.methods import ERMModule, GroupDROModule, JTTModule
 
 TINY = {
     "backbone": "test_resnet",
@@ -30,6 +30,14 @@ TINY = {
     "optimizer": "adam",
     "lr": 1e-3,
 }
+
+#: Each method and the attributes holding its networks.
+NETWORKS = (
+    (SebraModule, ("ranker", "net")),
+    (JTTModule, ("id_net", "net")),
+    (ERMModule, ("net",)),
+    (GroupDROModule, ("net",)),
+)
 
 
 def _trainer(root: Path, **kwargs: object) -> L.Trainer:
@@ -107,15 +115,17 @@ def test_channels_last_converts_networks_and_inputs(tmp_path: Path) -> None:
     default = Probe(**TINY)  # off by default: inputs stay NCHW
     _trainer(tmp_path / "default").fit(default, datamodule=TinyDataModule(batch_size=4))
     assert default.seen["rank/train/channels_last"] == {False}
-    erm = ERMModule(backbone="test_resnet", channels_last=True, num_classes=2)
-    erm.configure_model()
-    conv = next(m for m in erm.net.backbone.modules() if isinstance(m, nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for cls, nets in NETWORKS:  # every method takes the option, for each of its networks
+        module = cls(backbone="test_resnet", channels_last=True, num_classes=2)
+        module.configure_model()
+        for name in nets:
+            conv = next(m for m in getattr(module, name).backbone.modules() if isinstance(m, nn.Conv2d))
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last), (cls.__name__, name)
 
 
 def test_compile_flag_is_off_by_default_and_compiles_the_backbones_in_place() -> None:
     # torch.compile is lazy: configure_model only wraps the backbones; nothing is compiled until the first forward.
-    for cls, nets in ((SebraModule, ("ranker", "net")), (ERMModule, ("net",))):
+    for cls, nets in NETWORKS:
         off = cls(backbone="test_resnet", num_classes=2)
         on = cls(backbone="test_resnet", num_classes=2, compile=True)
         assert off.hparams.compile is False and on.hparams.compile is True

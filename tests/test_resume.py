@@ -1,5 +1,6 @@
 """Resuming: a fit interrupted after ranking step k (or during Stage 2) and resumed from ``last.ckpt`` ends exactly
-where the uninterrupted fit ends: same rankings, same draws, same pair tables, same weights.
+where the uninterrupted fit ends: same rankings, same draws, same pair tables, same weights. The same holds for ERM,
+JTT and GroupDRO.
 
 The interruption is a crash (an exception at the start of epoch k, after ``last.ckpt`` of epoch k-1 was written);
 the resumed fit builds a new module, data module and trainer, as a restarted job would. Training uses augmentation
@@ -22,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' 
 from tiny_data import TinyDataModule
 
 from sebra import SebraModule
-from sebra.methods import ERMModule
-from sebra.methods.base import LastCheckpoint, SelectionCheckpoint
+from sebra.methods import BaseMethod, ERMModule, GroupDROModule, JTTModule
+from sebra.methods.checkpoints import LastCheckpoint, SelectionCheckpoint
 
 SETTINGS = {
     "backbone": "test_resnet",
@@ -129,7 +130,7 @@ def test_uninterrupted_run_ranks_over_several_steps(uninterrupted: dict) -> None
     # The resume points below (after steps 1 and 2) fall mid-ranking: something was eliminated by step 2 and
     # samples are still active. (How the eliminations spread over the steps depends on the CPU's float results.)
     assert len(steps) == 4 and sum(steps[:2]) > 0 and uninterrupted["history"][1]["active"] > 0, steps
-    assert uninterrupted["model"].mitigation_epoch == 3
+    assert uninterrupted["model"].final_epoch == 3
 
 
 @pytest.mark.parametrize("k,last", [(1, False), (2, True)])
@@ -149,7 +150,7 @@ def test_resume_after_ranking_step_k_gives_identical_rankings(
     } == trace  # the same draws and pairs after k
     for key, value in _state(ref).items():  # ranker and Stage 2 network: the same weights at the end
         assert torch.equal(resumed.state_dict()[key], value), key
-    assert resumed.mitigation_epoch == 3 and resumed.stage == "done"
+    assert resumed.final_epoch == 3 and resumed.stage == "done"
 
 
 def test_interrupted_stage_two_resumes_from_its_epoch(tmp_path: Path, uninterrupted: dict) -> None:
@@ -162,29 +163,67 @@ def test_interrupted_stage_two_resumes_from_its_epoch(tmp_path: Path, uninterrup
     ref = uninterrupted["model"]
     for key, value in _state(ref).items():
         assert torch.equal(resumed.state_dict()[key], value), key
-    assert resumed.mitigation_epoch == 3
+    assert resumed.final_epoch == 3
     lr = [m.optimizers()[1].param_groups[0]["lr"] for m in (resumed, ref)]  # the cosine schedule resumed too
     assert lr[0] == lr[1]
 
 
-def test_erm_resume_continues_the_shuffling(tmp_path: Path) -> None:
-    def erm() -> ERMModule:
-        return ERMModule(backbone="test_resnet", epochs=3, optimizer="adam", lr=1e-2, seed=4)
+#: ERM, JTT and GroupDRO, each with a cosine schedule or seeded draws that a resumed fit must continue.
+OTHERS = {
+    "erm": lambda: ERMModule(
+        backbone="test_resnet", epochs=3, optimizer="adam", lr=1e-2, lr_schedule="cosine", seed=4
+    ),
+    "jtt": lambda: JTTModule(
+        backbone="test_resnet",
+        id_epochs=2,
+        epochs=2,
+        upweight=5,
+        optimizer="adam",
+        lr=1e-2,
+        id_lr=1e-3,
+        lr_schedule="cosine",
+        seed=4,
+    ),
+    "groupdro": lambda: GroupDROModule(
+        backbone="test_resnet", epochs=3, optimizer="adam", lr=1e-2, eta=0.5, seed=4
+    ),
+}
 
-    ref_trace, ref = Trace(), erm()
+
+@pytest.mark.parametrize(
+    "name,crash_at",
+    [("erm", 2), ("jtt", 1), ("jtt", 3), ("groupdro", 2)],  # JTT: during identification, then retraining
+)
+def test_erm_jtt_and_group_dro_resume_mid_fit_as_if_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, crash_at: int
+) -> None:
+    make = OTHERS[name]
+    ref_trace, ref = Trace(), make()
     _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
-    first = erm()
     with pytest.raises(Crash):
-        _trainer(tmp_path / "first", CrashAt(2)).fit(first, datamodule=_dm())
-    trace, resumed = Trace(), erm()
+        _trainer(tmp_path / "first", CrashAt(crash_at)).fit(make(), datamodule=_dm())
     ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+
+    loaded = []  # the checkpoint hooks chain down to BaseMethod's (ERMModule's once stopped short of it)
+    base_hook = BaseMethod.on_load_checkpoint
+    monkeypatch.setattr(
+        BaseMethod, "on_load_checkpoint", lambda self, c: (loaded.append(type(self)), base_hook(self, c))[1]
+    )
+    trace, resumed = Trace(), make()
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
+    assert loaded == [type(resumed)]
     ref_batches = ref_trace.batches
-    assert (
-        trace.batches == {2: ref_batches[2]} and ref_batches[2] != ref_batches[0]
-    )  # epoch 2's shuffle, not epoch 0's
-    for key, value in _state(ref).items():
+    assert trace.batches == {
+        e: b for e, b in ref_batches.items() if e >= crash_at
+    }  # the same draws after the crash
+    assert ref_batches[crash_at] != ref_batches[0]  # ... which the epoch-0 state would not have drawn
+    for key, value in _state(ref).items():  # every network (and GroupDRO's q) ends with the same values
         assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed.fit_finished()
+    if name == "jtt":
+        assert resumed.stage == "done" and 0 < len(ref.error_set) < 16  # a non-empty error set was upweighted
+        assert torch.equal(resumed.error_set, ref.error_set)
+        pd.testing.assert_frame_equal(resumed.id_scores, ref.id_scores)
 
 
 # --- which checkpoint callbacks a fit ends up with ----------------------------------------------------------------

@@ -1,12 +1,25 @@
-"""Training methods as LightningModules over one harness (data modules, backbones, metrics, selection)."""
+"""Training methods as LightningModules over one harness (data modules, backbones, metrics, selection).
 
-from sebra.methods.base import BaseMethod, SelectionCheckpoint, make_optimizer
+:data:`METHODS` names every method a benchmark config or the command line can pick.
+"""
+
+from sebra.methods.base import BaseMethod
+from sebra.methods.checkpoints import LastCheckpoint, SelectionCheckpoint
 from sebra.methods.erm import ERMModule
 from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
 from sebra.methods.jtt import JTTModule
-from sebra.methods.sebra import PairDataset, SebraModule
+from sebra.methods.optim import make_optimizer
+from sebra.methods.sebra import SebraModule
+from sebra.methods.sebra_stage2 import PairDataset
+from sebra.methods.two_phase import TwoPhaseMethod
 
-METHODS = {"erm": ERMModule, "jtt": JTTModule, "groupdro": GroupDROModule, "sebra": SebraModule}
+#: Every method by its short name.
+METHODS: dict[str, type[BaseMethod]] = {
+    "erm": ERMModule,
+    "jtt": JTTModule,
+    "groupdro": GroupDROModule,
+    "sebra": SebraModule,
+}
 
 __all__ = [
     "METHODS",
@@ -15,8 +28,10 @@ __all__ = [
     "GroupDROLoss",
     "GroupDROModule",
     "JTTModule",
+    "LastCheckpoint",
     "PairDataset",
     "SebraModule",
     "SelectionCheckpoint",
+    "TwoPhaseMethod",
     "make_optimizer",
 ]

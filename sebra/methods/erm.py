@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
+from sebra.methods.args import Selection, check_args
+from sebra.methods.base import BaseMethod
+from sebra.methods.sampling import shuffled_loader, weighted_loader
 
 __all__ = ["ERMModule"]
 
@@ -23,7 +26,8 @@ class ERMModule(BaseMethod):
         sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
             labels, the label-using reference "oracle" of the benchmarks).
         selection: see :class:`BaseMethod`.
-        seed: seeds the shuffling / group-balanced draws (``sample_generator``, saved in checkpoints).
+        seed: seeds the initialisation and the shuffling / group-balanced draws (``sample_generator``, saved in
+            checkpoints).
         channels_last, compile: GPU options, see :class:`~sebra.methods.sebra.SebraModule`.
     """
 
@@ -67,36 +71,24 @@ class ERMModule(BaseMethod):
     @override
     def configure_model(self) -> None:
         if self.net is None:
-            h = self.hparams
-            with torch.random.fork_rng(
-                devices=[]
-            ):  # initialisation from `seed`, whatever the global RNG holds
-                torch.manual_seed(h.seed)
-                self.net = Classifier(
-                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
-                )
+            self.net = self.make_classifier(self.hparams.seed)
             self._apply_gpu_options(self.net)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def train_loader(self, dm):
+    def train_loader(self, dm) -> DataLoader:
         """Seeded shuffling, or group-balanced draws (``sampling="group_balanced"``)."""
-        train = dm.train_dataset
         if self.hparams.sampling == "group_balanced":
-            groups = train.groups
+            groups = dm.train_dataset.groups
             if (groups < 0).any():
                 raise ValueError("sampling='group_balanced' needs a group label for every training sample")
-            weights = 1.0 / torch.bincount(groups).double()[groups]
-            sampler = torch.utils.data.WeightedRandomSampler(
-                weights, len(train), replacement=True, generator=self.sample_generator
-            )
-            return dm.loader(train, batch_size=dm.batch_size, sampler=sampler)
-        return dm.loader(train, batch_size=dm.batch_size, shuffle=True, generator=self.sample_generator)
+            return weighted_loader(dm, 1.0 / torch.bincount(groups).double()[groups], self.sample_generator)
+        return shuffled_loader(dm, self.sample_generator)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Per-method loss hook (JTT and GroupDRO override it)."""
+        """Per-method loss hook (GroupDRO overrides it)."""
         return F.cross_entropy(logits, batch["label"])
 
     @override
@@ -125,14 +117,12 @@ class ERMModule(BaseMethod):
         state = checkpoint.get("erm")
         if state is not None:
             self.sample_generator.set_state(state["sample_generator"])
+        super().on_load_checkpoint(checkpoint)
 
     @override
     def configure_optimizers(self):
-        h = self.hparams
-        opt = make_optimizer(h.optimizer, self.parameters(), h.lr, h.momentum, h.weight_decay)
-        if h.lr_schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, h.epochs))
+        opt = self.optimizer_for(self.parameters())
+        if self.hparams.lr_schedule == "cosine":  # lr_schedule is checked in __init__
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.epochs))
             return {"optimizer": opt, "lr_scheduler": sched}
-        if h.lr_schedule != "none":
-            raise ValueError(f"lr_schedule must be 'none' or 'cosine', got {h.lr_schedule!r}")
         return opt

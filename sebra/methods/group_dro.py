@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-from sebra.methods.base import Selection, check_args
+from sebra.methods.args import Selection, check_args
 from sebra.methods.erm import ERMModule
 
 __all__ = ["GroupDROLoss", "GroupDROModule"]
@@ -146,6 +146,8 @@ class GroupDROModule(ERMModule):
         selection: Selection = "val_wga",
         seed: int = 0,
         num_classes: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -161,6 +163,8 @@ class GroupDROModule(ERMModule):
             selection=selection,
             seed=seed,
             num_classes=num_classes,
+            channels_last=channels_last,
+            compile=compile,
         )
         check_args(type(self).__name__, eta=eta, adjustment=adjustment)
         self.save_hyperparameters()
@@ -205,7 +209,7 @@ class GroupDROModule(ERMModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The loss module is built in setup(); a checkpoint loaded before it (LightningModule.load_from_checkpoint)
         # carries its buffers, so build it from their shapes.
-        super().on_load_checkpoint(checkpoint)  # ERM's state: the sampling generator
+        super().on_load_checkpoint(checkpoint)  # ERM's state (the sampling generator), then BaseMethod's
         state = checkpoint.get("state_dict", {})
         if self.dro is None and "dro.q" in state:
             self.dro = GroupDROLoss(int(state["dro.q"].numel()), eta=self.hparams.eta)

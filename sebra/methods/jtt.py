@@ -1,16 +1,18 @@
-"""JTT, Just Train Twice (Liu et al., ICML 2021), in one ``trainer.fit``.
+r"""JTT, Just Train Twice (Liu et al., ICML 2021), in one ``trainer.fit``.
 
 1. *Identification*: ERM for ``id_epochs`` (T) epochs.
 2. *Error set*: the training samples the identification network misclassifies, predicted on
    ``dm.train_eval_dataset`` (same samples, evaluation transform) in eval mode. Exposed as ``module.error_set``
-   (dataset indices) and written to ``<log_dir>/jtt_error_set.csv``; every training sample's prediction and ``p_y``
-   goes to ``<log_dir>/jtt_scores.csv`` (``module.id_scores``), the input of :func:`sebra.rankers.error_set_rankings`.
+   (dataset indices); every training sample's prediction and ``p_y`` is kept in ``module.id_scores``, the input of
+   :func:`sebra.scoring.error_set_rankings`. With a logger, both are written to its folder (``jtt_error_set.csv``,
+   ``jtt_scores.csv``).
 3. *Retraining*: a fresh network, with the error set upsampled: each epoch draws N (training-set size) samples with
    replacement, with weight ``upweight`` (lambda_up) for errors and 1 otherwise, from a seeded generator.
 
 One Lightning epoch is one identification epoch, then one retraining epoch; the module ends the fit itself, so use
-``Trainer(max_epochs=-1)``. As in :class:`~sebra.methods.sebra.SebraModule`, validation selects the checkpoint only
-during retraining (``selectable``). JTT uses no group labels for training.
+``Trainer(max_epochs=-1)``. As in :class:`~sebra.methods.sebra.SebraModule` (both are
+:class:`~sebra.methods.two_phase.TwoPhaseMethod`\ s), validation selects the checkpoint only during retraining
+(``selectable``). JTT uses no group labels for training.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.base import Selection, check_args, make_optimizer
-from sebra.methods.erm import ERMModule
+from sebra.methods.args import Selection, check_args
+from sebra.methods.optim import cosine_lr, make_optimizer
+from sebra.methods.sampling import shuffled_loader, weighted_loader
+from sebra.methods.two_phase import TwoPhaseMethod
 from sebra.scoring import batch_transform_of, error_set_rankings, score_loader
 from sebra.utils.files import atomic_write
 
 __all__ = ["JTTModule", "error_set_from_predictions", "upsampling_weights"]
 
-IDENTIFY, RETRAIN, DONE = "identify", "retrain", "done"
+IDENTIFY, RETRAIN = "identify", "retrain"
 
 
 def error_set_from_predictions(
@@ -65,21 +70,26 @@ def upsampling_weights(errors: torch.Tensor, upweight: float) -> torch.Tensor:
     )
 
 
-class JTTModule(ERMModule):
+class JTTModule(TwoPhaseMethod):
     """JTT: ERM identification, error set, upsampled retraining of a fresh network.
 
     Args:
+        backbone, pretrained, weights_file: the timm network of both phases (see :class:`sebra.backbones.Classifier`).
         id_epochs: identification epochs T (the reference code calls it ``final_epoch``; a short, early-stopped ERM).
         upweight: lambda_up, sampling weight of an error-set sample relative to 1 for the others (>= 1).
         epochs: retraining epochs.
+        optimizer, lr, momentum, weight_decay: the optimizer of both phases (retraining: these values).
         id_lr, id_weight_decay: identification optimizer's learning rate and weight decay (default: ``lr``,
             ``weight_decay``); the optimizer kind and momentum are shared.
         lr_schedule: ``none`` or ``cosine``, applied per phase (over ``id_epochs``, then over ``epochs``).
         selection: checkpoint selection during retraining (``val_wga``, ``val_acc`` or ``last``).
         seed: seeds the networks' initialisation (identification: ``seed``, as ERM; retraining: ``seed + 1``), the
             identification shuffling and the retraining draws.
-        Others: see :class:`~sebra.methods.erm.ERMModule` (``sampling`` is fixed to ``uniform``).
+        channels_last, compile: GPU options for both networks, as :class:`~sebra.methods.erm.ERMModule`'s.
     """
+
+    FIRST, FINAL = IDENTIFY, RETRAIN
+    EPOCHS_NEEDED = "id_epochs + epochs"
 
     def __init__(
         self,
@@ -99,33 +109,29 @@ class JTTModule(ERMModule):
         selection: Selection = "val_wga",
         seed: int = 0,
         num_classes: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
-        super().__init__(
+        super().__init__(selection=selection, num_classes=num_classes)
+        check_args(
+            type(self).__name__,
             backbone=backbone,
-            pretrained=pretrained,
-            weights_file=weights_file,
             epochs=epochs,
             optimizer=optimizer,
             lr=lr,
             momentum=momentum,
             weight_decay=weight_decay,
             lr_schedule=lr_schedule,
-            sampling="uniform",
-            selection=selection,
             seed=seed,
             num_classes=num_classes,
-        )
-        check_args(
-            type(self).__name__,
             id_epochs=id_epochs,
             upweight=upweight,
             id_lr=id_lr,
             id_weight_decay=id_weight_decay,
         )
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        self.phase = IDENTIFY
-        self.phase_epoch = 0  # epochs completed in the current phase
+        self.sample_generator = torch.Generator().manual_seed(seed)
+        self.id_epoch = 0  # identification epochs completed
         self.id_net: Classifier | None = None
         self.error_set: torch.Tensor | None = None  # dataset indices
         self.id_scores: pd.DataFrame | None = None
@@ -135,38 +141,31 @@ class JTTModule(ERMModule):
     @override
     def configure_model(self) -> None:
         if self.net is None:
-            h = self.hparams
+            self.id_net = self.make_classifier(
+                self.hparams.seed
+            )  # the same initialisation as ERMModule(seed=seed)
+            self.net = self.make_classifier(
+                self.hparams.seed + 1
+            )  # the fresh network of the retraining phase
+            self._apply_gpu_options(self.id_net, self.net)
 
-            def make():
-                return Classifier(
-                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
-                )
+    def first_network(self) -> nn.Module:
+        """The identification network."""
+        return self.id_net
 
-            with torch.random.fork_rng(
-                devices=[]
-            ):  # initialisation from `seed`, whatever the global RNG holds
-                torch.manual_seed(h.seed)
-                self.id_net = make()  # the same initialisation as ERMModule(seed=seed)
-                torch.manual_seed(h.seed + 1)
-                self.net = make()  # the fresh network of the retraining phase
-
-    @override
-    def configure_optimizers(self):
+    def first_optimizer(self) -> torch.optim.Optimizer:
+        """The identification optimizer: ``id_lr`` and ``id_weight_decay`` (default ``lr``, ``weight_decay``)."""
         h = self.hparams
         id_lr = h.lr if h.id_lr is None else h.id_lr
         id_wd = h.weight_decay if h.id_weight_decay is None else h.id_weight_decay
-        id_opt = make_optimizer(h.optimizer, self.id_net.parameters(), id_lr, h.momentum, id_wd)
-        opt = make_optimizer(h.optimizer, self.net.parameters(), h.lr, h.momentum, h.weight_decay)
-        return [id_opt, opt]
+        return make_optimizer(h.optimizer, self.id_net.parameters(), id_lr, h.momentum, id_wd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the identification network while identifying, of the retrained network after."""
-        return (self.id_net if self.phase == IDENTIFY else self.net)(x)
+    def epochs_needed(self) -> int:
+        """``id_epochs + epochs`` (``epochs`` once identification is over)."""
+        h = self.hparams
+        return h.id_epochs + h.epochs if self.stage == IDENTIFY else h.epochs
 
-    def in_final_phase(self) -> bool:
-        """True in the retraining phase, the only one whose checkpoints are selectable."""
-        return self.phase == RETRAIN
-
+    # --- what the fit produced ---------------------------------------------------------------------------------
     def produced_rankings(self) -> dict[str, pd.DataFrame]:
         """The error set as a two-level ranking (result rows ``jtt_error_set``), once identified."""
         return {"error_set": error_set_rankings(self.id_scores)} if self.id_scores is not None else {}
@@ -175,31 +174,12 @@ class JTTModule(ERMModule):
         """``error_set_size``: the number of misclassified training samples, once identified."""
         return {"error_set_size": float(len(self.error_set))} if self.id_scores is not None else {}
 
-    # --- set-up and loaders ------------------------------------------------------------------------------------
-    @override
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit":
-            h = self.hparams
-            need = h.id_epochs + h.epochs if self.phase == IDENTIFY else h.epochs
-            max_epochs = self.trainer.fit_loop.max_epochs
-            if max_epochs is not None and max_epochs != -1 and max_epochs < need:
-                raise ValueError(
-                    f"Trainer(max_epochs={max_epochs}) is too small for id_epochs + epochs = {need}; "
-                    "use Trainer(max_epochs=-1): JTTModule ends the fit itself"
-                )
-            self.trainer.reload_dataloaders_every_n_epochs = 1  # the loader changes at the phase switch
-
+    # --- loaders and training ----------------------------------------------------------------------------------
     def train_loader(self, dm: Any) -> DataLoader:
         """Called by :class:`SebraDataModule.train_dataloader` every epoch: seeded shuffling, then upsampled draws."""
-        train = dm.train_dataset
-        if self.phase == IDENTIFY:
-            return dm.loader(train, batch_size=dm.batch_size, shuffle=True, generator=self.sample_generator)
-        weights = self.sampling_weights(train)
-        sampler = torch.utils.data.WeightedRandomSampler(
-            weights, len(train), replacement=True, generator=self.sample_generator
-        )
-        return dm.loader(train, batch_size=dm.batch_size, sampler=sampler)
+        if self.stage == IDENTIFY:
+            return shuffled_loader(dm, self.sample_generator)
+        return weighted_loader(dm, self.sampling_weights(dm.train_dataset), self.sample_generator)
 
     def sampling_weights(self, train: Any) -> torch.Tensor:
         """Retraining weight per position of ``train``: ``upweight`` for error-set samples, 1 for the others."""
@@ -208,65 +188,40 @@ class JTTModule(ERMModule):
         is_error = torch.isin(train.indices, self.error_set)
         return upsampling_weights(is_error, self.hparams.upweight)
 
-    # --- training ----------------------------------------------------------------------------------------------
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         id_opt, opt = self.optimizers()
-        if self.phase == IDENTIFY:
+        if self.stage == IDENTIFY:
             loss = F.cross_entropy(self.id_net(batch["image"]), batch["label"])
             optimizer, name = id_opt, "id_loss"
         else:
-            loss = self.loss(self.net(batch["image"]), batch)
+            loss = F.cross_entropy(self.net(batch["image"]), batch["label"])
             optimizer, name = opt, "train_loss"
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
+        self.optimizer_step_on(optimizer, loss)
         self.log(name, loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    @override
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self.log("stage", 1.0 if self.phase == IDENTIFY else 2.0, on_step=False, on_epoch=True)
-
-    @override
-    def on_train_epoch_end(self) -> None:
-        self.phase_epoch += 1
+    def end_first_phase_epoch(self) -> None:
+        """Count the identification epoch; after the last, find the error set and start retraining."""
+        self.id_epoch += 1
         h = self.hparams
-        total = h.id_epochs if self.phase == IDENTIFY else h.epochs
         if h.lr_schedule == "cosine":
-            self._cosine(self.optimizers()[0 if self.phase == IDENTIFY else 1], self.phase_epoch, total)
-        if self.phase_epoch < total:
+            cosine_lr(self.optimizers()[0], self.id_epoch, h.id_epochs)
+        if self.id_epoch < h.id_epochs:
             return
-        if self.phase == IDENTIFY:
-            self.identify(self.datamodule)
-            self.phase, self.phase_epoch = RETRAIN, 0
-            rank_zero_info(
-                f"JTT: error set of {len(self.error_set)} samples after {h.id_epochs} identification "
-                f"epoch(s); retraining with upweight {h.upweight}"
-            )
-        else:
-            self.phase = DONE
-            self.trainer.should_stop = True
-
-    def fit_finished(self) -> bool:
-        """True once the retraining phase has run its epochs."""
-        return self.phase == DONE
-
-    @staticmethod
-    def _cosine(opt: Any, epoch: int, total: int) -> None:
-        for g in opt.param_groups:
-            g.setdefault("initial_lr", g["lr"])
-            g["lr"] = (
-                0.5 * g["initial_lr"] * (1 + torch.cos(torch.tensor(torch.pi * epoch / max(1, total))).item())
-            )
+        self.identify(self.datamodule)
+        self.start_final_phase()
+        rank_zero_info(
+            f"JTT: error set of {len(self.error_set)} samples after {h.id_epochs} identification "
+            f"epoch(s); retraining with upweight {h.upweight}"
+        )
 
     # --- identification ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def identify(self, dm: Any) -> pd.DataFrame:
         """Predict every training sample with the identification network (eval mode, evaluation transform) and set
-        ``error_set`` (dataset indices of the misclassified samples) and ``id_scores``; writes both CSVs when
-        a trainer with a log directory is attached.
+        ``error_set`` (dataset indices of the misclassified samples) and ``id_scores``; writes both CSVs into the
+        logger's folder when there is one.
 
         Returns:
             ``id_scores``: one row per training sample, in dataset order: ``index``, ``label``, ``pred``, ``p_y``,
@@ -310,9 +265,9 @@ class JTTModule(ERMModule):
         return scores
 
     def _write_error_set(self) -> None:
-        if self._trainer is None or self.trainer.log_dir is None or not self.trainer.is_global_zero:
+        log_dir = self.side_file_dir()
+        if log_dir is None:
             return
-        log_dir = Path(self.trainer.log_dir)
         errors = self.id_scores[self.id_scores["error"]].drop(columns=["error"]).sort_values("index")
         self.error_set_path = atomic_write(
             log_dir / "jtt_error_set.csv", lambda tmp: errors.to_csv(tmp, index=False, float_format="%.6g")
@@ -326,8 +281,9 @@ class JTTModule(ERMModule):
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["jtt"] = {
-            "phase": self.phase,
-            "phase_epoch": self.phase_epoch,
+            "stage": self.stage,
+            "id_epoch": self.id_epoch,
+            "final_epoch": self.final_epoch,
             "error_set": self.error_set,
             "id_scores": self.id_scores.to_dict("list") if self.id_scores is not None else None,
             "sample_generator": self.sample_generator.get_state(),
@@ -336,10 +292,13 @@ class JTTModule(ERMModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("jtt")
-        if state is None:
-            return
-        self.phase, self.phase_epoch = state["phase"], state["phase_epoch"]
+        if state is not None:
+            self.stage, self.id_epoch, self.final_epoch = (
+                state["stage"],
+                state["id_epoch"],
+                state["final_epoch"],
+            )
+            self.error_set = state["error_set"]
+            self.id_scores = pd.DataFrame(state["id_scores"]) if state["id_scores"] is not None else None
+            self.sample_generator.set_state(state["sample_generator"])
         super().on_load_checkpoint(checkpoint)
-        self.error_set = state["error_set"]
-        self.id_scores = pd.DataFrame(state["id_scores"]) if state["id_scores"] is not None else None
-        self.sample_generator.set_state(state["sample_generator"])

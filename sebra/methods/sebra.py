@@ -3,7 +3,9 @@
 One Lightning epoch is one ranking step while ranking, then one mitigation epoch. The data module's training loader
 is rebuilt every epoch through its ``train_loader`` hook: in Stage 1 it draws from the active set
 (:class:`~sebra.ranking.ActiveSetSampler`), in Stage 2 it serves the epoch's mined pairs. The two stages share only
-the ranking table (``self.rankings``, also written to ``<log_dir>/rankings.csv``).
+the ranking table (``self.rankings``, also written to ``rankings.csv`` in the logger's folder when there is one).
+Stage 1's bookkeeping lives in :mod:`sebra.methods.sebra_stage1`, Stage 2's pairs and loss in
+:mod:`sebra.methods.sebra_stage2`.
 
 Data parallelism (``Trainer(devices=k, strategy="ddp"/"ddp_spawn")``): every process holds the same ranking state
 and draws the same N positions per step, training on its strided share; scoring (``full``) is sharded the same way,
@@ -14,7 +16,7 @@ the anchor + positive forward) sees each process's own batch, as in the official
 ``batch_size`` of a single-device run rather than dividing it.
 
 Resuming: ``last.ckpt`` is written after every epoch, ranking steps included
-(:class:`~sebra.methods.base.LastCheckpoint`); ``trainer.fit(..., ckpt_path=...)`` continues the ranking (active set,
+(:class:`~sebra.methods.checkpoints.LastCheckpoint`); ``trainer.fit(..., ckpt_path=...)`` continues the ranking (active set,
 elimination steps, draw generator) or Stage 2 (epoch, pair generator) where it stopped, with the data module's
 augmentation generator.
 """
@@ -25,64 +27,33 @@ import numbers
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
+from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.contrastive import RankContrastiveLoss, mine_rank_pairs
+from sebra.contrastive import RankContrastiveLoss
 from sebra.datasets.datamodule import ShardSampler
-from sebra.export import check_ranking_values, check_rankings, load_rankings, save_rankings
-from sebra.methods.base import BaseMethod, Selection, check_args, make_optimizer
-from sebra.ranking import (
-    ActiveSetSampler,
-    RankingController,
-    check_ranking_args,
-    combine_rankings,
-    confidence_weighted_loss,
-)
-from sebra.scoring import score_loader
-from sebra.utils.files import atomic_write
+from sebra.export import check_ranking_values, check_rankings, load_rankings
+from sebra.methods.args import Selection, check_args
+from sebra.methods.optim import make_optimizer
+from sebra.methods.sebra_stage1 import RankingSteps
+from sebra.methods.sebra_stage2 import PairDataset, PairMitigation, check_given_rankings, stage2_bins
+from sebra.methods.two_phase import TwoPhaseMethod
+from sebra.ranking import ActiveSetSampler, RankingController, check_ranking_args, confidence_weighted_loss
 
 __all__ = ["PairDataset", "SebraModule", "stage2_bins"]
 
-RANK, MITIGATE, DONE = "rank", "mitigate", "done"
+RANK, MITIGATE = "rank", "mitigate"
 
 
-def stage2_bins(rankings: pd.DataFrame, bins: int) -> np.ndarray:
-    """Per-class equal-size bins ``1..bins`` of the ranked order: ``ceil(position / n_class * bins)``."""
-    n = rankings.groupby("label")["position"].transform("max").to_numpy()
-    return np.ceil(rankings["position"].to_numpy() / n * bins).astype(np.int64).clip(1, bins)
-
-
-class PairDataset(Dataset):
-    """Serves one epoch of (anchor, positive, negative) rows; each image gets its own augmentation draw."""
-
-    def __init__(
-        self, base: Dataset, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
-    ) -> None:
-        self.base, self.anchor, self.positive, self.negative = base, anchor, positive, negative
-
-    def __len__(self) -> int:
-        return len(self.anchor)
-
-    def __getitem__(self, i: int) -> dict:
-        return {
-            "anchor": self.base[int(self.anchor[i])],
-            "positive": self.base[int(self.positive[i])],
-            "negative": self.base[int(self.negative[i])],
-        }
-
-
-class SebraModule(BaseMethod):
+class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     """Sebra (ICLR 2025) as a LightningModule: ``trainer.fit(SebraModule(...), datamodule=dm)``.
 
     Use ``Trainer(max_epochs=-1)`` (or at least ``max_steps + epochs``): the module ends the fit itself.
+    Stage 2's epochs are counted in ``final_epoch``.
 
     Args:
         backbone, pretrained, weights_file: timm network used by both stages (Stage 2 starts from a fresh copy).
@@ -135,6 +106,9 @@ class SebraModule(BaseMethod):
         compile: ``torch.compile`` both backbones (in place: checkpoints keep their keys). The first steps are
             slow while it compiles.
     """
+
+    FIRST, FINAL = RANK, MITIGATE
+    EPOCHS_NEEDED = "max_steps + epochs"
 
     def __init__(
         self,
@@ -243,58 +217,49 @@ class SebraModule(BaseMethod):
         self.controller: RankingController | None = None
         self.rankings: pd.DataFrame | None = None
         self.ranker: Classifier | None = None
-        self.net: Classifier | None = None
         if contrastive_weight < 0:
             raise ValueError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
         self.criterion = RankContrastiveLoss(temperature, ce_weight, contrastive_weight)
-        self.mitigation_epoch = 0
         self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
         self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
         self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
         self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
         self._repeat_history: list[pd.DataFrame] = []
-        self._pair_cache: tuple[int, Any] | None = None  # (mitigation epoch, this process's pair table)
+        self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
         self.step_seconds: list[float] = []
-        self.automatic_optimization = False
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     @override
     def configure_model(self) -> None:
-        h = self.hparams
         if self.net is None:
-
-            def make():
-                return Classifier(
-                    h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
-                )
-
-            with torch.random.fork_rng(
-                devices=[]
-            ):  # initialisation from `seed`, whatever the global RNG holds
-                torch.manual_seed(h.seed)
-                self.ranker = make()
-                torch.manual_seed(h.seed + 1)
-                self.net = make()  # Stage 2 starts from a fresh network
+            self.ranker = self.make_classifier(self.hparams.seed)
+            self.net = self.make_classifier(self.hparams.seed + 1)  # Stage 2 starts from a fresh network
             self._apply_gpu_options(self.ranker, self.net)
 
-    @override
-    def configure_optimizers(self):
+    def first_network(self) -> nn.Module:
+        """The Stage 1 ranker."""
+        return self.ranker
+
+    def first_optimizer(self) -> torch.optim.Optimizer:
+        """The Stage 1 optimizer (``rank_optimizer``, ``rank_lr``, ...), kept across ranking steps."""
         h = self.hparams
-        rank_opt = make_optimizer(
+        return make_optimizer(
             h.rank_optimizer, self.ranker.parameters(), h.rank_lr, h.rank_momentum, h.rank_weight_decay
         )
-        opt = make_optimizer(h.optimizer, self.net.parameters(), h.lr, h.momentum, h.weight_decay)
-        return [rank_opt, opt]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the network being trained: the ranker in Stage 1, the debiased network after it."""
-        return (self.ranker if self.stage == RANK else self.net)(x)
+    def epochs_needed(self) -> int:
+        """``max_steps`` per Stage 1 run (none with given rankings) plus the Stage 2 ``epochs``."""
+        repeats = int(self.hparams.get("rank_repeats", 1))
+        return self.hparams.epochs + (
+            0 if self.given_rankings is not None else self.hparams.max_steps * repeats
+        )
 
-    def in_final_phase(self) -> bool:
-        """True in Stage 2, the only stage whose checkpoints are selectable."""
-        return self.stage != RANK
+    def end_first_phase_epoch(self) -> None:
+        """Close the ranking step (Stage 2 starts when ranking is over)."""
+        self._close_ranking_step()
 
+    # --- what the fit produced ---------------------------------------------------------------------------------
     def produced_rankings(self) -> dict[str, pd.DataFrame]:
         """Stage 1's ranking table (the method's own row), once ranked."""
         return {"": self.rankings} if self.rankings is not None else {}
@@ -310,19 +275,6 @@ class SebraModule(BaseMethod):
     @override
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        trainer = self.trainer
-        if stage == "fit":
-            repeats = int(self.hparams.get("rank_repeats", 1))
-            need = self.hparams.epochs + (
-                0 if self.given_rankings is not None else self.hparams.max_steps * repeats
-            )
-            max_epochs = trainer.fit_loop.max_epochs
-            if max_epochs is not None and max_epochs != -1 and max_epochs < need:
-                raise ValueError(
-                    f"Trainer(max_epochs={max_epochs}) is too small for max_steps + epochs = {need}; use "
-                    "Trainer(max_epochs=-1): SebraModule ends the fit itself"
-                )
-            trainer.reload_dataloaders_every_n_epochs = 1  # the train loader changes every step / epoch
         dm = self.datamodule
         if dm is None or not hasattr(dm, "batch_transform"):
             raise ValueError(
@@ -333,35 +285,12 @@ class SebraModule(BaseMethod):
             dm.setup(stage)
         train = dm.train_dataset
         if self.controller is None and self.given_rankings is None:
-            self.controller = RankingController(
-                train.labels,
-                num_classes=self.num_classes,
-                p_critical=self.hparams.p_critical,
-                max_steps=self.hparams.max_steps,
-                unranked=self.hparams.unranked,
-                indices=train.indices,
-                groups=train.groups if (train.groups >= 0).any() else None,
-                seed=self.hparams.seed,
-            )
+            self.controller = self._new_controller(train)
         if self.controller is not None and self._pending_controller_state is not None:
             self.controller.load_state_dict(self._pending_controller_state)
             self._pending_controller_state = None
         if self.given_rankings is not None and self.rankings is None:
-            self.rankings = self._check_rankings(self.given_rankings, train)
-
-    @staticmethod
-    def _check_rankings(df: pd.DataFrame, train: Any) -> pd.DataFrame:
-        missing = set(train.indices.tolist()) - set(df["index"].tolist())
-        if missing:
-            raise ValueError(
-                f"rankings lack {len(missing)} training samples (dataset index {min(missing)} first)"
-            )
-        by_index = df.set_index("index").loc[train.indices.numpy()]
-        bad = by_index["label"].to_numpy() != train.labels.numpy()
-        if bad.any():
-            idx = int(train.indices[torch.as_tensor(bad)][0])
-            raise ValueError(f"rankings give dataset index {idx} another label than the training data")
-        return df
+            self.rankings = check_given_rankings(self.given_rankings, train, type(self).__name__)
 
     # --- the training loader, per stage ------------------------------------------------------------------------
     def train_loader(self, dm: Any) -> DataLoader:
@@ -378,50 +307,6 @@ class SebraModule(BaseMethod):
             sampler=ShardSampler(range(len(pairs)), *self._replicas()),
         )
 
-    def _draws(self) -> int | None:
-        """Training draws for the next ranking step (``None``: the training-set size)."""
-        d = self.hparams.draws_per_step
-        if d == "active":
-            return max(1, self.controller.num_active)
-        return d
-
-    def _replicas(self) -> tuple[int, int]:
-        t = self._trainer
-        return (t.world_size, t.global_rank) if t is not None else (1, 0)
-
-    def _ranks_by_position(self, train: Any) -> torch.Tensor:
-        """The rank used for pairing, per training position: the raw rank, or its per-class bin (``rank_bins``)."""
-        df = self.rankings
-        if self.hparams.rank_bins:
-            df = df.assign(rank=stage2_bins(df, self.hparams.rank_bins))
-        r = df.set_index("index").loc[train.indices.numpy(), "rank"].to_numpy()
-        return torch.tensor(r, dtype=torch.long)
-
-    def _epoch_pairs(self, train: Any):
-        """Mine this epoch's pair table from the ranks, then shuffle its rows (both seeded).
-
-        Mined once per mitigation epoch: Lightning may build the training loader twice for one epoch (it does when
-        resuming from a checkpoint), and the seeded generator must advance exactly once per epoch.
-        """
-        if self._pair_cache is not None and self._pair_cache[0] == self.mitigation_epoch:
-            return self._pair_cache[1]
-        table = mine_rank_pairs(
-            self._ranks_by_position(train),
-            train.labels,
-            gap=self.hparams.gap,
-            generator=self.pair_generator,
-            official=self.hparams.pairs == "official",
-        )
-        perm = torch.randperm(len(table), generator=self.pair_generator)
-        world, rank = self._replicas()
-        if world > 1:  # same table on every process; each keeps a strided share, padded to equal batch counts
-            size = -(-len(perm) // world)
-            perm = torch.cat([perm, perm[: size * world - len(perm)]])[rank::world]
-        self.n_dropped = table.n_dropped
-        share = type(table)(table.anchor[perm], table.positive[perm], table.negative[perm], table.n_dropped)
-        self._pair_cache = (self.mitigation_epoch, share)
-        return share
-
     # --- training ----------------------------------------------------------------------------------------------
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -429,16 +314,12 @@ class SebraModule(BaseMethod):
         if self.stage == RANK:
             logits = self.ranker(batch["image"])
             loss = confidence_weighted_loss(logits, batch["label"], self.hparams.beta_inv)
-            rank_opt.zero_grad()
-            self.manual_backward(loss)
-            rank_opt.step()
+            self.optimizer_step_on(rank_opt, loss)
             self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
             return loss
         loss, parts = self._mitigation_loss(batch)
         self.pairs_seen += len(batch["anchor"]["label"])
-        opt.zero_grad()
-        self.manual_backward(loss)
-        opt.step()
+        self.optimizer_step_on(opt, loss)
         self.log_dict(
             {"train_loss": loss, "train_con": parts["con"], "train_ce": parts["ce"]},
             prog_bar=True,
@@ -447,216 +328,17 @@ class SebraModule(BaseMethod):
         )
         return loss
 
-    def _mitigation_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        a, p, n = batch["anchor"], batch["positive"], batch["negative"]
-        y = a["label"]
-        net, bn_eval = self.net, self.hparams.bn_eval
-        if self.criterion.con_weight == 0:  # CE on the chosen images only: no contrastive feature passes
-            ce_on = self.hparams.ce_on
-            if ce_on == "positive":
-                x, labels = p["image"], p["label"]
-            elif ce_on == "anchor":
-                x, labels = a["image"], y
-            else:
-                x, labels = torch.cat([a["image"], p["image"]]), torch.cat([y, p["label"]])
-            ce = F.cross_entropy(net(x), labels)
-            return self.criterion.ce_weight * ce, {
-                "con": torch.zeros((), device=ce.device),
-                "ce": ce.detach(),
-            }
-        with torch.no_grad():
-            net.eval()
-            if self.hparams.feature_pass == "official":
-                zp_ref, zn_ref = net.features(torch.cat([p["image"], n["image"]])).chunk(2)
-            else:
-                zn_ref = net.features(n["image"])
-            net.train(not bn_eval)
-        feats = net.features(torch.cat([a["image"], p["image"]]))
-        za, zp = feats.chunk(2)
-        if self.hparams.feature_pass == "shared":
-            zp_ref = zp.detach()
-        ce_on = self.hparams.ce_on
-        if ce_on == "positive":
-            logits, labels = net.head(zp), p["label"]
-        elif ce_on == "anchor":
-            logits, labels = net.head(za), y
-        else:
-            logits, labels = net.head(feats), torch.cat([y, p["label"]])
-        return self.criterion(za, zp_ref, zn_ref, logits, labels)
-
     @override
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self.log("stage", 1.0 if self.stage == RANK else 2.0, prog_bar=True, on_step=False, on_epoch=True)
         if self.stage != RANK:
             self.net.train(not self.hparams.bn_eval)
 
     @override
     def on_train_epoch_end(self) -> None:
-        if self.stage == RANK:
-            self._close_ranking_step()
-            return
         if self.stage == MITIGATE:
-            self.mitigation_epoch += 1
-            if self.hparams.lr_schedule == "cosine":
-                _, opt = self.optimizers()
-                for g in opt.param_groups:
-                    g.setdefault("initial_lr", g["lr"])
-                    g["lr"] = (
-                        0.5
-                        * g["initial_lr"]
-                        * (
-                            1
-                            + torch.cos(
-                                torch.tensor(torch.pi * self.mitigation_epoch / self.hparams.epochs)
-                            ).item()
-                        )
-                    )
             self.log("pairs_dropped", float(getattr(self, "n_dropped", 0)), on_step=False, on_epoch=True)
-            if self.mitigation_epoch >= self.hparams.epochs:
-                self.stage = DONE
-                self.trainer.should_stop = True
-
-    # --- Stage 1 scoring and elimination -----------------------------------------------------------------------
-    @torch.no_grad()
-    def _score(self, every: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
-        ``every``: every training sample once in eval mode (the final network's scores for ``within_step``).
-
-        Under data parallelism this process's strided share only (see :meth:`_gather_scores`).
-        """
-        dm, ctl = self.datamodule, self.controller
-        world, rank = self._replicas()
-        if every or self.hparams.scoring == "full":
-            pool = torch.ones_like(ctl.active) if every else ctl.active
-            positions = torch.nonzero(pool).squeeze(1)[rank::world]
-            loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
-        else:
-            sampler = ActiveSetSampler(ctl, self._draws(), world, rank)
-            positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
-            loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
-        scores = score_loader(
-            self.ranker,
-            loader,
-            device=self.device,
-            transform=dm.batch_transform,
-            forward_context=self.trainer.precision_plugin.forward_context,
-            train=self.hparams.scoring == "official" and not every,
-        )
-        self.ranker.train()
-        return positions, scores.p_y
-
-    def _close_ranking_step(self) -> None:
-        ctl = self.controller
-        distributed = self._replicas()[0] > 1
-        if distributed:
-            self._sync_ranker_buffers()
-        positions, p_y = self._score()
-        if distributed:
-            positions, p_y = self._gather_scores(positions, p_y)
-        ctl.update(positions, p_y)
-        rec = ctl.history[-1]
-        self.log_dict(
-            {f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True
-        )
-        rank_zero_info(f"ranking step {ctl.step}: eliminated {rec['eliminated']}, {rec['active']} active")
-        if ctl.done:
-            self._finish_ranking()
-
-    def _sync_ranker_buffers(self) -> None:
-        """Give every process rank 0's ranker buffers (BatchNorm running statistics) before scoring.
-
-        DDP keeps the parameters equal, but each process's last training batches moved its own running statistics
-        (DDP only broadcasts buffers before the next forward through its wrapper, which scoring bypasses).
-        """
-        if dist.is_available() and dist.is_initialized():
-            for buf in self.ranker.buffers():
-                dist.broadcast(buf.data, src=0)
-
-    def _gather_scores(self, positions: torch.Tensor, p_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All processes' ``(positions, p_y)``, in the same order on every process.
-
-        The shares may differ in length by one: they are padded with position -1 for ``all_gather`` (which needs
-        equal shapes), and the padding is dropped again.
-        """
-        size = int(self.all_gather(torch.tensor([len(positions)], device=self.device)).max())
-        pad = size - len(positions)
-        positions = torch.cat([positions.long(), torch.full((pad,), -1, dtype=torch.long)])
-        p_y = torch.cat([p_y.float(), torch.full((pad,), float("nan"))])
-        g_pos = self.all_gather(positions.to(self.device)).reshape(-1).cpu()
-        g_p = self.all_gather(p_y.to(self.device)).reshape(-1).cpu()
-        keep = g_pos >= 0
-        return g_pos[keep], g_p[keep]
-
-    def _finish_ranking(self) -> None:
-        ctl = self.controller
-        within = None
-        if self.hparams.get("within_step", "elimination") == "final":
-            positions, p_y = self._score(every=True)
-            if self._replicas()[0] > 1:
-                positions, p_y = self._gather_scores(positions, p_y)
-            within = torch.full((len(ctl),), float("nan"))
-            within[positions] = p_y.float()
-        df = ctl.rankings(within)
-        history = ctl.history_frame().assign(repeat=self.repeat)
-        repeats = int(self.hparams.get("rank_repeats", 1))
-        if repeats > 1:
-            self._repeat_tables.append(df)
-            self._repeat_history.append(history)
-            if self.repeat + 1 < repeats:
-                rank_zero_info(
-                    f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
-                    "the next starts from a fresh ranker"
-                )
-                self._next_repeat()
-                return
-            df = combine_rankings(self._repeat_tables)
-            history = pd.concat(self._repeat_history, ignore_index=True)
-        train = self.datamodule.train_dataset
-        extra = train.table.drop(columns=["label"]).set_index("index")
-        keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
-        df = df.join(extra[keep], on="index")
-        if "group" in extra.columns and "group" in df.columns:
-            df["group"] = df["group"].astype("int64")
-        self.rankings = df
-        log_dir = self.trainer.log_dir if self._trainer is not None else None
-        if log_dir is not None and self.trainer.is_global_zero:
-            self.rankings_path = save_rankings(df, Path(log_dir) / "rankings.csv")
-            atomic_write(Path(log_dir) / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
-        runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
-        rank_zero_info(
-            f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
-            + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
-        )
-        self.stage = MITIGATE if self.hparams.epochs > 0 else DONE
-        if self.stage == DONE:
-            self.trainer.should_stop = True
-
-    def _next_repeat(self) -> None:
-        """Start the next Stage 1 run: the ranker re-initialised in place (the optimizer keeps its parameters, its
-        state is cleared), a new elimination controller with its own draw seed."""
-        self.repeat += 1
-        h = self.hparams
-        seed = h.seed + 1000 * self.repeat
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            fresh = Classifier(
-                h.backbone, self.num_classes, pretrained=h.pretrained, weights_file=h.weights_file
-            )
-        self.ranker.load_state_dict(fresh.state_dict())
-        rank_opt = self.optimizers()[0]
-        getattr(rank_opt, "optimizer", rank_opt).state.clear()
-        old = self.controller
-        self.controller = RankingController(
-            old.labels,
-            num_classes=old.num_classes,
-            p_critical=old.p_critical,
-            max_steps=old.max_steps,
-            unranked=old.unranked,
-            indices=old.indices,
-            groups=old.groups,
-            seed=seed,
-        )
+        super().on_train_epoch_end()
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     @override
@@ -668,7 +350,7 @@ class SebraModule(BaseMethod):
             "stage": self.stage,
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
-            "mitigation_epoch": self.mitigation_epoch,
+            "mitigation_epoch": self.final_epoch,
             "pairs_seen": self.pairs_seen,
             "pair_generator": self.pair_generator.get_state(),
         }
@@ -676,13 +358,15 @@ class SebraModule(BaseMethod):
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("sebra")
-        if state is None:
-            return
+        if state is not None:
+            self._load_state(state)
+        super().on_load_checkpoint(checkpoint)
+
+    def _load_state(self, state: dict) -> None:
         self.stage = state["stage"]
         self.repeat = state.get("repeat", 0)
         self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
         self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
-        super().on_load_checkpoint(checkpoint)
         if state["controller"] is not None:
             if self.controller is not None:
                 self.controller.load_state_dict(state["controller"])
@@ -690,6 +374,6 @@ class SebraModule(BaseMethod):
                 self._pending_controller_state = state["controller"]
         if state["rankings"] is not None:
             self.rankings = pd.DataFrame(state["rankings"])
-        self.mitigation_epoch = state["mitigation_epoch"]
+        self.final_epoch = state["mitigation_epoch"]
         self.pairs_seen = state.get("pairs_seen", self.pairs_seen)
         self.pair_generator.set_state(state["pair_generator"])

@@ -69,7 +69,7 @@ def test_identify_upweights_the_misclassified_not_the_correct(tiny_dm) -> None:
     ).all()
 
     # The retraining sampler: weight upweight on exactly the error-set positions, 1 on the correct ones.
-    model.phase = "retrain"
+    model.stage = "retrain"
     loader = model.train_loader(tiny_dm)
     weights = loader.sampler.weights
     is_err = torch.tensor([int(i) in wrong for i in train.indices])
@@ -85,7 +85,7 @@ def test_retraining_draws_are_seeded(tiny_dm) -> None:
     def draws() -> list[int]:
         model = _jtt_with(ShortcutNet("bg"), tiny_dm)
         model.identify(tiny_dm)
-        model.phase = "retrain"
+        model.stage = "retrain"
         return torch.cat([b["index"] for b in model.train_loader(tiny_dm)]).tolist()
 
     assert draws() == draws()
@@ -103,7 +103,7 @@ def test_one_fit_identifies_then_retrains_a_fresh_network(tiny_dm, make_trainer)
     model = JTTModule(backbone="test_resnet", id_epochs=1, epochs=2, upweight=5, seed=0)
     trainer = make_trainer()
     trainer.fit(model, datamodule=tiny_dm)
-    assert model.phase == "done" and trainer.current_epoch == 3
+    assert model.stage == "done" and trainer.current_epoch == 3
     assert model.id_net is not model.net
     assert not all(
         torch.equal(a, b) for a, b in zip(model.id_net.state_dict().values(), model.net.state_dict().values())
@@ -120,7 +120,7 @@ def test_one_fit_identifies_then_retrains_a_fresh_network(tiny_dm, make_trainer)
     best = trainer.checkpoint_callback.best_model_path
     assert best and "best-0-" not in best
     trainer.test(model, datamodule=tiny_dm, ckpt_path="best", verbose=False)
-    assert model.phase == "retrain"  # restored from the retraining checkpoint: the retrained net is tested
+    assert model.stage == "retrain"  # restored from the retraining checkpoint: the retrained net is tested
     assert "test_wga" in model.test_results
 
 

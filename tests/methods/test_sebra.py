@@ -33,7 +33,7 @@ def test_fit_runs_both_stages_and_writes_rankings(tiny_dm, make_trainer, tmp_pat
     ctl = model.controller
     assert 1 <= ctl.step <= 3
     assert trainer.current_epoch == ctl.step + 2  # ranking steps, then the Stage 2 epochs
-    assert model.mitigation_epoch == 2 and model.stage == "done"
+    assert model.final_epoch == 2 and model.stage == "done"
     train = tiny_dm.splits["train"]
     df = model.rankings
     assert sorted(df["index"].tolist()) == sorted(train.indices.tolist())  # dataset indices, not positions
@@ -80,7 +80,7 @@ def test_given_rankings_skip_stage_one(tiny_dm, make_trainer, tmp_path):
     trainer = make_trainer()
     trainer.fit(model, datamodule=dm)
     assert model.controller is None  # no ranking happened
-    assert trainer.current_epoch == 2 and model.mitigation_epoch == 2
+    assert trainer.current_epoch == 2 and model.final_epoch == 2
     assert model.pairs_seen > 0
 
 
@@ -147,7 +147,7 @@ def test_max_epochs_too_small_is_explained(tiny_dm, make_trainer):
 
 
 def test_stage2_bins_are_equal_size_per_class():
-    from sebra.methods.sebra import stage2_bins
+    from sebra.methods.sebra_stage2 import stage2_bins
 
     df = pd.DataFrame({"label": [0] * 10 + [1] * 20, "position": list(range(1, 11)) + list(range(1, 21))})
     bins = stage2_bins(df, 5)
@@ -202,7 +202,7 @@ def test_binned_pairing_draws_gap_plus_one_tenths_of_positives_from_the_top_bin(
     # The built-in config's mechanism (BENCHMARKS.md §3): with 10 per-class bins, anchors of bins >= 10 - gap take their
     # positive from the top bin, so it supplies (gap + 1) / 10 of the positives, and bins 1..gap supply none.
     from sebra.contrastive import mine_rank_pairs
-    from sebra.methods.sebra import stage2_bins
+    from sebra.methods.sebra_stage2 import stage2_bins
 
     n = 500  # per class
     labels = torch.arange(2).repeat_interleave(n)
@@ -228,7 +228,7 @@ def test_within_step_final_orders_each_step_by_the_final_network(tiny_dm, make_t
     for (_, _), part in df.groupby(["label", "rank"]):
         assert part["p_final"].is_monotonic_decreasing
     # the same network scored again in eval mode gives the same numbers (no augmentation, no train-mode BN)
-    from sebra.rankers import score_dataset
+    from sebra.scoring import score_dataset
 
     p = score_dataset(model.ranker, tiny_dm)
     train = tiny_dm.train_dataset

@@ -1,0 +1,133 @@
+"""Checking the methods' constructor arguments: each bad value is refused when the module is built, with a message
+that names the class, the argument, what is allowed and the value given."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from typing import Any, Literal
+
+from sebra.methods.optim import OPTIMIZERS
+
+__all__ = ["ARG_CHOICES", "ARG_RULES", "SELECTIONS", "Selection", "check_args", "check_backbone", "require"]
+
+Selection = Literal["val_wga", "val_acc", "last"]
+SELECTIONS = ("val_wga", "val_acc", "last")
+
+
+def require(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    none_ok: bool = False,
+    note: str = "",
+) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number (an integer with ``integer``) in the allowed range.
+
+    The message names the class, the argument, the allowed range and the value, e.g.
+    ``SebraModule: gap must be >= 1 (an integer), got 2.5``.
+
+    Args:
+        owner: the class whose constructor checks (shown first).
+        name: the argument.
+        low, high: inclusive bounds (``low_open``: ``low`` itself is excluded).
+        none_ok: ``None`` is allowed too.
+        note: appended in parentheses (what the value means).
+    """
+    if value is None and none_ok:
+        return
+    kind = "an integer" if integer else "a number"
+    if low is not None and high is not None:
+        rng = f"in {'(' if low_open else '['}{low}, {high}]"
+    elif low is not None:
+        rng = f"{'>' if low_open else '>='} {low}"
+    elif high is not None:
+        rng = f"<= {high}"
+    else:
+        rng = ""
+    ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    ok = ok and not (isinstance(value, float) and math.isnan(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        alt = " or None" if none_ok else ""
+        what = f"{rng}{alt} ({kind}{'; ' + note if note else ''})" if rng else f"{kind}{alt}"
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+
+
+def check_backbone(owner: str, name: Any) -> None:
+    """Raise ``ValueError`` when ``name`` is not a timm model name (``resnet50``, ``resnet50.tv_in1k``, ...).
+
+    Names with a scheme (``hf-hub:...``, ``local-dir:...``) are left to ``timm.create_model`` at fit time.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{owner}: backbone must be a timm model name such as 'resnet50', got {name!r}")
+    if ":" in name:
+        return
+    import timm
+
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3, cutoff=0.6)
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    raise ValueError(
+        f"{owner}: unknown model: backbone {name!r} is not a timm model name{hint} "
+        "(timm.list_models('pattern*') lists them)"
+    )
+
+
+#: The allowed range of each constructor argument the methods share (``require``'s keywords), by name.
+ARG_RULES: dict[str, dict[str, Any]] = {
+    "epochs": {"integer": True, "low": 1},
+    "id_epochs": {"integer": True, "low": 1},
+    "max_steps": {"integer": True, "low": 1, "note": "ranking steps"},
+    "gap": {"integer": True, "low": 1, "note": "positives come from rank r + gap or higher"},
+    "batch_size": {"integer": True, "low": 1, "none_ok": True},
+    "rank_bins": {"integer": True, "low": 2, "none_ok": True},
+    "num_classes": {"integer": True, "low": 2, "none_ok": True},
+    "seed": {"integer": True},
+    "lr": {"low": 0, "low_open": True},
+    "rank_lr": {"low": 0, "low_open": True},
+    "id_lr": {"low": 0, "low_open": True, "none_ok": True},
+    "momentum": {"low": 0},
+    "rank_momentum": {"low": 0},
+    "weight_decay": {"low": 0},
+    "rank_weight_decay": {"low": 0},
+    "id_weight_decay": {"low": 0, "none_ok": True},
+    "temperature": {"low": 0, "low_open": True},
+    "ce_weight": {"low": 0, "note": "the weight lambda of the cross-entropy term"},
+    "upweight": {"low": 1, "note": "1 = plain ERM retraining"},
+    "eta": {"low": 0},
+    "adjustment": {"low": 0},
+}
+ARG_CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": OPTIMIZERS,
+    "rank_optimizer": OPTIMIZERS,
+    "lr_schedule": ("none", "cosine"),
+}
+
+
+def check_args(owner: str, rules: dict[str, dict[str, Any]] | None = None, /, **values: Any) -> None:
+    """Check constructor arguments against :data:`ARG_RULES` / :data:`ARG_CHOICES` (``rules`` overrides them);
+    ``backbone`` must be a timm model name (:func:`check_backbone`). Raises ``ValueError`` naming ``owner``, the
+    argument, what is allowed and the value given."""
+    rules = {**ARG_RULES, **(rules or {})}
+    for name, value in values.items():
+        if name == "backbone":
+            check_backbone(owner, value)
+        elif name in ARG_CHOICES:
+            case_free = name.endswith("optimizer")  # make_optimizer reads SGD as sgd
+            if not isinstance(value, str) or (value.lower() if case_free else value) not in ARG_CHOICES[name]:
+                raise ValueError(
+                    f"{owner}: {name} must be one of {', '.join(ARG_CHOICES[name])}, got {value!r}"
+                )
+        else:
+            require(owner, name, value, **rules[name])

@@ -1,0 +1,71 @@
+"""The two checkpoint callbacks every method adds: the selected checkpoint (tested) and ``last.ckpt`` (resumed)."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from typing_extensions import override
+
+from sebra.methods.args import Selection
+
+__all__ = ["LastCheckpoint", "SelectionCheckpoint", "checkpoint_callbacks"]
+
+
+class SelectionCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that ignores epochs the module marks as not selectable (Sebra's ranking steps)."""
+
+    def _selectable(self, pl_module: L.LightningModule) -> bool:
+        return bool(getattr(pl_module, "selectable", True))
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._selectable(pl_module):
+            super().on_validation_end(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._selectable(pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``last.ckpt`` at the end of every training epoch, Sebra's ranking steps included: the one to resume from.
+
+    It saves after the module's own ``on_train_epoch_end`` (Lightning runs checkpoint callbacks last), so the file
+    holds the state *after* the epoch's ranking step or mitigation epoch was closed, and
+    ``trainer.fit(..., ckpt_path=<dir>/last.ckpt)`` (or ``ckpt_path="last"``) continues with the next epoch.
+    It never selects: :class:`SelectionCheckpoint` keeps the checkpoint used for testing.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.update(monitor=None, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+        super().__init__(**kwargs)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        return  # only at the end of the training epoch (after the module's epoch-end hook)
+
+
+def checkpoint_callbacks(selection: Selection) -> list[ModelCheckpoint]:
+    """A :class:`SelectionCheckpoint` for ``selection`` (``val_wga`` / ``val_acc``: the best epoch by that metric,
+    ``last``: the last selectable epoch) and a :class:`LastCheckpoint`."""
+    last = LastCheckpoint()
+    if selection == "last":
+        return [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}"), last]
+    monitor = selection  # val_wga or val_acc, as BaseMethod logs them
+    return [
+        SelectionCheckpoint(
+            monitor=monitor,
+            mode="max",
+            save_top_k=1,
+            filename=f"best-{{epoch}}-{{{monitor}:.4f}}",
+            auto_insert_metric_name=False,
+        ),
+        last,
+    ]

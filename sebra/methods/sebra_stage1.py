@@ -1,0 +1,181 @@
+"""Sebra's Stage 1 inside :class:`~sebra.methods.sebra.SebraModule`: the ranking state, scoring the ranker at the
+end of each ranking step (sharded and gathered under data parallelism), the eliminations, and the ranking table
+when ranking ends (combined over ``rank_repeats`` runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info
+
+from sebra.export import save_rankings
+from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
+from sebra.scoring import score_loader
+from sebra.utils.files import atomic_write
+
+__all__ = ["RankingSteps"]
+
+
+class RankingSteps:
+    """The Stage 1 part of :class:`~sebra.methods.sebra.SebraModule` (a mixin: it uses the module's
+    hyper-parameters, ``ranker``, ``controller`` and trainer).
+
+    A ranking step is one Lightning epoch: the ranker trains on draws from the active set, then
+    :meth:`_close_ranking_step` scores it and eliminates; when the controller is done, :meth:`_finish_ranking` builds
+    ``rankings`` (or starts the next of ``rank_repeats`` runs) and the module moves on to Stage 2.
+    """
+
+    def _new_controller(self, train: Any) -> RankingController:
+        """The elimination state of the first Stage 1 run over the training split ``train``."""
+        return RankingController(
+            train.labels,
+            num_classes=self.num_classes,
+            p_critical=self.hparams.p_critical,
+            max_steps=self.hparams.max_steps,
+            unranked=self.hparams.unranked,
+            indices=train.indices,
+            groups=train.groups if (train.groups >= 0).any() else None,
+            seed=self.hparams.seed,
+        )
+
+    def _draws(self) -> int | None:
+        """Training draws for the next ranking step (``None``: the training-set size)."""
+        d = self.hparams.draws_per_step
+        if d == "active":
+            return max(1, self.controller.num_active)
+        return d
+
+    def _score(self, every: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
+        ``every``: every training sample once in eval mode (the final network's scores for ``within_step``).
+
+        Under data parallelism this process's strided share only (see :meth:`_gather_scores`).
+        """
+        dm, ctl = self.datamodule, self.controller
+        world, rank = self._replicas()
+        if every or self.hparams.scoring == "full":
+            pool = torch.ones_like(ctl.active) if every else ctl.active
+            positions = torch.nonzero(pool).squeeze(1)[rank::world]
+            loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
+        else:
+            sampler = ActiveSetSampler(ctl, self._draws(), world, rank)
+            positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+            loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
+        scores = score_loader(
+            self.ranker,
+            loader,
+            device=self.device,
+            transform=dm.batch_transform,
+            forward_context=self.trainer.precision_plugin.forward_context,
+            train=self.hparams.scoring == "official" and not every,
+        )
+        self.ranker.train()
+        return positions, scores.p_y
+
+    def _close_ranking_step(self) -> None:
+        ctl = self.controller
+        distributed = self._replicas()[0] > 1
+        if distributed:
+            self._sync_ranker_buffers()
+        positions, p_y = self._score()
+        if distributed:
+            positions, p_y = self._gather_scores(positions, p_y)
+        ctl.update(positions, p_y)
+        rec = ctl.history[-1]
+        self.log_dict(
+            {f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True
+        )
+        rank_zero_info(f"ranking step {ctl.step}: eliminated {rec['eliminated']}, {rec['active']} active")
+        if ctl.done:
+            self._finish_ranking()
+
+    def _sync_ranker_buffers(self) -> None:
+        """Give every process rank 0's ranker buffers (BatchNorm running statistics) before scoring.
+
+        DDP keeps the parameters equal, but each process's last training batches moved its own running statistics
+        (DDP only broadcasts buffers before the next forward through its wrapper, which scoring bypasses).
+        """
+        if dist.is_available() and dist.is_initialized():
+            for buf in self.ranker.buffers():
+                dist.broadcast(buf.data, src=0)
+
+    def _gather_scores(self, positions: torch.Tensor, p_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All processes' ``(positions, p_y)``, in the same order on every process.
+
+        The shares may differ in length by one: they are padded with position -1 for ``all_gather`` (which needs
+        equal shapes), and the padding is dropped again.
+        """
+        size = int(self.all_gather(torch.tensor([len(positions)], device=self.device)).max())
+        pad = size - len(positions)
+        positions = torch.cat([positions.long(), torch.full((pad,), -1, dtype=torch.long)])
+        p_y = torch.cat([p_y.float(), torch.full((pad,), float("nan"))])
+        g_pos = self.all_gather(positions.to(self.device)).reshape(-1).cpu()
+        g_p = self.all_gather(p_y.to(self.device)).reshape(-1).cpu()
+        keep = g_pos >= 0
+        return g_pos[keep], g_p[keep]
+
+    def _finish_ranking(self) -> None:
+        ctl = self.controller
+        within = None
+        if self.hparams.get("within_step", "elimination") == "final":
+            positions, p_y = self._score(every=True)
+            if self._replicas()[0] > 1:
+                positions, p_y = self._gather_scores(positions, p_y)
+            within = torch.full((len(ctl),), float("nan"))
+            within[positions] = p_y.float()
+        df = ctl.rankings(within)
+        history = ctl.history_frame().assign(repeat=self.repeat)
+        repeats = int(self.hparams.get("rank_repeats", 1))
+        if repeats > 1:
+            self._repeat_tables.append(df)
+            self._repeat_history.append(history)
+            if self.repeat + 1 < repeats:
+                rank_zero_info(
+                    f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
+                    "the next starts from a fresh ranker"
+                )
+                self._next_repeat()
+                return
+            df = combine_rankings(self._repeat_tables)
+            history = pd.concat(self._repeat_history, ignore_index=True)
+        train = self.datamodule.train_dataset
+        extra = train.table.drop(columns=["label"]).set_index("index")
+        keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
+        df = df.join(extra[keep], on="index")
+        if "group" in extra.columns and "group" in df.columns:
+            df["group"] = df["group"].astype("int64")
+        self.rankings = df
+        log_dir = self.side_file_dir()
+        if log_dir is not None:
+            self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
+            atomic_write(log_dir / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
+        runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
+        rank_zero_info(
+            f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
+            + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
+        )
+        self.start_final_phase()
+
+    def _next_repeat(self) -> None:
+        """Start the next Stage 1 run: the ranker re-initialised in place (the optimizer keeps its parameters, its
+        state is cleared), a new elimination controller with its own draw seed."""
+        self.repeat += 1
+        seed = self.hparams.seed + 1000 * self.repeat
+        fresh = self.make_classifier(seed)
+        self.ranker.load_state_dict(fresh.state_dict())
+        rank_opt = self.optimizers()[0]
+        getattr(rank_opt, "optimizer", rank_opt).state.clear()
+        old = self.controller
+        self.controller = RankingController(
+            old.labels,
+            num_classes=old.num_classes,
+            p_critical=old.p_critical,
+            max_steps=old.max_steps,
+            unranked=old.unranked,
+            indices=old.indices,
+            groups=old.groups,
+            seed=seed,
+        )

@@ -1,0 +1,56 @@
+"""BaseMethod: where a fit writes its side files (the logger's folder, or nowhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from sebra.methods import JTTModule, SebraModule
+
+SEBRA = {
+    "backbone": "test_resnet",
+    "rank_optimizer": "adam",
+    "rank_lr": 1e-2,
+    "max_steps": 2,
+    "epochs": 1,
+    "gap": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: SebraModule(**SEBRA), lambda: JTTModule(backbone="test_resnet", id_epochs=1, epochs=1)],
+    ids=["sebra", "jtt"],
+)
+def test_a_fit_without_a_logger_writes_nothing_into_the_working_directory(
+    make, tiny_dm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the Trainer's default_root_dir: where a trainer without logger "logs"
+    model = make()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=tiny_dm)
+    assert model.side_file_dir() is None
+    assert os.listdir(tmp_path) == []  # no rankings.csv, ranking_history.csv, jtt_scores.csv, ...
+    produced = model.produced_rankings()  # the results stay on the module
+    assert len(produced) == 1 and len(next(iter(produced.values()))) == len(tiny_dm.train_dataset)
+
+
+def test_with_a_logger_the_side_files_go_to_its_folder(tiny_dm, make_trainer) -> None:
+    trainer = make_trainer()
+    model = SebraModule(**{**SEBRA, "rank_only": True})
+    trainer.fit(model, datamodule=tiny_dm)
+    folder = Path(trainer.logger.log_dir)
+    assert model.side_file_dir() == folder
+    assert (folder / "rankings.csv").exists() and (folder / "ranking_history.csv").exists()
+    assert model.rankings_path == folder / "rankings.csv"
