@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/sebra demo --out runs/demo
 
+# The built-in benchmark table of BENCHMARKS.md §4 (resumes: finished runs in benchmarks/results/builtin.csv are kept).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/sebra bench --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
+
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sebra.bench import read_results
-from sebra.bench_family import lane_file
+from sebra.bench.store import lane_file, read_results
 from sebra.utils.files import atomic_write
 
 KEEP = ("erm", "jtt", "oracle", "groupdro", "erm_conf_best_epoch", "jtt_error_set")

@@ -22,22 +22,16 @@ import lightning as L
 import pandas as pd
 import torch
 
-from sebra.bench import quiet_lightning
-from sebra.bench_family import family_config
+from sebra.bench.family import family_config
+from sebra.config import parse_overrides
+from sebra.console import quiet_lightning
 from sebra.datasets.family import FamilyDataModule, variant
-from sebra.demo import parse_settings, ranking_summary
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
+from sebra.results import TEST_METRICS, ranking_summary
 from sebra.utils.files import append_record
 
-METRICS = {
-    "worst_group_acc": "wga",
-    "avg_acc": "acc",
-    "id_acc": "id_acc",
-    "gap_a": "gap_a",
-    "gap_b": "gap_b",
-    "gap_both": "gap_both",
-}
+METRICS = {k: v for k, v in TEST_METRICS.items() if k != "gap_mean"}
 
 
 def top_bin(rankings: pd.DataFrame, bins: int = 10) -> dict[str, int]:
@@ -59,7 +53,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--variant", required=True)
     p.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too"
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SebraModule settings (values read as YAML); seed=N too",
     )
     p.add_argument(
         "--rank-only", action="store_true", help="Stage 1 only (ranking tau, eliminations per step)"
@@ -75,17 +73,17 @@ def main() -> None:
             "only (sebra.datasets.family.variants('dev'))"
         )
     torch.set_num_threads(a.threads)
-    settings = parse_settings(a.set)
+    settings = parse_overrides(a.set)
     seed = int(settings.pop("seed", 0))
     cfg = family_config(builtin_config(), a.variant)
     data_args = {**cfg["data"]["init_args"], "seed": seed}
-    sebra_args = {**cfg["methods"]["sebra"]["init_args"], **settings, "seed": seed}
+    sebra_args = {**cfg["methods"]["sebra"]["model"]["init_args"], **settings, "seed": seed}
     if a.rank_only:
         sebra_args["rank_only"] = True
     tag = "_".join(f"{k}-{v}" for k, v in settings.items()) or "shipped"
     out_dir = Path(a.runs_dir) / a.variant / f"{tag}_seed{seed}"
     t0 = time.perf_counter()
-    with quiet_lightning():
+    with quiet_lightning(own_messages=False):
         L.seed_everything(seed, verbose=False)
         dm = FamilyDataModule(**data_args)
         model = SebraModule(**sebra_args)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sebra.bench import ranking_table
+from sebra.bench.config import BenchError
+from sebra.bench.store import merge_results, ranking_table
 from sebra.utils.files import atomic_write
 
 
@@ -33,17 +34,10 @@ def main() -> None:
     frames = [
         pd.read_csv(f) for f in a.files if not Path(f).name.startswith("ranking_") and "_ranking" not in f
     ]
-    merged = pd.concat(frames, ignore_index=True)
-    if a.base:
-        base = pd.read_csv(a.base)
-        rerun = set(zip(merged["method"], merged["seed"]))
-        keep = [(m, s) not in rerun for m, s in zip(base["method"], base["seed"])]
-        merged = pd.concat([base[keep], merged], ignore_index=True)
-    dup = merged.duplicated(["method", "seed", "metric"], keep=False)
-    if dup.any():
-        row = merged[dup].iloc[0]
-        raise SystemExit(f"{row['method']} seed {row['seed']} {row['metric']} is reported by two files")
-    merged = merged.sort_values(["method", "seed"], kind="stable")
+    try:
+        merged = merge_results(frames, base=pd.read_csv(a.base) if a.base else None)
+    except BenchError as e:
+        raise SystemExit(str(e)) from None
     out = Path(a.out)
     atomic_write(out, lambda tmp: merged.to_csv(tmp, index=False))
     rank_out = Path(a.ranking_out or out.with_name(f"ranking_{out.name}"))

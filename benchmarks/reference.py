@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sebra.bench import BenchError, read_results
-from sebra.bench_tables import METHOD_ORDER, aggregate
+from sebra.bench.config import BenchError
+from sebra.bench.store import read_results
+from sebra.bench.tables import METHOD_ORDER, aggregate
 from sebra.utils.files import atomic_write
 
 #: The demo's metrics, in its column order (accuracies and gaps in %).

@@ -18,10 +18,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from sebra.config import parse_overrides
 from sebra.datasets.builtin import BuiltinDataModule
-from sebra.demo import fit_method, parse_settings, ranking_summary
+from sebra.fitting import fit_method
 from sebra.methods import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
+from sebra.results import ranking_summary
 from sebra.utils.files import append_record
 
 
@@ -29,7 +31,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rankings", default=None, help="a rankings.csv (default: run Stage 1 too)")
     p.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="SebraModule settings; seed=N too"
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SebraModule settings (values read as YAML); seed=N too",
     )
     p.add_argument("--runs-dir", default="runs/stage2_trials")
     p.add_argument("--out", default="benchmarks/results/stage2_trials.csv")
@@ -37,7 +43,7 @@ def main() -> None:
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    settings = parse_settings(a.set)
+    settings = parse_overrides(a.set)
     seed = int(settings.pop("seed", 0))
     L.seed_everything(seed, verbose=False)
     dm = BuiltinDataModule(**BUILTIN_DATA)

@@ -7,8 +7,6 @@ schema is the typed ``__init__`` arguments); the other sub-commands are small ar
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import re
 import sys
@@ -224,101 +222,6 @@ def _fit(argv: list[str]) -> int:
     return 0
 
 
-def _bench_preflight(argv: list[str]) -> int | None:
-    """Checks ``sebra bench`` makes before its first run, so that nothing is trained on a setting that fails later.
-
-    Exit status 2, with a message naming the file, when the results file to resume from is empty or not a CSV
-    table, or when a method's ``init_args`` (or the data arguments) are refused by the class's constructor (every
-    selected method is built once, without training: a bad value in the last method no longer surfaces hours into
-    a sweep). ``None`` to go on; ``sebra bench`` reports its own usage and config-layout errors.
-    """
-    import inspect
-
-    from sebra.bench import BenchError, _import, _parser, default_config, load_config
-    from sebra.bench_tables import check_results_file
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            args, _ = _parser().parse_known_args(argv)  # usage errors and --help: sebra bench's own output
-    except SystemExit:
-        return None
-    if not getattr(args, "dataset", None):
-        return None  # e.g. --family: its per-variant configs are sebra bench's business
-    try:
-        check_results_file(Path(args.out or f"benchmarks/results/{args.dataset}.csv"))
-    except BenchError as e:
-        print(
-            f"sebra bench: {e}; move it away (or pass another --out) to start a new results file",
-            file=sys.stderr,
-        )
-        return 2
-    config = Path(args.config) if args.config else default_config(args.dataset)
-    shape = _bench_config_shape(config)
-    if shape:
-        print(f"sebra bench: {config}: {shape}", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_config(config)
-        names = (
-            [m.strip() for m in args.methods.split(",") if m.strip()]
-            if args.methods
-            else list(cfg["methods"])
-        )
-        for name in names:
-            m = cfg["methods"].get(name)
-            if m is None:
-                continue
-            for part, class_path, kwargs in (
-                ("data", cfg["data"]["class_path"], {**cfg["data"]["init_args"], **m.get("data", {})}),
-                (f"methods.{name}", m["class_path"], dict(m["init_args"])),
-            ):
-                cls = _import(class_path, f"{config}: {part}")
-                if "seed" in inspect.signature(cls).parameters:
-                    kwargs.setdefault("seed", 0)
-                try:
-                    cls(**kwargs)
-                except (ValueError, TypeError) as e:
-                    where = (
-                        "init_args"
-                        if part != "data"
-                        else "init_args (with the overrides of methods." + name + ")"
-                    )
-                    print(f"sebra bench: {config}: {part}.{where}: {e}", file=sys.stderr)
-                    return 2
-    except (BenchError, FileNotFoundError):
-        return None  # sebra bench prints these itself
-    return None
-
-
-def _bench_config_shape(config: Path) -> str | None:
-    """What is wrong with the nesting of a benchmark config's argument sections (each ``init_args``, ``data`` and
-    ``trainer`` is a mapping of ``key: value`` lines, or empty), or ``None`` (also when the file cannot be read:
-    ``sebra bench`` reports that)."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(config.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(cfg, dict):
-        return None
-    data, methods = cfg.get("data"), cfg.get("methods")
-    fields = [
-        ("data.init_args", data.get("init_args") if isinstance(data, dict) else None),
-        ("trainer", cfg.get("trainer")),
-    ]
-    for name, m in methods.items() if isinstance(methods, dict) else ():
-        if isinstance(m, dict):
-            fields += [(f"methods.{name}.{k}", m.get(k)) for k in ("init_args", "data", "trainer")]
-    for field, value in fields:
-        if value is not None and not isinstance(value, dict):
-            return (
-                f"{field} must be a mapping (one 'name: value' line per argument, indented below it), got "
-                f"{value!r}"
-            )
-    return None
-
-
 def _guarded(name: str, run: Any, argv: list[str]) -> int:
     """Run a sub-command; a refused setting or input (``ValueError``, a missing data set, an unknown setting name)
     ends with its message alone, exit 2, unless ``--debug`` or ``SEBRA_DEBUG=1`` asks for the traceback."""
@@ -369,10 +272,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return inspect_main(rest)
     if cmd == "bench":
-        from sebra.bench import main as bench_main
+        from sebra.bench.cli import main as bench_main
 
-        status = _bench_preflight(rest)
-        return status if status is not None else _guarded("bench", bench_main, rest)
+        return _guarded("bench", bench_main, rest)
     print(f"sebra: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -7,8 +7,9 @@ shows what BENCHMARKS.md measures.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import yaml
+from sebra.config import read_yaml
 
 __all__ = [
     "BUILTIN_CONFIG",
@@ -22,14 +23,17 @@ __all__ = [
 BUILTIN_CONFIG = Path(__file__).parent / "configs" / "builtin.yaml"
 
 
-def builtin_config() -> dict:
-    """The built-in benchmark's configuration, as parsed YAML."""
-    with open(BUILTIN_CONFIG) as f:
-        return yaml.safe_load(f)
+def builtin_config() -> dict[str, Any]:
+    """The built-in benchmark's configuration, as parsed YAML (layout: :mod:`sebra.bench.config`)."""
+    return read_yaml(BUILTIN_CONFIG, "benchmark config")
+
+
+def _init_args(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    return dict(cfg["methods"][method]["model"]["init_args"])
 
 
 _cfg = builtin_config()
 BUILTIN_DATA: dict = {k: v for k, v in _cfg["data"]["init_args"].items() if k not in ("root", "data_seed")}
-BUILTIN_ERM: dict = dict(_cfg["methods"]["erm"]["init_args"])
-BUILTIN_ORACLE: dict = dict(_cfg["methods"]["oracle"]["init_args"])
-BUILTIN_SEBRA: dict = dict(_cfg["methods"]["sebra"]["init_args"])
+BUILTIN_ERM: dict = _init_args(_cfg, "erm")
+BUILTIN_ORACLE: dict = _init_args(_cfg, "oracle")
+BUILTIN_SEBRA: dict = _init_args(_cfg, "sebra")

@@ -28,8 +28,10 @@ from dataset_fixtures import make_bar, make_urbancars, write_image
 from tiny_data import TinyDataModule, tiny_splits
 
 from sebra import cli
-from sebra.bench import load_config, run_bench
-from sebra.bench_tables import main as tables_main
+from sebra.bench.config import load_config
+from sebra.bench.rankers import level_scores
+from sebra.bench.sweep import run_bench
+from sebra.bench.tables import main as tables_main
 from sebra.datasets.bar import read_bar, read_bar_torch
 from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
 from sebra.datasets.csv_manifest import read_manifest
@@ -38,7 +40,6 @@ from sebra.datasets.verify import main as verify_main
 from sebra.export import load_rankings, save_rankings
 from sebra.inspect.cli import main as inspect_main
 from sebra.methods import ERMModule, GroupDROModule, JTTModule, SebraModule
-from sebra.rankers import level_scores
 from sebra.utils import files
 from sebra.utils.files import _host, atomic_write, remove_stale_temporaries
 
@@ -78,7 +79,7 @@ class ThreeBiasData(TinyDataModule):
 def test_level_scores_skip_the_four_level_scheme_unless_two_attributes(k: int) -> None:
     train = _reattributed(tiny_splits()["train"], k)
     lv3 = train.bias.levels(train.labels, train.attrs, scheme=3).numpy()
-    from sebra.rankers import confidence_rankings
+    from sebra.scoring import confidence_rankings
 
     perfect = confidence_rankings(train.indices, train.labels, 1.0 - lv3 / 10)
     with pytest.warns(UserWarning, match=rf"has {k} bias attribute\(s\).*the 4-level scheme needs exactly 2"):
@@ -95,7 +96,7 @@ def test_bench_writes_results_whatever_the_number_of_attributes(data: str, tmp_p
     config = {
         "data": {"class_path": f"test_bad_input.{data}", "init_args": {"batch_size": 8}},
         "trainer": {"accelerator": "cpu"},
-        "methods": {"sebra": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": TINY}},
+        "methods": {"sebra": {"model": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": TINY}}},
     }
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(config))
     cfg = load_config(tmp_path / "toy.yaml")
@@ -791,13 +792,19 @@ def test_bench_checks_every_method_before_the_first_run(tmp_path: Path, capsys) 
         "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
         "methods": {
             "erm": {
-                "class_path": "sebra.methods.erm.ERMModule",
-                "init_args": {"backbone": "test_resnet", "epochs": 1},
+                "model": {
+                    "class_path": "sebra.methods.erm.ERMModule",
+                    "init_args": {"backbone": "test_resnet", "epochs": 1},
+                }
             },
-            "sebra": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": {**TINY, "gap": 2.5}},
+            "sebra": {
+                "model": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": {**TINY, "gap": 2.5}}
+            },
             "jtt": {
-                "class_path": "sebra.methods.jtt.JTTModule",
-                "init_args": {"backbone": "test_resnet", "upweigth": 4},
+                "model": {
+                    "class_path": "sebra.methods.jtt.JTTModule",
+                    "init_args": {"backbone": "test_resnet", "upweigth": 4},
+                }
             },
         },
     }
@@ -817,12 +824,12 @@ def test_bench_checks_every_method_before_the_first_run(tmp_path: Path, capsys) 
     ]
     assert cli.main([*args, "--methods", "erm,sebra"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"sebra bench: {path}: methods.sebra.init_args: SebraModule: gap must be >= 1 (an integer; positives come "
+        f"sebra bench: {path}: methods.sebra.model.init_args: SebraModule: gap must be >= 1 (an integer; positives come "
         "from rank r + gap or higher), got 2.5"
     )
     assert cli.main([*args, "--methods", "erm,jtt"]) == 2
     assert (
-        "methods.jtt.init_args: JTTModule.__init__() got an unexpected keyword argument 'upweigth'"
+        "methods.jtt.model.init_args: JTTModule.__init__() got an unexpected keyword argument 'upweigth'"
         in capsys.readouterr().err
     )
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "runs").exists()  # nothing was trained
@@ -913,8 +920,8 @@ def test_manifest_from_a_spreadsheet(tmp_path: Path, images: list[str]) -> None:
             r"data.init_args must be a mapping .*got 'batch_size=8'",
         ),
         (
-            lambda c: c["methods"]["erm"].update(init_args=[1, 2]),
-            r"methods.erm.init_args must be a mapping .*got \[1, 2\]",
+            lambda c: c["methods"]["erm"]["model"].update(init_args=[1, 2]),
+            r"methods.erm.model.init_args must be a mapping .*got \[1, 2\]",
         ),
         (lambda c: c.update(trainer="cpu"), r"trainer must be a mapping"),
     ],
@@ -922,7 +929,9 @@ def test_manifest_from_a_spreadsheet(tmp_path: Path, images: list[str]) -> None:
 def test_bench_config_sections_that_are_not_mappings(tmp_path: Path, edit, match: str, capsys) -> None:
     config = {
         "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
-        "methods": {"erm": {"class_path": "sebra.methods.erm.ERMModule", "init_args": {"epochs": 1}}},
+        "methods": {
+            "erm": {"model": {"class_path": "sebra.methods.erm.ERMModule", "init_args": {"epochs": 1}}}
+        },
     }
     edit(config)
     path = tmp_path / "toy.yaml"

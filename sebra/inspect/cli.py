@@ -8,13 +8,13 @@ them the report holds the counts and curves only.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+from sebra.config import import_class, mapping_at, read_yaml
 from sebra.datasets.base import DatasetError, ImageDataset
 from sebra.export import load_rankings
 from sebra.utils.files import atomic_write
@@ -54,20 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _import_class(class_path: Any, where: str) -> type:
-    if not isinstance(class_path, str) or "." not in class_path:
-        raise InspectError(f"{where}: expected a dotted 'module.ClassName' string, got {class_path!r}")
-    module, _, name = class_path.rpartition(".")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        raise InspectError(f"{where}: cannot import module {module!r}: {e}") from e
-    cls = getattr(mod, name, None)
-    if not isinstance(cls, type):
-        raise InspectError(f"{where}: module {module!r} has no class {name!r}")
-    return cls
-
-
 def load_datamodule(data: str, root: Path | None = None) -> Any:
     """Build (without setting up) the data module named by ``--data``.
 
@@ -77,7 +63,8 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
 
     Raises:
         InspectError: the built-in benchmark module or the config, its fields or its class cannot be used; the
-            message names the file and field.
+            message names the file and field (:class:`~sebra.config.ConfigError` when the file is not YAML or the
+            class cannot be imported).
     """
     if data == "builtin":
         try:
@@ -88,16 +75,11 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
                 f"imported: {e}"
             ) from e
         return BuiltinDataModule(root=root) if root is not None else BuiltinDataModule()
-    import yaml
-
     path = Path(data)
     if not path.is_file():
         raise InspectError(f"--data: {path} is neither 'builtin' nor an existing YAML config file")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise InspectError(f"{path}: not valid YAML: {e}") from e
-    block = cfg.get("data") if isinstance(cfg, dict) else None
+    cfg = read_yaml(path, "--data config")
+    block = cfg.get("data")
     if not isinstance(block, dict):
         raise InspectError(f"{path}: expected a top-level 'data' mapping with class_path and init_args")
     if "class_path" not in block:
@@ -105,13 +87,8 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
             f"{path}: field 'data.class_path' is missing; expected e.g. "
             "sebra.datasets.urbancars.UrbanCarsDataModule"
         )
-    cls = _import_class(block["class_path"], f"{path}: field 'data.class_path'")
-    init_args = block.get("init_args") or {}
-    if not isinstance(init_args, dict):
-        raise InspectError(
-            f"{path}: field 'data.init_args' must be a mapping, got {type(init_args).__name__}"
-        )
-    init_args = dict(init_args)
+    cls = import_class(block["class_path"], f"{path}: field 'data.class_path'")
+    init_args = mapping_at(cfg, "data.init_args", str(path))
     if root is not None:
         init_args["root"] = str(root)
     try:

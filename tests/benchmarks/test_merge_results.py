@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "merge_results.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "merge_results.py"
 
 
 def _write(path: Path, rows: list[tuple[str, int, str, float]]) -> Path:

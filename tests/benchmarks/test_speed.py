@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.slow
 def test_speed_benchmark_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = importlib.util.spec_from_file_location(
-        "speed", Path(__file__).parents[1] / "benchmarks" / "speed.py"
+        "speed", Path(__file__).parents[2] / "benchmarks" / "speed.py"
     )
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)

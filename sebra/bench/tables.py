@@ -3,7 +3,7 @@ of BENCHMARKS.md rewritten atomically.
 
     python benchmarks/tables.py --dataset builtin [--markdown BENCHMARKS.md]
 
-The results file holds rows ``method,seed,metric,value`` (see :mod:`sebra.bench`). Each table cell is the mean over
+The results file holds rows ``method,seed,metric,value`` (:mod:`sebra.bench.store`). Each table cell is the mean over
 seeds ± the sample standard deviation (``ddof=1``; a single seed shows the mean alone); the last column counts seeds.
 """
 
@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sebra.bench import BenchError, load_config, read_results, selection_rules
-from sebra.utils.files import atomic_write, read_csv_file
+from sebra.bench.config import BenchError, default_config, load_config, selection_rules
+from sebra.bench.store import read_results
+from sebra.config import ConfigError
+from sebra.utils.files import atomic_write
 
 __all__ = [
     "aggregate",
-    "check_results_file",
     "format_mean_std",
     "label_use",
     "main",
@@ -47,18 +48,6 @@ SELECTION_TEXT = {
     "val_acc": "best validation accuracy (no group labels)",
     "last": "last epoch (no validation)",
 }
-
-
-RESULTS_CONTENT = "a header method,seed,metric,value and one row per result (written by sebra bench)"
-
-
-def check_results_file(path: str | Path) -> None:
-    """Raise :class:`~sebra.bench.BenchError` naming ``path`` when an existing results file is empty or not a CSV
-    table (``sebra.bench.read_results`` then names a missing column or a bad seed itself). A missing file is fine:
-    ``sebra bench`` starts it."""
-    path = Path(path)
-    if path.exists():
-        read_csv_file(path, RESULTS_CONTENT, BenchError, "results file")
 
 
 def aggregate(results: pd.DataFrame) -> pd.DataFrame:
@@ -88,8 +77,11 @@ def label_use(cfg: Mapping[str, Any] | None) -> dict[str, bool]:
         return {"groupdro": True, "oracle": True}
     out = {}
     for name, m in cfg["methods"].items():
-        args = m.get("init_args", {})
-        out[name] = m["class_path"].endswith("GroupDROModule") or args.get("sampling") == "group_balanced"
+        model = m["model"]
+        out[name] = (
+            model["class_path"].endswith("GroupDROModule")
+            or model["init_args"].get("sampling") == "group_balanced"
+        )
     return out
 
 
@@ -304,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         results_path = Path(args.results or f"benchmarks/results/{args.dataset}.csv")
         if not results_path.exists():
             raise FileNotFoundError(f"results file {results_path} does not exist; run sebra bench first")
-        check_results_file(results_path)
         results = read_results(results_path)
-        from sebra.bench import default_config
-
         config = Path(args.config) if args.config else default_config(args.dataset)
         cfg = load_config(config) if config.exists() else None
         if args.config and cfg is None:
@@ -336,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(text)
-    except (BenchError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"tables: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,16 +1,14 @@
-"""Reference rankers for the ranking table: ERM confidence, and JTT's error set read as a two-level ranking.
+"""Reference rankers for the ranking table, scored against the true spuriosity levels.
 
-Each ranker returns a ranking table with Sebra's columns (``index``, ``label``, ``rank``, ``position``, ``p_y``;
-:mod:`sebra.export`), so :func:`sebra.metrics.ranking_quality` scores every ranker the same way.
+The ranking tables themselves are core (:mod:`sebra.scoring`: ERM confidence, JTT's error set); this module is what
+the benchmark adds around them:
 
-* **ERM confidence** (:func:`confidence_rankings`): within each class, samples ordered by the true-class probability
-  ``p_y`` of a plain ERM network, highest first (most spurious first); ``rank = position``. The network is scored
-  after every training epoch by :class:`ConfidenceRecorder`; the benchmark reads it at Sebra's Stage 1 budget (the
-  same number of optimizer steps: :func:`record_at_budget`) and at its best epoch (:func:`best_record`, the epoch
-  whose ranking has the best tau-b against the true levels: it peeks at bias labels, so it is an **upper
-  reference**, not a method).
-* **JTT error set** (:func:`error_set_rankings`): correct samples rank 1, errors rank 2; within a rank by ``p_y``
-  descending.
+* :func:`level_scores`: Kendall tau-b and weighted tau of any ranking against the data set's true levels.
+* **ERM confidence per epoch**: :class:`ConfidenceRecorder` scores the training set after every epoch; the benchmark
+  reads it at Sebra's Stage 1 budget (the same number of optimizer steps: :func:`record_at_budget`,
+  :func:`same_budget_rows`) and at its best epoch (:func:`best_record`, :func:`best_epoch_values`: the epoch whose
+  ranking has the best tau-b against the true levels; it peeks at bias labels, so it is an **upper reference**, not
+  a method).
 """
 
 from __future__ import annotations
@@ -27,19 +25,23 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from sebra.bench.store import result_rows
 from sebra.datasets.base import ImageDataset
 from sebra.metrics import ranking_quality
-from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
+from sebra.scoring import confidence_rankings, score_dataset
 
 __all__ = [
+    "TAU_METRICS",
     "ConfidenceRecorder",
+    "best_epoch_values",
     "best_record",
-    "confidence_rankings",
-    "error_set_rankings",
     "level_scores",
     "record_at_budget",
-    "score_dataset",
+    "record_quality",
+    "same_budget_rows",
 ]
+
+TAU_METRICS = ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
 
 
 def level_scores(
@@ -205,3 +207,50 @@ def best_record(records: Sequence[dict[str, Any]], score: Any) -> tuple[dict[str
     if best is None:
         raise ValueError("best_record: every record scored NaN (does each class hold more than one level?)")
     return best, best_v
+
+
+def record_quality(recorder: ConfidenceRecorder, train: ImageDataset) -> pd.DataFrame:
+    """Per recorded epoch: ``epoch, step, seconds`` and the tau values of its confidence ranking."""
+    rows = []
+    for r in recorder.records:
+        rows.append(
+            {
+                "epoch": r["epoch"],
+                "step": r["step"],
+                "seconds": r["seconds"],
+                **level_scores(recorder.rankings(r), train),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_epoch_values(quality: pd.DataFrame) -> dict[str, float]:
+    """The best recorded epoch per level scheme present (a data set with one or three bias attributes has only the
+    3-level scores); ``rank_optimizer_steps`` and ``seconds`` of the first scheme's best epoch."""
+    records = quality.to_dict("records")
+    out: dict[str, float] = {}
+    for suffix in ("", "_3"):
+        key = f"kendall_tau_b{suffix}"
+        if key not in quality.columns:
+            continue
+        rec, _ = best_record(records, lambda r, key=key: r[key])
+        out[f"kendall_tau_b{suffix}"] = rec[f"kendall_tau_b{suffix}"]
+        out[f"weighted_tau{suffix}"] = rec[f"weighted_tau{suffix}"]
+        out[f"best_epoch{suffix}"] = float(rec["epoch"])
+        if "rank_optimizer_steps" not in out:
+            out["rank_optimizer_steps"] = float(rec["step"])
+            out["seconds"] = float(rec["seconds"])
+    return out
+
+
+def same_budget_rows(quality: pd.DataFrame, method: str, seed: int, budget: float) -> list[dict[str, Any]]:
+    """``<method>_conf_same_budget`` rows: the recorded epoch closest to ``budget`` optimizer steps."""
+    rec = record_at_budget(quality.to_dict("records"), round(budget))
+    values = {k: rec[k] for k in TAU_METRICS if k in rec}  # the schemes the data set's attributes allow
+    values.update(
+        epoch=float(rec["epoch"]),
+        rank_optimizer_steps=float(rec["step"]),
+        budget_steps=float(budget),
+        seconds=float(rec["seconds"]),
+    )
+    return result_rows(f"{method}_conf_same_budget", seed, values)

@@ -11,7 +11,7 @@ import pytest
 
 from sebra.demo import REFERENCE_FILE, REFERENCE_METRICS, reference_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "reference.py"
 
 
@@ -83,7 +83,7 @@ def test_script_refuses_a_missing_results_file(tmp_path: Path) -> None:
 
 def test_packaged_reference_matches_the_bench_results() -> None:
     """The shipped file is the script's output for benchmarks/results/builtin.csv (BENCHMARKS.md §4)."""
-    from sebra.bench import read_results
+    from sebra.bench.store import read_results
 
     ns = runpy.run_path(str(SCRIPT))
     expected = ns["reference_table"](read_results(ROOT / "benchmarks" / "results" / "builtin.csv"))

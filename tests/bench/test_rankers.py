@@ -1,4 +1,5 @@
-"""Reference rankers: ERM-confidence and JTT error-set ranking tables, level scores, the per-epoch recorder."""
+"""Reference rankers: the ranking tables (:mod:`sebra.scoring`), level scores, the per-epoch recorder and the rows
+the benchmark reads from it."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "methods"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "methods"))
 from tiny_data import TinyDataModule
 
-from sebra.methods.erm import ERMModule
-from sebra.metrics import ranking_quality
-from sebra.rankers import (
+from sebra.bench.rankers import (
     ConfidenceRecorder,
+    best_epoch_values,
     best_record,
-    confidence_rankings,
-    error_set_rankings,
     level_scores,
     record_at_budget,
-    score_dataset,
+    same_budget_rows,
 )
+from sebra.methods.erm import ERMModule
+from sebra.metrics import ranking_quality
+from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
 
 
 def test_confidence_rankings_order_by_p_y_within_each_class() -> None:
@@ -136,3 +137,23 @@ def test_confidence_recorder_scores_every_epoch(tmp_path: Path) -> None:
     assert np.allclose(back[1]["p_y"].numpy(), rec.records[1]["p_y"].numpy())
     rk = rec.rankings(rec.records[0])
     assert sorted(rk["index"].tolist()) == sorted(dm.train_dataset.indices.tolist())
+
+
+def test_confidence_ranker_rows_with_only_the_three_level_scheme() -> None:
+    """One or three bias attributes give only 3-level scores: the ERM-confidence rows keep what exists."""
+    q = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "step": [2, 4, 6],
+            "seconds": [1.0, 2.0, 3.0],
+            "kendall_tau_b_3": [0.3, 0.9, 0.1],
+            "weighted_tau_3": [0.3, 0.8, 0.1],
+        }
+    )
+    best = best_epoch_values(q)
+    assert (
+        best["kendall_tau_b_3"] == 0.9 and best["best_epoch_3"] == 2.0 and best["rank_optimizer_steps"] == 4.0
+    )
+    assert "kendall_tau_b" not in best
+    rows = {r["metric"]: r["value"] for r in same_budget_rows(q, "erm", 0, 6)}
+    assert rows["kendall_tau_b_3"] == 0.1 and "kendall_tau_b" not in rows

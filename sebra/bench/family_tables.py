@@ -1,6 +1,6 @@
 """Tables of ``family.csv``: one per variant, one summary over the held-out variants, and the targets checked.
 
-    python -m sebra.bench_family_tables --results benchmarks/results/family.csv [--markdown BENCHMARKS.md]
+    python -m sebra.bench.family_tables --results benchmarks/results/family.csv [--markdown BENCHMARKS.md]
 
 The held-out summary is the mean over variants of the per-variant seed means (each variant counts once, whatever
 its number of seeds). ``<method>_val_acc`` rows are the same runs tested at their best validation *accuracy* (no group
@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from sebra.bench_tables import format_mean_std, update_markdown_block
+from sebra.bench.tables import format_mean_std, update_markdown_block
 
 __all__ = ["check_targets", "heldout_summary", "main", "markdown_family", "variant_means"]
 
@@ -224,7 +224,7 @@ def markdown_family(fam: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the family tables into a Markdown file; returns the exit status."""
     p = argparse.ArgumentParser(
-        prog="python -m sebra.bench_family_tables", description=(__doc__ or "").split("\n")[0]
+        prog="python -m sebra.bench.family_tables", description=(__doc__ or "").split("\n")[0]
     )
     p.add_argument("--results", default="benchmarks/results/family.csv")
     p.add_argument(

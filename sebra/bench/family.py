@@ -23,9 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from sebra.bench import COLUMNS, _derive_same_budget, _write, read_results, run_bench
+from sebra.bench.config import check_config
+from sebra.bench.store import COLUMNS, lane_file, read_results, write_table
+from sebra.bench.sweep import RunFn, derive_same_budget, run_bench
 
-__all__ = ["FAMILY_COLUMNS", "family_config", "lane_file", "merge_family", "read_family", "run_family"]
+__all__ = ["FAMILY_COLUMNS", "family_config", "merge_family", "read_family", "run_family"]
 
 FAMILY_COLUMNS = ("variant", "role", "method", "seed", "metric", "value")
 DATA_CLASS = "sebra.datasets.family.FamilyDataModule"
@@ -42,12 +44,7 @@ def family_config(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
     args = {k: v for k, v in cfg["data"]["init_args"].items() if k in accepted}
     out["data"] = {"class_path": DATA_CLASS, "init_args": {**args, "variant": variant}}
     out["dataset"] = variant
-    return out
-
-
-def lane_file(out: str | Path, variant: str, lane: str) -> Path:
-    """A lane's resumable results file for one variant."""
-    return Path(out).parent / "family" / f"{variant}.{lane}.csv"
+    return check_config(out, out.get("_path", "config"))
 
 
 def _derived_file(out: str | Path, variant: str) -> Path:
@@ -100,7 +97,7 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
         seeds = sorted(res["seed"].unique().tolist())
         with warnings.catch_warnings():  # imported rows have no run folders here: nothing to derive, no noise
             warnings.simplefilter("ignore", UserWarning)
-            new = _derive_same_budget(
+            new = derive_same_budget(
                 vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name, seeds
             )
         if new:
@@ -108,13 +105,13 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
             derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(
                 ["method", "seed", "metric"], keep="last"
             )
-            _write(derived_path, derived)
+            write_table(derived_path, derived)
         res = pd.concat([res, derived], ignore_index=True)
         res.insert(0, "role", spec.role)
         res.insert(0, "variant", name)
         frames.append(res)
     merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FAMILY_COLUMNS))
-    _write(out, merged[list(FAMILY_COLUMNS)])
+    write_table(out, merged[list(FAMILY_COLUMNS)])
     return merged
 
 
@@ -129,7 +126,7 @@ def run_family(
     lane: str = "main",
     keep_going: bool = False,
     progress: bool = True,
-    run_fn: Any = None,
+    run_fn: RunFn | None = None,
 ) -> pd.DataFrame:
     """Run every unfinished (variant, method, seed) of this lane, variant by variant, merging after every run."""
     out = Path(out)

@@ -1,0 +1,111 @@
+"""``sebra bench``: argument and config errors are one line and exit 2; every method is built before any run."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from sebra.bench.cli import main
+
+from .helpers import CONFIG
+
+
+def _config(tmp_path: Path, cfg: dict = CONFIG) -> Path:
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_config_and_argument_errors(tmp_path: Path, capsys) -> None:
+    seeded = copy.deepcopy(CONFIG)
+    seeded["methods"]["erm"]["model"]["init_args"]["seed"] = 1
+    path = tmp_path / "seeded.yaml"
+    path.write_text(yaml.safe_dump(seeded))
+    assert main(["--dataset", "toy", "--config", str(path)]) == 2
+    assert "init_args.seed" in capsys.readouterr().err
+    good = _config(tmp_path)
+    assert main(["--dataset", "other", "--config", str(good)]) == 2
+    assert "dataset is 'toy'" in capsys.readouterr().err
+    assert main(["--dataset", "toy", "--config", str(good), "--methods", "erm,nope", "--dry-run"]) == 2
+    assert "no method(s) ['nope']" in capsys.readouterr().err
+    assert (
+        main(["--dataset", "toy", "--config", str(good), "--set", "methods.erm.model.init_args.lrr=1"]) == 2
+    )
+    assert "unknown key 'methods.erm.model.init_args.lrr'" in capsys.readouterr().err
+    assert main(["--dataset", "toy", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "benchmark config" in capsys.readouterr().err
+
+
+def test_dry_run_counts_the_runs_to_do(tmp_path: Path, capsys) -> None:
+    good = _config(tmp_path)
+    out = tmp_path / "r.csv"
+    pd.DataFrame([("erm", 1, "seconds", 3.0)], columns=["method", "seed", "metric", "value"]).to_csv(
+        out, index=False
+    )
+    args = [
+        "--dataset",
+        "toy",
+        "--config",
+        str(good),
+        "--seeds",
+        "2",
+        "--methods",
+        "erm,jtt",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "3 of 4 run(s) to do" in text and "erm seed 1" not in text and "jtt seed 1" in text
+
+
+def test_a_refused_setting_stops_the_command_before_any_run(tmp_path: Path, capsys) -> None:
+    good = _config(tmp_path)
+    out, runs = tmp_path / "r.csv", tmp_path / "runs"
+    args = [
+        "--dataset",
+        "toy",
+        "--config",
+        str(good),
+        "--out",
+        str(out),
+        "--runs-dir",
+        str(runs),
+        "--no-progress",
+    ]
+    assert main([*args, "--methods", "erm,sebra", "--set", "methods.sebra.model.init_args.gap=2.5"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"sebra bench: {good}: methods.sebra.model.init_args: SebraModule: gap"
+    )
+    assert not out.exists() and not runs.exists()  # nothing was trained
+
+
+def test_a_broken_results_file_is_named_and_kept(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.csv"
+    out.write_text("")
+    assert main(["--dataset", "toy", "--config", str(_config(tmp_path)), "--out", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sebra bench: results file {out} is empty") and "move it away" in err
+    assert out.read_text() == ""
+
+
+def test_family_errors(capsys) -> None:
+    assert main(["--family", "--variants", "nope"]) == 2
+    assert "unknown variant(s) ['nope']" in capsys.readouterr().err
+    assert main(["--family", "--methods", "magic"]) == 2
+    assert "no method(s) ['magic']" in capsys.readouterr().err
+    assert main(["--family", "--lane", "a/b", "--dry-run"]) == 2
+    assert "--lane" in capsys.readouterr().err
+
+
+def test_usage(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main([])  # neither --dataset nor --family
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--set KEY=VALUE" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+"""``sebra bench --family``: lanes per variant merged into one tidy family.csv, same-budget rows derived across
+lanes, the config's data block swapped for the variant's."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sebra.bench.family import FAMILY_COLUMNS, family_config, merge_family, run_family
+from sebra.bench.store import lane_file
+from sebra.presets import builtin_config
+
+from .helpers import CONFIG, FakeRun
+
+
+def test_family_config_swaps_only_the_data_block() -> None:
+    cfg = builtin_config()
+    v = family_config(cfg, "patch-tint")
+    assert v["data"]["class_path"] == "sebra.datasets.family.FamilyDataModule"
+    assert v["data"]["init_args"]["variant"] == "patch-tint"
+    assert "data_seed" not in v["data"]["init_args"] and v["data"]["init_args"]["batch_size"] == 128
+    assert v["methods"] == family_config(cfg, "builtin")["methods"]  # one configuration for every variant
+    assert v["methods"]["sebra"]["model"] == cfg["methods"]["sebra"]["model"]
+    with pytest.raises(ValueError, match="unknown benchmark variant"):
+        family_config(cfg, "nope")
+
+
+def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_path: Path) -> None:
+    cfg = copy.deepcopy(CONFIG)
+    out = tmp_path / "family.csv"
+    runs = tmp_path / "runs"
+    # lane a runs ERM on two variants, lane b Sebra on one of them: the same-budget ranker needs both
+    run_family(
+        cfg,
+        ["erm"],
+        [0, 1],
+        ["builtin", "patch-tint"],
+        out=out,
+        runs_dir=runs,
+        lane="a",
+        progress=False,
+        run_fn=FakeRun(),
+    )
+    fam = pd.read_csv(out)
+    assert list(fam.columns) == list(FAMILY_COLUMNS)
+    assert "erm_conf_same_budget" not in set(fam["method"])
+    run_family(
+        cfg,
+        ["sebra"],
+        [0, 1],
+        ["patch-tint"],
+        out=out,
+        runs_dir=runs,
+        lane="b",
+        progress=False,
+        run_fn=FakeRun(),
+    )
+    fam = pd.read_csv(out)
+    assert set(fam["variant"]) == {"builtin", "patch-tint"}
+    assert set(fam.loc[fam["variant"] == "builtin", "role"]) == {"dev"}
+    assert set(fam.loc[fam["variant"] == "patch-tint", "role"]) == {"heldout"}
+    sb = fam[(fam["method"] == "erm_conf_same_budget") & (fam["variant"] == "patch-tint")]
+    assert sorted(sb["seed"].unique()) == [0, 1]  # derived from ERM (lane a) and Sebra's budget (lane b)
+    assert sb[sb["metric"] == "budget_steps"].sort_values("seed")["value"].tolist() == [5.0, 6.0]
+    assert not fam.duplicated(["variant", "method", "seed", "metric"]).any()
+    # the derived rows survive a merge without the run folders (a later session)
+    shutil.rmtree(runs)
+    again = merge_family(cfg, out, runs)
+    assert len(again[again["method"] == "erm_conf_same_budget"]) == len(sb)
+    # resuming a lane runs nothing new
+    fake = FakeRun()
+    run_family(
+        cfg,
+        ["erm"],
+        [0, 1],
+        ["builtin", "patch-tint"],
+        out=out,
+        runs_dir=runs,
+        lane="a",
+        progress=False,
+        run_fn=fake,
+    )
+    assert fake.calls == []
+    assert lane_file(out, "builtin", "a").exists()
