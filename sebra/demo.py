@@ -15,6 +15,7 @@ import lightning as L
 import pandas as pd
 import torch
 
+from sebra.config import parse_overrides
 from sebra.console import PhaseProgress, quiet_lightning
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.export import save_rankings
@@ -23,7 +24,7 @@ from sebra.methods import ERMModule, SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 from sebra.results import COLUMNS, ranking_summary, results_heading, results_table
 
-__all__ = ["REFERENCE_FILE", "main", "parse_settings", "rank_main", "reference_text"]
+__all__ = ["REFERENCE_FILE", "main", "rank_main", "reference_text"]
 
 #: Mean ± std over seeds of the same settings (BENCHMARKS.md §4), written by ``benchmarks/reference.py``.
 REFERENCE_FILE = Path(__file__).resolve().parent / "configs" / "builtin_reference.csv"
@@ -85,21 +86,6 @@ def reference_text(path: str | Path = REFERENCE_FILE) -> str:
             "ranges, not with one number."
         )
     return "\n".join(lines)
-
-
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` overrides (``--set``): a value is read as JSON when it parses (numbers, true, null, lists), else
-    kept as text, so ``scoring=full`` and ``p_critical=0.9`` both work."""
-    out: dict[str, Any] = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects key=value, got {kv!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _verbose_flag(p: argparse.ArgumentParser) -> None:
@@ -173,11 +159,11 @@ def rank_main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="override a SebraModule setting, e.g. --set p_critical=0.8 max_steps=20",
+        help="override a SebraModule setting (values read as YAML), e.g. --set p_critical=0.8 max_steps=20",
     )
     _verbose_flag(p)
     a = p.parse_args(argv)
-    over = parse_settings(a.set)
+    over = parse_overrides(a.set)
     with quiet_lightning(a.verbose):
         return _rank(a, over)
 

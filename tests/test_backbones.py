@@ -1,5 +1,6 @@
-"""create_backbone: EfficientNet-Lite0 ImageNet weights offline from the optional package, and clear errors for unknown
-model names and for pretrained weights that cannot be had offline."""
+"""sebra/backbones.py: the timm backbone with a linear head; local weight files; EfficientNet-Lite0 ImageNet weights
+offline from the optional package; clear errors for unknown model names and for pretrained weights that cannot be had
+offline."""
 
 from __future__ import annotations
 
@@ -176,3 +177,47 @@ def test_hub_names_are_left_to_timm(monkeypatch):
     monkeypatch.setattr(timm, "create_model", lambda name, **kw: seen.append(name) or torch.nn.Identity())
     create_backbone("hf-hub:someone/some-model")
     assert seen == ["hf-hub:someone/some-model"]
+
+
+# --- the Classifier and local weight files ---------------------------------------------------------------------
+def test_classifier_gives_logits_from_the_backbones_features():
+    net = Classifier("test_resnet", 3)
+    x = torch.randn(2, 3, 16, 16)
+    feats = net.features(x)
+    assert feats.shape == (2, net.backbone.num_features) and net.head.in_features == net.backbone.num_features
+    assert net(x).shape == (2, 3)
+    assert torch.equal(net(x), net.head(feats))
+
+
+def test_one_input_channel():
+    net = Classifier("test_resnet", 2, in_chans=1)
+    assert net(torch.randn(2, 1, 16, 16)).shape == (2, 2)
+
+
+def test_weights_file_loads_the_backbone_and_drops_the_files_classifier(tmp_path, offline):
+    torch.manual_seed(1)
+    source = timm.create_model("test_resnet", num_classes=10)
+    path = tmp_path / "test_resnet.pth"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(2)
+    net = Classifier("test_resnet", 2, weights_file=str(path))  # no download: the file alone
+    got = net.backbone.state_dict()
+    want = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    assert sorted(got) == sorted(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert net.head.out_features == 2
+
+
+def test_a_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"weights_file .*nope\.pth does not exist"):
+        create_backbone("test_resnet", weights_file=str(tmp_path / "nope.pth"))
+
+
+def test_no_pretrained_weights_means_no_download(offline):
+    torch.manual_seed(0)
+    a = create_backbone("test_resnet")
+    torch.manual_seed(0)
+    b = create_backbone("test_resnet")
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )

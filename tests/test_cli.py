@@ -1,0 +1,150 @@
+"""sebra/cli.py: the ``sebra`` command's dispatch, usage and error messages; ``sebra demo`` and ``sebra rank`` quiet
+by default and verbose on request (run on the tiny data set in place of the built-in benchmark)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
+from tiny_data import TinyDataModule
+
+from sebra import cli, demo
+from sebra.results import COLUMNS
+
+TINY = {
+    "backbone": "test_resnet",
+    "max_steps": 2,
+    "epochs": 2,
+    "gap": 1,
+    "rank_lr": 0.01,
+    "p_critical": 0.999,
+}
+
+
+# ------------------------------------------------------------------------------------------------------ dispatch
+@pytest.mark.parametrize("argv", [[], ["-h"], ["--help"]])
+def test_usage_lists_every_command(argv: list[str], capsys) -> None:
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "rank", "fit", "data verify", "inspect", "bench", "--verbose"):
+        assert command in out
+
+
+def test_unknown_command_is_exit_2_with_the_usage(capsys) -> None:
+    assert cli.main(["fitt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sebra: unknown command 'fitt'") and "usage: sebra <command>" in err
+
+
+def test_data_needs_verify(capsys) -> None:
+    assert cli.main(["data", "check"]) == 2
+    assert "usage: sebra data verify <dataset> <root>" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "name", "passed"),
+    [
+        (["demo", "--out", "x"], "sebra.demo", "main", ["--out", "x"]),
+        (["rank", "--seed", "1"], "sebra.demo", "rank_main", ["--seed", "1"]),
+        (["fit", "--config", "c.yaml"], "sebra.fit_cli", "main", ["--config", "c.yaml"]),
+        (["data", "verify", "bar", "r"], "sebra.datasets.verify", "main", ["bar", "r"]),
+        (["inspect", "r.csv"], "sebra.inspect.cli", "main", ["r.csv"]),
+        (["bench", "--dry-run"], "sebra.bench.cli", "main", ["--dry-run"]),
+    ],
+)
+def test_each_command_reaches_its_entry_point(monkeypatch, argv, module, name, passed) -> None:
+    import importlib
+
+    seen = []
+    monkeypatch.setattr(importlib.import_module(module), name, lambda args: seen.append(list(args)) or 5)
+    assert cli.main(argv) == 5
+    assert seen == [passed]
+
+
+def test_a_refused_setting_is_one_message_exit_2_and_debug_shows_the_traceback(monkeypatch, capsys) -> None:
+    def refuse(argv: list[str]) -> int:
+        raise ValueError("SebraModule: gap must be >= 1 (an integer), got 0")
+
+    monkeypatch.setattr(demo, "rank_main", refuse)
+    assert cli.main(["rank"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sebra rank: error: SebraModule: gap must be >= 1") and "--debug" in err
+    assert "Traceback" not in err
+    with pytest.raises(ValueError, match="gap must be"):
+        cli.main(["rank", "--debug"])
+    monkeypatch.setenv("SEBRA_DEBUG", "1")
+    with pytest.raises(ValueError, match="gap must be"):
+        cli.main(["rank"])
+
+
+def test_a_bug_is_not_dressed_as_a_setting_error(monkeypatch) -> None:
+    def bug(argv: list[str]) -> int:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(demo, "main", bug)
+    with pytest.raises(TypeError):
+        cli.main(["demo"])
+
+
+@pytest.mark.parametrize("command", ["demo", "rank"])
+def test_demo_and_rank_offer_verbose(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    assert "--verbose" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- demo and rank, on the tiny data
+@pytest.fixture
+def tiny_builtin(monkeypatch) -> None:
+    """The demo's and rank's built-in benchmark and settings replaced by the tiny data set and networks."""
+    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
+    monkeypatch.setattr(demo, "BUILTIN_SEBRA", dict(TINY))
+    monkeypatch.setattr(demo, "BUILTIN_ERM", {"backbone": "test_resnet", "epochs": 2})
+
+
+NOISE = ("GPU available", "TPU available", "Tip:", "will override existing callbacks")
+
+
+def test_rank_is_quiet_but_keeps_the_ranking_steps(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    assert cli.main(["rank", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    for noise in NOISE:
+        assert noise not in caplog.text + out.out + out.err, noise
+    assert "ranking step 1: eliminated" in caplog.text and "ranking step 2: eliminated" in caplog.text
+    assert "Stage 1 ranking step 1/2 · batch 2/2 · " in out.err and "Stage 1: 2 ranking steps in" in out.err
+    assert "Stage 1: 1 run(s), 2 ranking steps in" in out.out and (tmp_path / "rankings.csv").is_file()
+
+
+def test_rank_verbose_shows_lightnings_messages(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    assert cli.main(["rank", "--out", str(tmp_path), "--verbose"]) == 0
+    assert "GPU available" in caplog.text and "Tip:" in caplog.text
+
+
+def test_demo_table_keeps_its_columns_and_heading(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    for noise in NOISE:
+        assert noise not in caplog.text + out.out + out.err, noise
+    assert "Stage 2: 2 epochs in" in out.err and "ERM: 2 epochs in" in out.err
+    lines = out.out.splitlines()
+    head = lines.index(
+        "Built-in benchmark (test split, checkpoint chosen by validation worst-group accuracy; accuracies in %;"
+    )
+    assert lines[head + 1] == (
+        "gap_a = background conflict, gap_b = symbol conflict, gap_both = both, each minus I.D. accuracy)"
+    )
+    assert lines[head + 2].split() == list(COLUMNS)
+    assert lines[head + 3].split()[0] == "sebra" and lines[head + 4].split()[0] == "erm"
+    assert lines[head + 4].split()[-2] == "-"  # ERM has no ranking
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert f"{summary['sebra']['worst_group_acc']:.2f}" == lines[head + 3].split()[1]
+    assert f"{summary['erm']['seconds']:.2f}" == lines[head + 4].split()[-1]

@@ -1,0 +1,176 @@
+"""sebra/fit_cli.py: ``sebra fit`` is quiet unless --verbose, seeds a run once, and ends with the demo's table, also
+written to results.json / results.csv in the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from jsonargparse import Namespace
+
+sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
+
+from sebra import cli
+from sebra.fit_cli import SeedConflict, follow_seed
+
+TINY = {
+    "backbone": "test_resnet",
+    "max_steps": 2,
+    "epochs": 2,
+    "gap": 1,
+    "rank_lr": 0.01,
+    "p_critical": 0.999,
+}
+NOISE = (
+    "GPU available",
+    "TPU available",
+    "Tip:",
+    "litlogger",
+    "will override existing callbacks",
+    "Seed set to",
+)
+
+
+def _config(tmp_path: Path, everything: int = 0, **model: object) -> Path:
+    cfg = {
+        "seed_everything": everything,
+        "trainer": {"accelerator": "cpu", "max_epochs": -1, "default_root_dir": str(tmp_path / "runs")},
+        "model": {"class_path": "sebra.SebraModule", "init_args": {**TINY, **model}},
+        "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
+    }
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        status = cli.main(["fit", "--config", str(_config(tmp_path)), *args])
+    return status, [str(w.message) for w in seen]
+
+
+def test_fit_is_quiet_and_ends_with_the_results_table(tmp_path: Path, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    status, warned = _run(tmp_path)
+    out = capsys.readouterr()
+    assert status == 0
+    everything = caplog.text + out.out + out.err + "\n".join(warned)
+    for noise in NOISE:
+        assert noise not in everything, noise
+    assert not [w for w in warned if "ModelCheckpoint" in w or "LeafSpec" in w or "tensorboardX" in w]
+    assert "ranking step 1: eliminated" in caplog.text  # sebra's own messages stay
+    assert (
+        "Stage 1: 2 ranking steps in" in out.err and "Stage 2: 2 epochs in" in out.err
+    )  # progress, on stderr
+    assert "Test metric" not in out.out and "test_group_acc0" not in out.out  # no Lightning table
+    lines = out.out.splitlines()
+    head = lines.index(
+        "SebraModule on Tiny (test split, checkpoint chosen by validation worst-group accuracy; accuracies in %;"
+    )
+    assert (
+        lines[head + 1]
+        == "gap_a = bg conflict, gap_b = coobj conflict, gap_both = both, each minus I.D. accuracy)"
+    )
+    columns = lines[head + 2].split()
+    assert columns == [
+        "worst_group_acc",
+        "avg_acc",
+        "id_acc",
+        "gap_a",
+        "gap_b",
+        "gap_both",
+        "gap_mean",
+        "kendall_tau_b",
+        "seconds",
+    ]
+    printed = dict(zip(columns, lines[head + 3].split()[1:], strict=True))
+    assert lines[head + 3].split()[0] == "sebra"
+    assert (
+        "  a: bg aligned, coobj aligned  " in out.out
+        and "  b: bg conflicting, coobj conflicting  " in out.out
+    )
+
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    doc = json.loads((run / "results.json").read_text())
+    row = doc["rows"]["sebra"]
+    for c in ("worst_group_acc", "avg_acc", "gap_a", "kendall_tau_b"):
+        assert f"{row[c]:.2f}" == printed[c], c
+    assert doc["seed"] == 0 and doc["selection"] == "val_wga" and doc["split"] == "test"
+    assert (
+        Path(doc["checkpoint"]).name.startswith("best-")
+        and Path(doc["checkpoint"]).parent == run / "checkpoints"
+    )
+    assert len(doc["group_acc"]["sebra"]) == 8 and "a: bg aligned, coobj aligned" in doc["group_acc"]["sebra"]
+    assert "echoes_gap_a" in row and "echoes_gap_a, echoes_gap_b" in doc["legend"]
+    table = pd.read_csv(run / "results.csv")
+    assert table.loc[0, "method"] == "sebra" and table.loc[0, "worst_group_acc"] == pytest.approx(
+        row["worst_group_acc"]
+    )
+    assert f"results: {run / 'results.json'}, {run / 'results.csv'}" in out.out
+
+
+def test_verbose_brings_lightnings_output_back(tmp_path: Path, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    status, warned = _run(tmp_path, "--verbose")
+    out = capsys.readouterr()
+    assert status == 0
+    assert "GPU available" in caplog.text and "Tip:" in caplog.text
+    assert "test_wga" in out.out  # Lightning's own test table, before sebra's
+    assert "Stage 1: 2 ranking steps in" not in out.err  # Lightning's progress bar instead of sebra's lines
+    assert not [w for w in warned if "multiple `ModelCheckpoint`" in w]  # fixed, not hidden
+    assert (tmp_path / "runs" / "lightning_logs" / "version_0" / "results.json").is_file()
+
+
+def _saved_seeds(tmp_path: Path, version: int = 0) -> tuple[int, int, int]:
+    cfg = yaml.safe_load(
+        (tmp_path / "runs" / "lightning_logs" / f"version_{version}" / "config.yaml").read_text()
+    )
+    return cfg["seed_everything"], cfg["model"]["init_args"]["seed"], cfg["data"]["init_args"]["seed"]
+
+
+def test_seed_everything_seeds_the_model_and_the_data(tmp_path: Path, capsys) -> None:
+    assert cli.main(["fit", "--config", str(_config(tmp_path)), "--seed_everything", "7"]) == 0
+    assert _saved_seeds(tmp_path) == (7, 7, 7)
+
+
+def test_a_second_seed_setting_is_refused(tmp_path: Path, capsys) -> None:
+    assert cli.main(["fit", "--config", str(_config(tmp_path, everything=1, seed=5))]) == 2
+    err = capsys.readouterr().err
+    assert "sebra fit: error: model.init_args.seed is 5 but seed_everything is 1" in err
+    assert "set seed_everything only" in err and not (tmp_path / "runs").exists()
+
+
+def test_a_seed_equal_to_seed_everything_is_accepted(tmp_path: Path, capsys) -> None:
+    assert cli.main(["fit", "--config", str(_config(tmp_path, everything=3, seed=3))]) == 0
+    assert _saved_seeds(tmp_path) == (3, 3, 3)
+
+
+def test_follow_seed_leaves_an_unseeded_run_alone() -> None:
+    config = Namespace(
+        seed_everything=False,
+        model=Namespace(class_path="sebra.SebraModule", init_args=Namespace(seed=0)),
+        data=Namespace(class_path="tiny_data.TinyDataModule", init_args=Namespace(seed=0)),
+    )
+    follow_seed(config)
+    assert config.model.init_args.seed == 0
+    config.seed_everything = 4
+    follow_seed(config)
+    assert (config.model.init_args.seed, config.data.init_args.seed) == (4, 4)
+    config.model.init_args.seed = 9
+    with pytest.raises(SeedConflict, match="model.init_args.seed is 9 but seed_everything is 4"):
+        follow_seed(config)
+
+
+def test_fit_help_says_how_seeds_and_results_work(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["fit", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "seed_everything" in out and "results.json" in out and "--verbose" in out
