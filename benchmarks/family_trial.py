@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from sebra.bench.family import family_config
-from sebra.config import parse_overrides
+from sebra.config import add_set_option, parse_overrides
 from sebra.console import quiet_lightning
 from sebra.datasets.family import FamilyDataModule, variant
 from sebra.methods import SebraModule
@@ -52,13 +52,7 @@ def top_bin(rankings: pd.DataFrame, bins: int = 10) -> dict[str, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--variant", required=True)
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SebraModule settings (values read as YAML); seed=N too",
-    )
+    add_set_option(p, "SebraModule settings (values read as YAML); seed=N too")
     p.add_argument(
         "--rank-only", action="store_true", help="Stage 1 only (ranking tau, eliminations per step)"
     )

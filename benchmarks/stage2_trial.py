@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from sebra.config import parse_overrides
+from sebra.config import add_set_option, parse_overrides
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.fitting import fit_method
 from sebra.methods import SebraModule
@@ -30,13 +30,7 @@ from sebra.utils.files import append_record
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rankings", default=None, help="a rankings.csv (default: run Stage 1 too)")
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SebraModule settings (values read as YAML); seed=N too",
-    )
+    add_set_option(p, "SebraModule settings (values read as YAML); seed=N too")
     p.add_argument("--runs-dir", default="runs/stage2_trials")
     p.add_argument("--out", default="benchmarks/results/stage2_trials.csv")
     p.add_argument("--threads", type=int, default=None)

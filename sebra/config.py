@@ -8,6 +8,7 @@ Every error names the file (or the override) and the key.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib
 import inspect
@@ -20,6 +21,7 @@ import yaml
 
 __all__ = [
     "ConfigError",
+    "add_set_option",
     "apply_overrides",
     "import_class",
     "mapping_at",
@@ -101,6 +103,11 @@ def _value(text: str) -> Any:
     if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
         return float(value)  # YAML 1.1 reads 1e-3 as text; a command line means the number
     return value
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """The commands' ``--set KEY=VALUE ...`` option (repeatable; read with :func:`parse_overrides`)."""
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_overrides(pairs: Iterable[str], short: str | None = None, source: str = "--set") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sebra.bench.config import (
     parse_seeds,
 )
 from sebra.bench.store import completed_runs, lane_file, read_results
-from sebra.config import ConfigError
+from sebra.config import ConfigError, add_set_option
 
 __all__ = ["build_parser", "check_methods", "main"]
 
@@ -67,13 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", default=None, help="YAML config (default: the packaged sebra/configs/<dataset>.yaml)"
     )
-    p.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by its dotted key, as sebra fit does: "
+    add_set_option(
+        p,
+        "override a config value by its dotted key, as sebra fit does: "
         "methods.sebra.model.init_args.lr=0.01, trainer.precision=16-mixed, data.init_args.batch_size=64",
     )
     p.add_argument("--out", default=None, help="results CSV (default benchmarks/results/<dataset>.csv)")

@@ -29,36 +29,30 @@ def test_family_config_swaps_only_the_data_block() -> None:
         family_config(cfg, "nope")
 
 
+def _lane(cfg: dict, out: Path, methods: list[str], variants: list[str], lane: str, fake: FakeRun) -> None:
+    run_family(
+        cfg,
+        methods,
+        [0, 1],
+        variants,
+        out=out,
+        runs_dir=out.parent / "runs",
+        lane=lane,
+        progress=False,
+        run_fn=fake,
+    )
+
+
 def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_path: Path) -> None:
     cfg = copy.deepcopy(CONFIG)
     out = tmp_path / "family.csv"
     runs = tmp_path / "runs"
     # lane a runs ERM on two variants, lane b Sebra on one of them: the same-budget ranker needs both
-    run_family(
-        cfg,
-        ["erm"],
-        [0, 1],
-        ["builtin", "patch-tint"],
-        out=out,
-        runs_dir=runs,
-        lane="a",
-        progress=False,
-        run_fn=FakeRun(),
-    )
+    _lane(cfg, out, ["erm"], ["builtin", "patch-tint"], "a", FakeRun())
     fam = pd.read_csv(out)
     assert list(fam.columns) == list(FAMILY_COLUMNS)
     assert "erm_conf_same_budget" not in set(fam["method"])
-    run_family(
-        cfg,
-        ["sebra"],
-        [0, 1],
-        ["patch-tint"],
-        out=out,
-        runs_dir=runs,
-        lane="b",
-        progress=False,
-        run_fn=FakeRun(),
-    )
+    _lane(cfg, out, ["sebra"], ["patch-tint"], "b", FakeRun())
     fam = pd.read_csv(out)
     assert set(fam["variant"]) == {"builtin", "patch-tint"}
     assert set(fam.loc[fam["variant"] == "builtin", "role"]) == {"dev"}
@@ -73,16 +67,6 @@ def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_pa
     assert len(again[again["method"] == "erm_conf_same_budget"]) == len(sb)
     # resuming a lane runs nothing new
     fake = FakeRun()
-    run_family(
-        cfg,
-        ["erm"],
-        [0, 1],
-        ["builtin", "patch-tint"],
-        out=out,
-        runs_dir=runs,
-        lane="a",
-        progress=False,
-        run_fn=fake,
-    )
+    _lane(cfg, out, ["erm"], ["builtin", "patch-tint"], "a", fake)
     assert fake.calls == []
     assert lane_file(out, "builtin", "a").exists()

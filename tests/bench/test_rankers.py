@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +22,7 @@ from sebra.bench.rankers import (
     record_at_budget,
     same_budget_rows,
 )
+from sebra.fitting import make_trainer
 from sebra.methods.erm import ERMModule
 from sebra.metrics import ranking_quality
 from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
@@ -113,16 +113,7 @@ def test_confidence_recorder_scores_every_epoch(tmp_path: Path) -> None:
     dm = TinyDataModule()
     rec = ConfidenceRecorder()
     model = ERMModule(backbone="test_resnet", epochs=3, seed=0)
-    trainer = L.Trainer(
-        max_epochs=-1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[rec],
-        default_root_dir=str(tmp_path),
-    )
+    trainer = make_trainer(tmp_path, "erm", [rec])
     trainer.fit(model, datamodule=dm)
     assert [r["epoch"] for r in rec.records] == [1, 2, 3]
     assert [r["step"] for r in rec.records] == [2, 4, 6]  # 16 samples, batch 8
