@@ -15,7 +15,7 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import SELECTIONS, Selection
+from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
 from sebra.methods.checkpoints import checkpoint_callbacks
 from sebra.methods.devices import apply_gpu_options
 from sebra.methods.group_layout import group_metric
@@ -82,6 +82,14 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             return None
         log_dir = trainer.log_dir
         return Path(log_dir) if log_dir and trainer.is_global_zero else None
+
+    def check_hparams(self, rules: dict[str, dict[str, Any]] | None = None) -> None:
+        """Check every saved hyper-parameter that :mod:`sebra.methods.args` has a rule for (``rules`` overrides
+        them), in signature order; raises ``ValueError`` naming the class, the argument and the value."""
+        checked = {
+            k: v for k, v in self.hparams.items() if k in ARG_RULES or k in ARG_CHOICES or k == "backbone"
+        }
+        check_args(type(self).__name__, rules, **checked)
 
     def _remove_stale_temporaries(self) -> None:
         """Delete the temporary files a killed run left in the log folder (a resumed run continues there)."""

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection, check_args
+from sebra.methods.args import Selection
 from sebra.methods.base import BaseMethod
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 
@@ -50,21 +50,10 @@ class ERMModule(BaseMethod):
         compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
-        check_args(
-            type(self).__name__,
-            backbone=backbone,
-            epochs=epochs,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            num_classes=num_classes,
-        )
+        self.save_hyperparameters()
+        self.check_hparams()
         if sampling not in ("uniform", "group_balanced"):
             raise ValueError(f"sampling must be 'uniform' or 'group_balanced', got {sampling!r}")
-        self.save_hyperparameters()
         self.sample_generator = torch.Generator().manual_seed(seed)
         self.net: Classifier | None = None
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection, check_args
+from sebra.methods.args import Selection
 from sebra.methods.optim import cosine_lr, make_optimizer
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 from sebra.methods.two_phase import TwoPhaseMethod
@@ -113,23 +113,8 @@ class JTTModule(TwoPhaseMethod):
         compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
-        check_args(
-            type(self).__name__,
-            backbone=backbone,
-            epochs=epochs,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            num_classes=num_classes,
-            id_epochs=id_epochs,
-            upweight=upweight,
-            id_lr=id_lr,
-            id_weight_decay=id_weight_decay,
-        )
         self.save_hyperparameters()
+        self.check_hparams()
         self.sample_generator = torch.Generator().manual_seed(seed)
         self.id_epoch = 0  # identification epochs completed
         self.id_net: Classifier | None = None

@@ -37,7 +37,7 @@ from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss
 from sebra.datasets.datamodule import ShardSampler
 from sebra.export import check_ranking_values, check_rankings, load_rankings
-from sebra.methods.args import Selection, check_args
+from sebra.methods.args import Selection
 from sebra.methods.optim import make_optimizer
 from sebra.methods.sebra_stage1 import RankingSteps
 from sebra.methods.sebra_stage2 import PairDataset, PairMitigation, check_given_rankings, stage2_bins
@@ -152,6 +152,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         compile: bool = False,
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
+        self.save_hyperparameters(ignore=["rankings"])
         check_ranking_args(beta_inv, p_critical, max_steps)
         for name, value, allowed in (
             ("scoring", scoring, ("full", "official")),
@@ -159,7 +160,6 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             ("ce_on", ce_on, ("positive", "anchor", "both")),
             ("pairs", pairs, ("paper", "official")),
             ("feature_pass", feature_pass, ("official", "shared")),
-            ("lr_schedule", lr_schedule, ("none", "cosine")),
             ("within_step", within_step, ("elimination", "final")),
         ):
             if value not in allowed:
@@ -169,27 +169,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
                 "SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "
                 "rank_only=True (or run `sebra rank`)"
             )
-        check_args(
-            "SebraModule",
-            {"epochs": {"integer": True, "low": 0 if rank_only else 1, "note": "Stage 2 epochs"}},
-            backbone=backbone,
-            max_steps=max_steps,
-            rank_optimizer=rank_optimizer,
-            rank_lr=rank_lr,
-            rank_momentum=rank_momentum,
-            rank_weight_decay=rank_weight_decay,
-            epochs=epochs,
-            gap=gap,
-            temperature=temperature,
-            ce_weight=ce_weight,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            rank_bins=rank_bins,
-            batch_size=batch_size,
-            seed=seed,
-            num_classes=num_classes,
+        self.check_hparams(
+            {"epochs": {"integer": True, "low": 0 if rank_only else 1, "note": "Stage 2 epochs"}}
         )
         if not (rankings is None or isinstance(rankings, (str, Path, pd.DataFrame))):
             raise ValueError(
@@ -209,7 +190,6 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             )
         if int(rank_repeats) != rank_repeats or rank_repeats < 1:
             raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
-        self.save_hyperparameters(ignore=["rankings"])
         if rank_only:
             self.hparams.epochs = 0  # Stage 1, then done
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
@@ -285,7 +265,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             dm.setup(stage)
         train = dm.train_dataset
         if self.controller is None and self.given_rankings is None:
-            self.controller = self._new_controller(train)
+            groups = train.groups if (train.groups >= 0).any() else None
+            self.controller = self._new_controller(train.labels, train.indices, groups, self.hparams.seed)
         if self.controller is not None and self._pending_controller_state is not None:
             self.controller.load_state_dict(self._pending_controller_state)
             self._pending_controller_state = None

@@ -4,8 +4,6 @@ when ranking ends (combined over ``rank_repeats`` runs)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -28,17 +26,21 @@ class RankingSteps:
     ``rankings`` (or starts the next of ``rank_repeats`` runs) and the module moves on to Stage 2.
     """
 
-    def _new_controller(self, train: Any) -> RankingController:
-        """The elimination state of the first Stage 1 run over the training split ``train``."""
+    def _new_controller(
+        self, labels: torch.Tensor, indices: torch.Tensor, groups: torch.Tensor | None, seed: int
+    ) -> RankingController:
+        """The elimination state of a Stage 1 run over the training samples (``labels``, dataset ``indices``,
+        ``groups`` when known), drawing from ``seed``."""
+        h = self.hparams
         return RankingController(
-            train.labels,
+            labels,
             num_classes=self.num_classes,
-            p_critical=self.hparams.p_critical,
-            max_steps=self.hparams.max_steps,
-            unranked=self.hparams.unranked,
-            indices=train.indices,
-            groups=train.groups if (train.groups >= 0).any() else None,
-            seed=self.hparams.seed,
+            p_critical=h.p_critical,
+            max_steps=h.max_steps,
+            unranked=h.unranked,
+            indices=indices,
+            groups=groups,
+            seed=seed,
         )
 
     def _draws(self) -> int | None:
@@ -169,13 +171,4 @@ class RankingSteps:
         rank_opt = self.optimizers()[0]
         getattr(rank_opt, "optimizer", rank_opt).state.clear()
         old = self.controller
-        self.controller = RankingController(
-            old.labels,
-            num_classes=old.num_classes,
-            p_critical=old.p_critical,
-            max_steps=old.max_steps,
-            unranked=old.unranked,
-            indices=old.indices,
-            groups=old.groups,
-            seed=seed,
-        )
+        self.controller = self._new_controller(old.labels, old.indices, old.groups, seed)
