@@ -15,7 +15,7 @@ import lightning as L
 import pandas as pd
 import torch
 
-from sebra.config import parse_overrides
+from sebra.config import add_set_option, parse_overrides
 from sebra.console import PhaseProgress, quiet_lightning
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.export import save_rankings
@@ -154,12 +154,8 @@ def rank_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/rank")
     p.add_argument("--root", default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a SebraModule setting (values read as YAML), e.g. --set p_critical=0.8 max_steps=20",
+    add_set_option(
+        p, "override a SebraModule setting (values read as YAML), e.g. --set p_critical=0.8 max_steps=20"
     )
     _verbose_flag(p)
     a = p.parse_args(argv)
