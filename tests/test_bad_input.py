@@ -22,7 +22,6 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
 sys.path.insert(0, str(Path(__file__).parent / "datasets"))  # dataset_fixtures
 from dataset_fixtures import make_bar, make_urbancars, write_image
 from tiny_data import TinyDataModule, tiny_splits

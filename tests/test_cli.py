@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
-from tiny_data import TinyDataModule
+from tiny_data import TINY_SEBRA, TinyDataModule
 
 from sebra import cli, demo
 from sebra.results import COLUMNS
-
-TINY = {
-    "backbone": "test_resnet",
-    "max_steps": 2,
-    "epochs": 2,
-    "gap": 1,
-    "rank_lr": 0.01,
-    "p_critical": 0.999,
-}
 
 
 # ------------------------------------------------------------------------------------------------------ dispatch
@@ -104,7 +92,7 @@ def test_demo_and_rank_offer_verbose(command: str, capsys) -> None:
 def tiny_builtin(monkeypatch) -> None:
     """The demo's and rank's built-in benchmark and settings replaced by the tiny data set and networks."""
     monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
-    monkeypatch.setattr(demo, "BUILTIN_SEBRA", dict(TINY))
+    monkeypatch.setattr(demo, "BUILTIN_SEBRA", dict(TINY_SEBRA))
     monkeypatch.setattr(demo, "BUILTIN_ERM", {"backbone": "test_resnet", "epochs": 2})
 
 

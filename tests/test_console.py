@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,21 +14,10 @@ import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
-from tiny_data import TinyDataModule
+from tiny_data import TINY_SEBRA, TinyDataModule
 
 from sebra.console import Phase, PhaseProgress, current_phase, format_duration, quiet_lightning
 from sebra.methods import ERMModule, JTTModule, SebraModule
-
-TINY = {
-    "backbone": "test_resnet",
-    "max_steps": 2,
-    "epochs": 2,
-    "gap": 1,
-    "rank_lr": 0.01,
-    "p_critical": 0.999,
-}
 
 
 # ------------------------------------------------------------------------------------------------- quiet_lightning
@@ -223,7 +211,7 @@ def test_only_global_rank_zero_prints() -> None:
 # ------------------------------------------------------------------------------------------ a real fit, unchanged
 def _fit(tmp_path: Path, name: str, callbacks: list) -> torch.nn.Module:
     L.seed_everything(0, verbose=False)
-    model = SebraModule(**TINY)
+    model = SebraModule(**TINY_SEBRA)
     trainer = L.Trainer(
         max_epochs=-1,
         accelerator="cpu",

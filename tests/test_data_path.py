@@ -8,7 +8,6 @@ file, so decodes in DataLoader worker processes are counted too.
 from __future__ import annotations
 
 import io
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,10 +17,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
-from torch.utils.data import Dataset
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
 from tiny_data import TINY_BIAS, TinyDataModule, tiny_splits
+from torch.utils.data import Dataset
 
 from sebra import SebraModule
 from sebra.datasets import base

@@ -11,7 +11,6 @@ network (running statistics included).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,8 +21,6 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
 from tiny_data import TinyDataModule, tiny_splits
 
 from sebra import SebraModule, load_rankings

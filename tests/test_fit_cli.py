@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,20 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 from jsonargparse import Namespace
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
+from tiny_data import TINY_SEBRA
 
 from sebra import cli
 from sebra.fit_cli import SeedConflict, follow_seed
 
-TINY = {
-    "backbone": "test_resnet",
-    "max_steps": 2,
-    "epochs": 2,
-    "gap": 1,
-    "rank_lr": 0.01,
-    "p_critical": 0.999,
-}
 NOISE = (
     "GPU available",
     "TPU available",
@@ -41,7 +31,7 @@ def _config(tmp_path: Path, everything: int = 0, **model: object) -> Path:
     cfg = {
         "seed_everything": everything,
         "trainer": {"accelerator": "cpu", "max_epochs": -1, "default_root_dir": str(tmp_path / "runs")},
-        "model": {"class_path": "sebra.SebraModule", "init_args": {**TINY, **model}},
+        "model": {"class_path": "sebra.SebraModule", "init_args": {**TINY_SEBRA, **model}},
         "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
     }
     path = tmp_path / "fit.yaml"

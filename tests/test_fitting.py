@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
-from tiny_data import TinyDataModule
+from tiny_data import TINY_SEBRA, TinyDataModule
 
 from sebra.fitting import fit_method, make_trainer, selected_checkpoint
 from sebra.methods import ERMModule, SebraModule
 
-TINY = {
-    "backbone": "test_resnet",
-    "max_steps": 2,
-    "epochs": 2,
-    "gap": 1,
-    "rank_lr": 0.01,
-    "p_critical": 0.999,
-}
-
 
 def test_fit_method_tests_the_selected_checkpoint_without_lightnings_warning(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = SebraModule(**TINY)
+    model = SebraModule(**TINY_SEBRA)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         row = fit_method("sebra", model, TinyDataModule(batch_size=8), tmp_path, progress=False)

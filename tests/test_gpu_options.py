@@ -3,17 +3,14 @@ the hand-written scoring loop run under it), ``channels_last`` and ``compile`` m
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
 from tiny_data import TinyDataModule
+from torch import nn
 
 from sebra import SebraModule
 from sebra.methods import ERMModule, GroupDROModule, JTTModule

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # tiny_data
 from tiny_data import TinyDataModule
 
 from sebra.datasets.base import BiasSpec

@@ -9,7 +9,6 @@ the resumed fit builds a new module, data module and trainer, as a restarted job
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -18,8 +17,6 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
 from tiny_data import TinyDataModule
 
 from sebra import SebraModule

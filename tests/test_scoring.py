@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).parent / "methods"))  # the method tests' tiny data set
 from tiny_data import TinyDataModule
+from torch import nn
 
 from sebra.scoring import batch_transform_of, score_dataset, score_loader
 

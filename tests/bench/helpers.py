@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,6 @@ import pandas as pd
 
 from sebra.bench.run import run_dir
 from sebra.bench.sweep import run_bench
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "methods"))  # tiny_data, for the real runs
 
 CONFIG: dict[str, Any] = {
     "dataset": "toy",

@@ -3,15 +3,12 @@ the benchmark reads from it."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "methods"))
 from tiny_data import TinyDataModule
 
 from sebra.bench.rankers import (

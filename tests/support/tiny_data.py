@@ -3,7 +3,8 @@
 Groups follow the built-in benchmark, ``group = label * 4 + bg * 2 + coobj``. The training split has per class
 4 both-aligned, 2 bg-conflicting, 1 coobj-conflicting and 1 both-conflicting samples (all four spuriosity levels);
 val and test hold two samples per group. Dataset indices are shuffled and far from positions, so a mix-up of index
-and position shows. Imported by tests as ``from tiny_data import ...`` (this folder is on ``sys.path`` under pytest).
+and position shows. Imported by tests as ``from tiny_data import ...`` (``tests/support`` is on pytest's ``pythonpath``); the
+``tiny_dm`` fixture (tests/conftest.py) gives a fresh data module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.datasets.datamodule import SebraDataModule
 
 SIZE = 8
+#: SebraModule settings that run both stages on the tiny data in seconds (two ranking steps, two Stage 2 epochs).
+TINY_SEBRA = {
+    "backbone": "test_resnet",
+    "max_steps": 2,
+    "epochs": 2,
+    "gap": 1,
+    "rank_lr": 0.01,
+    "p_critical": 0.999,
+}
 TINY_BIAS = BiasSpec(attr_names=("bg", "coobj"), aligned_value=((0, 0), (1, 1)), train_ratios=(0.75, 0.75))
 
 
