@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIT_HELP", "SeedConflict", "follow_seed", "main", "report_results"]
+__all__ = ["FIT_HELP", "SeedConflict", "follow_seed", "main"]
 
 FIT_HELP = """sebra fit: the full pipeline from a LightningCLI config.
 
@@ -123,58 +123,6 @@ def _resume_in_place(trainer: Any, ckpt: Path) -> Path | None:
             k += 1
         metrics.rename(folder / f"metrics.{k}.csv")
     return folder
-
-
-def report_results(
-    model: Any, dm: Any, test: dict[str, float], seconds: float, log_dir: str | Path | None, **info: Any
-) -> None:
-    """Print the test split's table (the demo's columns, as present), the per-group accuracies under the data set's
-    group names, and write both to ``results.json`` / ``results.csv`` in ``log_dir``."""
-    from sebra.results import (
-        COLUMNS,
-        group_accuracies,
-        group_names,
-        ranking_summary,
-        result_row,
-        results_heading,
-        results_table,
-        write_results,
-    )
-
-    name = type(model).__name__.removesuffix("Module").lower() or type(model).__name__
-    row = result_row(test, extra=True)
-    rankings = getattr(model, "rankings", None)
-    bias = getattr(dm, "bias", None)
-    if rankings is not None and bias is not None and len(bias.attr_names) == 2:
-        try:
-            row.update(ranking_summary(rankings, dm))
-        except (KeyError, ValueError):
-            pass  # the ranking table lacks the attribute columns: no ground truth to compare with
-    row["seconds"] = seconds
-    columns = [c for c in COLUMNS if c in row]
-    attributes = tuple(bias.attr_names) if bias is not None else ()
-    title = f"{type(model).__name__} on {type(dm).__name__.removesuffix('DataModule')}"
-    print("\n" + results_heading(title, getattr(model, "selection", "val_wga"), attributes, columns))
-    print(results_table({name: row}, columns))
-    groups = group_accuracies(test, group_names(dm))
-    if groups:
-        width = max(len(g) for g in groups)
-        print("\nTest accuracy per group (%):")
-        for g, acc in groups.items():
-            print(f"  {g:<{width}}  {acc:6.2f}")
-    if log_dir:
-        legend = {
-            "gap_a, gap_b, gap_both": "accuracy on the samples that conflict with the first, the second or both "
-            "bias attributes, minus the I.D. accuracy"
-            + (f" (attributes: {', '.join(attributes)})" if attributes else ""),
-            "echoes_gap_a, echoes_gap_b": "Echoes' gaps: -(|cc - uc| + |cu - uu|) / 2 over the 2x2 cell accuracies "
-            "(docs/datasets.md)",
-            "group_mean_acc": "unweighted mean of the group accuracies",
-        }
-        paths = write_results(
-            log_dir, {name: row}, {name: groups}, {**info, "split": "test", "legend": legend}
-        )
-        print(f"\nresults: {paths[0]}, {paths[1]}")
 
 
 def main(argv: list[str]) -> int:
@@ -314,6 +262,8 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
         resume = f"; resume with --ckpt_path {last}" if last.is_file() else ""
         return fail(f"{e}{resume}", 1)
     test = getattr(model, "test_results", None) or (out[0] if out else {})
+    from sebra.results import report_results
+
     report_results(
         model,
         cli.datamodule,

@@ -140,23 +140,26 @@ def _manifest(tmp_path: Path, rows: list[str], header: str = "path,label,split")
     return p
 
 
-def test_manifest_mixing_ids_and_names_names_both_rows(tmp_path: Path, images: list[str]) -> None:
-    labels = ["0", "1", "cat", "0", "1", "0"]
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (
+            ["0", "1", "cat", "0", "1", "0"],
+            r"m\.csv: labels mix class ids and class names: row 0 \(line 2\) has '0', "
+            r"row 2 \(line 4\) has 'cat'; labels must be all integers",
+        ),
+        (
+            ["0", "1", "-1", "0", "1", "0"],
+            r"m\.csv: row 2 \(line 4\) label -1 is negative; expected a class id >= 0",
+        ),
+    ],
+    ids=["ids-and-names", "negative"],
+)
+def test_manifest_bad_labels_name_the_rows(
+    tmp_path: Path, images: list[str], labels: list[str], message: str
+) -> None:
     rows = [f"{p},{lab},{'train' if i < 4 else 'val'}" for i, (p, lab) in enumerate(zip(images, labels))]
-    with pytest.raises(
-        DatasetError,
-        match=r"m\.csv: labels mix class ids and class names: row 0 \(line 2\) has '0', "
-        r"row 2 \(line 4\) has 'cat'; labels must be all integers",
-    ):
-        read_manifest(_manifest(tmp_path, rows))
-
-
-def test_manifest_negative_label_is_refused(tmp_path: Path, images: list[str]) -> None:
-    labels = ["0", "1", "-1", "0", "1", "0"]
-    rows = [f"{p},{lab},{'train' if i < 4 else 'val'}" for i, (p, lab) in enumerate(zip(images, labels))]
-    with pytest.raises(
-        DatasetError, match=r"m\.csv: row 2 \(line 4\) label -1 is negative; expected a class id >= 0"
-    ):
+    with pytest.raises(DatasetError, match=message):
         read_manifest(_manifest(tmp_path, rows))
 
 
@@ -855,19 +858,9 @@ def test_sebra_fit_missing_data_is_one_message_exit_1(tmp_path: Path, capsys) ->
     assert "Traceback" not in err
 
 
-def test_sebra_fit_checkpoint_of_another_model_is_one_message(tmp_path: Path, capsys) -> None:
-    import lightning as L
-
+def test_sebra_fit_checkpoint_of_another_model_is_one_message(tmp_path: Path, capsys, make_trainer) -> None:
     erm = ERMModule(backbone="test_resnet", epochs=1)
-    trainer = L.Trainer(
-        max_epochs=-1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(tmp_path / "erm"),
-    )
+    trainer = make_trainer(logger=False, default_root_dir=str(tmp_path / "erm"))
     trainer.fit(erm, datamodule=TinyDataModule())
     ckpt = tmp_path / "erm" / "checkpoints" / "last.ckpt"
     assert cli.main(["fit", "--config", str(_fit_config(tmp_path)), "--ckpt_path", str(ckpt)]) == 2

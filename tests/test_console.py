@@ -249,21 +249,13 @@ def test_progress_on_a_sebra_fit_changes_nothing_it_trains(tmp_path: Path) -> No
         (JTTModule, {"backbone": "test_resnet", "id_epochs": 1, "epochs": 1}, "JTT identification epoch 1/1"),
     ],
 )
-def test_progress_names_the_other_methods_phases(tmp_path: Path, cls: type, args: dict, first: str) -> None:
+def test_progress_names_the_other_methods_phases(
+    make_trainer, tiny_dm, cls: type, args: dict, first: str
+) -> None:
     out = _Stream(tty=False)
     model = cls(**args)
-    trainer = L.Trainer(
-        max_epochs=-1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[PhaseProgress(stream=out)],
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(model, datamodule=TinyDataModule(batch_size=8))
+    trainer = make_trainer(logger=False, enable_checkpointing=False, callbacks=[PhaseProgress(stream=out)])
+    trainer.fit(model, datamodule=tiny_dm)
     assert out.getvalue().startswith(first + " · batch 2/2 · ")
     if cls is JTTModule:
         assert "JTT identification: 1 epoch in" in out.getvalue()
