@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from tiny_data import TinyDataModule
+from trainers import quiet_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -28,19 +29,5 @@ def tiny_dm() -> TinyDataModule:
 
 @pytest.fixture
 def make_trainer(tmp_path: Path) -> Callable[..., L.Trainer]:
-    def make(**kwargs: object) -> L.Trainer:
-        args = {
-            "max_epochs": -1,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "num_sanity_val_steps": 0,
-            "log_every_n_steps": 1,
-            "logger": CSVLogger(tmp_path, name="logs", version="v"),
-            "default_root_dir": str(tmp_path),
-        }
-        args.update(kwargs)
-        return L.Trainer(**args)
-
-    return make
+    """``quiet_trainer`` rooted in the test's ``tmp_path``."""
+    return functools.partial(quiet_trainer, tmp_path)

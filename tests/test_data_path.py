@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from tiny_data import TINY_BIAS, TinyDataModule, tiny_splits
 from torch.utils.data import Dataset
+from trainers import quiet_trainer
 
 from sebra import SebraModule
 from sebra.datasets import base
@@ -41,17 +42,7 @@ TINY = {
 
 
 def _trainer(root: Path, *callbacks: Callback) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=-1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        logger=False,
-        default_root_dir=str(root),
-        callbacks=list(callbacks),
-    )
+    return quiet_trainer(root, logger=False, callbacks=list(callbacks))
 
 
 # --- each file decoded once ---------------------------------------------------------------------------------------

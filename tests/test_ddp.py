@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger
 from tiny_data import TinyDataModule, tiny_splits
+from trainers import quiet_trainer
 
 from sebra import SebraModule, load_rankings
 from sebra.datasets.datamodule import ShardSampler, augment_batch, shard_positions
@@ -102,17 +102,10 @@ class Recorder(Callback):
 
 def _fit(root: Path, devices: int, batch_size: int, augment: str = "none", **settings: object) -> Path:
     dm = OddValDataModule(batch_size=batch_size, augment=augment, seed=3)
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
+        root,
         devices=devices,
         strategy="ddp_spawn" if devices > 1 else "auto",
-        max_epochs=-1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        logger=CSVLogger(root, name="logs", version="v"),
-        default_root_dir=str(root),
         callbacks=[Recorder(str(root / "record"))],
     )
     trainer.fit(SebraModule(**{**SETTINGS, **settings}), datamodule=dm)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from tiny_data import TinyDataModule
 from torch import nn
+from trainers import quiet_trainer
 
 from sebra import SebraModule
 from sebra.methods import ERMModule, GroupDROModule, JTTModule
@@ -38,18 +39,7 @@ NETWORKS = (
 
 
 def _trainer(root: Path, **kwargs: object) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=-1,
-        enable_progress_bar=False,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(root),
-        **kwargs,
-    )
+    return quiet_trainer(root, logger=False, enable_checkpointing=False, **kwargs)
 
 
 class Probe(SebraModule):

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from tiny_data import TinyDataModule
+from trainers import quiet_trainer
 
 from sebra import SebraModule
 from sebra.methods import BaseMethod, ERMModule, GroupDROModule, JTTModule
@@ -67,19 +67,7 @@ class Trace(Callback):
 
 
 def _trainer(root: Path, *callbacks: Callback, **kwargs: object) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=-1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        logger=CSVLogger(root, name="logs", version="v"),
-        default_root_dir=str(root),
-        callbacks=list(callbacks),
-        **kwargs,
-    )
+    return quiet_trainer(root, callbacks=list(callbacks), **kwargs)
 
 
 def _dm() -> TinyDataModule:

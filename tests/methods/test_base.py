@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import lightning as L
 import pytest
+from trainers import quiet_trainer
 
 from sebra.methods import JTTModule, SebraModule
 
@@ -30,15 +30,7 @@ def test_a_fit_without_a_logger_writes_nothing_into_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the Trainer's default_root_dir: where a trainer without logger "logs"
     model = make()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(tmp_path, logger=False, enable_checkpointing=False, default_root_dir=None)
     trainer.fit(model, datamodule=tiny_dm)
     assert model.side_file_dir() is None
     assert os.listdir(tmp_path) == []  # no rankings.csv, ranking_history.csv, jtt_scores.csv, ...
