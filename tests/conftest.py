@@ -12,6 +12,11 @@ import torch
 from tiny_data import TinyDataModule
 from trainers import quiet_trainer
 
+try:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+except ImportError:  # older huggingface_hub
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
@@ -31,3 +36,18 @@ def tiny_dm() -> TinyDataModule:
 def make_trainer(tmp_path: Path) -> Callable[..., L.Trainer]:
     """``quiet_trainer`` rooted in the test's ``tmp_path``."""
     return functools.partial(quiet_trainer, tmp_path)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm's downloads fail as they do offline, whatever the network state of the machine running the tests."""
+    import timm.models._builder as builder
+
+    def fail(*args, **kwargs):
+        raise LocalEntryNotFoundError(
+            "An error happened while trying to locate the file on the Hub and we cannot "
+            "find the requested files in the local cache."
+        )
+
+    for fn in ("load_state_dict_from_hf", "load_state_dict_from_url", "download_cached_file"):
+        monkeypatch.setattr(builder, fn, fail)

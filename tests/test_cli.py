@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from expected import TABLE_METRICS
 from tiny_data import TINY_SEBRA, TinyDataModule
 
 from sebra import cli, demo
@@ -99,15 +100,21 @@ def tiny_builtin(monkeypatch) -> None:
 NOISE = ("GPU available", "TPU available", "Tip:", "will override existing callbacks")
 
 
-def test_rank_is_quiet_but_keeps_the_ranking_steps(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
-    caplog.set_level(logging.INFO)
-    assert cli.main(["rank", "--out", str(tmp_path)]) == 0
+def _quiet_output(capsys, caplog) -> tuple[str, str]:
+    """The command's stdout and stderr, after checking that neither they nor the log hold Lightning's noise."""
     out = capsys.readouterr()
     for noise in NOISE:
         assert noise not in caplog.text + out.out + out.err, noise
+    return out.out, out.err
+
+
+def test_rank_is_quiet_but_keeps_the_ranking_steps(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    assert cli.main(["rank", "--out", str(tmp_path)]) == 0
+    stdout, stderr = _quiet_output(capsys, caplog)
     assert "ranking step 1: eliminated" in caplog.text and "ranking step 2: eliminated" in caplog.text
-    assert "Stage 1 ranking step 1/2 · batch 2/2 · " in out.err and "Stage 1: 2 ranking steps in" in out.err
-    assert "Stage 1: 1 run(s), 2 ranking steps in" in out.out and (tmp_path / "rankings.csv").is_file()
+    assert "Stage 1 ranking step 1/2 · batch 2/2 · " in stderr and "Stage 1: 2 ranking steps in" in stderr
+    assert "Stage 1: 1 run(s), 2 ranking steps in" in stdout and (tmp_path / "rankings.csv").is_file()
 
 
 def test_rank_verbose_shows_lightnings_messages(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
@@ -119,18 +126,16 @@ def test_rank_verbose_shows_lightnings_messages(tmp_path: Path, tiny_builtin, ca
 def test_demo_table_keeps_its_columns_and_heading(tmp_path: Path, tiny_builtin, capsys, caplog) -> None:
     caplog.set_level(logging.INFO)
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr()
-    for noise in NOISE:
-        assert noise not in caplog.text + out.out + out.err, noise
-    assert "Stage 2: 2 epochs in" in out.err and "ERM: 2 epochs in" in out.err
-    lines = out.out.splitlines()
+    stdout, stderr = _quiet_output(capsys, caplog)
+    assert "Stage 2: 2 epochs in" in stderr and "ERM: 2 epochs in" in stderr
+    lines = stdout.splitlines()
     head = lines.index(
         "Built-in benchmark (test split, checkpoint chosen by validation worst-group accuracy; accuracies in %;"
     )
     assert lines[head + 1] == (
         "gap_a = background conflict, gap_b = symbol conflict, gap_both = both, each minus I.D. accuracy)"
     )
-    assert lines[head + 2].split() == list(COLUMNS)
+    assert lines[head + 2].split() == [*TABLE_METRICS, "kendall_tau_b", "seconds"] == list(COLUMNS)
     assert lines[head + 3].split()[0] == "sebra" and lines[head + 4].split()[0] == "erm"
     assert lines[head + 4].split()[-2] == "-"  # ERM has no ranking
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from expected import TABLE_METRICS
 from tiny_data import TinyDataModule
 
 from sebra.datasets.base import BiasSpec
@@ -43,7 +44,7 @@ TEST = {
 
 def test_result_row_in_percent_in_the_table_order() -> None:
     row = result_row(TEST)
-    assert list(row) == ["worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both", "gap_mean"]
+    assert list(row) == TABLE_METRICS
     assert row["worst_group_acc"] == 25.0 and row["gap_both"] == -50.0
     extra = result_row(TEST, extra=True)
     assert extra["echoes_gap_a"] == pytest.approx(-10.0) and extra["group_mean_acc"] == pytest.approx(70.0)
