@@ -21,7 +21,7 @@ from sebra.datasets.builtin import BuiltinDataModule
 from sebra.export import save_rankings
 from sebra.fitting import fit_method, make_trainer
 from sebra.methods import ERMModule, SebraModule
-from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
+from sebra.presets import SEBRA_SHORT, builtin_config, builtin_settings
 from sebra.results import COLUMNS, ranking_summary, results_heading, results_table
 
 __all__ = ["REFERENCE_FILE", "main", "rank_main", "reference_text"]
@@ -105,26 +105,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-erm", action="store_true")
+    _config_options(p)
     _verbose_flag(p)
     a = p.parse_args(argv)
+    settings = _settings(a)
     with quiet_lightning(a.verbose):
-        return _demo(a)
+        return _demo(a, settings)
 
 
-def _demo(a: argparse.Namespace) -> int:
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        default=None,
+        help="a benchmark config in sebra/configs/builtin.yaml's layout (default: that file)",
+    )
+    add_set_option(
+        p,
+        "override a config value (values read as YAML), keys dotted as in the config and sebra fit: "
+        "methods.sebra.model.init_args.p_critical=0.8, data.init_args.batch_size=64; "
+        f"a key without a dot means {SEBRA_SHORT}.<key> (p_critical=0.8)",
+    )
+
+
+def _settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return builtin_settings(builtin_config(a.config, parse_overrides(a.set, short=SEBRA_SHORT)))
+
+
+def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     out = Path(a.out)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     rows: dict[str, dict] = {}
     L.seed_everything(a.seed, verbose=False)
-    dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
-    sebra = SebraModule(**{**BUILTIN_SEBRA, "seed": a.seed})
+    dm = BuiltinDataModule(root=a.root, **settings["data"])
+    sebra = SebraModule(**{**settings["sebra"], "seed": a.seed})
     rows["sebra"] = fit_method("sebra", sebra, dm, out)
     rows["sebra"].update(ranking_summary(sebra.rankings, dm))
     rank_path = save_rankings(sebra.rankings, out / "rankings.csv")
     if not a.skip_erm:
         L.seed_everything(a.seed, verbose=False)
-        dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
-        rows["erm"] = fit_method("erm", ERMModule(**{**BUILTIN_ERM, "seed": a.seed}), dm, out)
+        dm = BuiltinDataModule(root=a.root, **settings["data"])
+        rows["erm"] = fit_method("erm", ERMModule(**{**settings["erm"], "seed": a.seed}), dm, out)
     print("\n" + results_heading("Built-in benchmark", sebra.selection, ("background", "symbol"), COLUMNS))
     print(results_table(rows, COLUMNS))
     print(reference_text())
@@ -154,20 +174,18 @@ def rank_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/rank")
     p.add_argument("--root", default=None)
     p.add_argument("--seed", type=int, default=0)
-    add_set_option(
-        p, "override a SebraModule setting (values read as YAML), e.g. --set p_critical=0.8 max_steps=20"
-    )
+    _config_options(p)
     _verbose_flag(p)
     a = p.parse_args(argv)
-    over = parse_overrides(a.set)
+    settings = _settings(a)
     with quiet_lightning(a.verbose):
-        return _rank(a, over)
+        return _rank(a, settings)
 
 
-def _rank(a: argparse.Namespace, over: dict[str, Any]) -> int:
+def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     L.seed_everything(a.seed, verbose=False)
-    dm = BuiltinDataModule(root=a.root, **BUILTIN_DATA)
-    model = SebraModule(**{**BUILTIN_SEBRA, **over, "rank_only": True, "seed": a.seed})
+    dm = BuiltinDataModule(root=a.root, **settings["data"])
+    model = SebraModule(**{**settings["sebra"], "rank_only": True, "seed": a.seed})
     out = Path(a.out)
     trainer = make_trainer(out, "rank", [PhaseProgress()])
     t = time.time()

@@ -6,10 +6,11 @@ shows what BENCHMARKS.md measures.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sebra.config import read_yaml
+from sebra.config import apply_overrides, mapping_at, read_yaml
 
 __all__ = [
     "BUILTIN_CONFIG",
@@ -17,23 +18,43 @@ __all__ = [
     "BUILTIN_ERM",
     "BUILTIN_ORACLE",
     "BUILTIN_SEBRA",
+    "SEBRA_SHORT",
     "builtin_config",
+    "builtin_settings",
 ]
 
 BUILTIN_CONFIG = Path(__file__).parent / "configs" / "builtin.yaml"
 
 
-def builtin_config() -> dict[str, Any]:
-    """The built-in benchmark's configuration, as parsed YAML (layout: :mod:`sebra.bench.config`)."""
-    return read_yaml(BUILTIN_CONFIG, "benchmark config")
+#: Where a ``--set`` key without a dot points in ``sebra demo`` / ``sebra rank`` (``p_critical=0.8``).
+SEBRA_SHORT = "methods.sebra.model.init_args"
+
+
+def builtin_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | Iterable[str] = ()
+) -> dict[str, Any]:
+    """A benchmark configuration in ``builtin.yaml``'s layout (default: the packaged one), with dotted overrides
+    (``methods.sebra.model.init_args.lr=0.01``, :func:`sebra.config.apply_overrides`) applied."""
+    cfg = read_yaml(path or BUILTIN_CONFIG, "benchmark config")
+    return apply_overrides(cfg, overrides) if overrides else cfg
 
 
 def _init_args(cfg: dict[str, Any], method: str) -> dict[str, Any]:
-    return dict(cfg["methods"][method]["model"]["init_args"])
+    return dict(mapping_at(cfg, f"methods.{method}.model.init_args", "benchmark config", required=True))
 
 
-_cfg = builtin_config()
-BUILTIN_DATA: dict = {k: v for k, v in _cfg["data"]["init_args"].items() if k not in ("root", "data_seed")}
-BUILTIN_ERM: dict = _init_args(_cfg, "erm")
-BUILTIN_ORACLE: dict = _init_args(_cfg, "oracle")
-BUILTIN_SEBRA: dict = _init_args(_cfg, "sebra")
+def builtin_settings(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The keyword arguments the demo and ``sebra rank`` build from a config: ``data`` (without ``root``, given on
+    the command line, and ``data_seed``, fixed by the benchmark), ``erm``, ``sebra`` and ``oracle``."""
+    data = mapping_at(cfg, "data.init_args", "benchmark config")
+    return {
+        "data": {k: v for k, v in data.items() if k not in ("root", "data_seed")},
+        **{m: _init_args(dict(cfg), m) for m in ("erm", "sebra", "oracle") if m in cfg.get("methods", {})},
+    }
+
+
+_settings = builtin_settings(builtin_config())
+BUILTIN_DATA: dict = _settings["data"]
+BUILTIN_ERM: dict = _settings["erm"]
+BUILTIN_ORACLE: dict = _settings["oracle"]
+BUILTIN_SEBRA: dict = _settings["sebra"]

@@ -93,8 +93,8 @@ def test_demo_and_rank_offer_verbose(command: str, capsys) -> None:
 def tiny_builtin(monkeypatch) -> None:
     """The demo's and rank's built-in benchmark and settings replaced by the tiny data set and networks."""
     monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
-    monkeypatch.setattr(demo, "BUILTIN_SEBRA", dict(TINY_SEBRA))
-    monkeypatch.setattr(demo, "BUILTIN_ERM", {"backbone": "test_resnet", "epochs": 2})
+    tiny = {"data": {}, "sebra": dict(TINY_SEBRA), "erm": {"backbone": "test_resnet", "epochs": 2}}
+    monkeypatch.setattr(demo, "builtin_settings", lambda cfg: tiny)
 
 
 NOISE = ("GPU available", "TPU available", "Tip:", "will override existing callbacks")

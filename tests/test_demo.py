@@ -1,14 +1,16 @@
-"""sebra/demo.py: ``sebra rank --set key=value`` (values read as YAML by sebra.config) reaches SebraModule; the demo's
-table itself is checked in tests/test_cli.py, its reference lines in tests/benchmarks/test_reference.py."""
+"""sebra/demo.py: ``sebra rank`` / ``sebra demo`` read the benchmark config and ``--set key=value`` overrides (dotted
+as in the config and ``sebra fit``; values read as YAML by sebra.config) into what they build; the demo's table itself
+is checked in tests/test_cli.py, its reference lines in tests/benchmarks/test_reference.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sebra import cli, demo
-from sebra.presets import BUILTIN_SEBRA
+from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA, builtin_config
 
 
 class _Stop(Exception):
@@ -24,7 +26,7 @@ def built(monkeypatch) -> list[dict]:
         seen.append(kwargs)
         raise _Stop
 
-    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: None)
+    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: seen.append(kwargs))
     monkeypatch.setattr(demo, "SebraModule", capture)
     return seen
 
@@ -49,7 +51,31 @@ def test_rank_settings_are_typed_and_override_the_shipped_ones(built: list[dict]
         "rank_lr": 1e-3,
     }
     # the shipped settings, the typed overrides, Stage 1 only and the command's seed
-    assert built == [{**BUILTIN_SEBRA, **typed, "rank_only": True, "seed": 3}]
+    assert built == [BUILTIN_DATA, {**BUILTIN_SEBRA, **typed, "rank_only": True, "seed": 3}]
+
+
+def test_dotted_keys_reach_the_data_module_and_the_model(built: list[dict], tmp_path: Path) -> None:
+    sets = ["data.init_args.batch_size=64", "methods.sebra.model.init_args.gap=3"]
+    with pytest.raises(_Stop):
+        demo.main(["--out", str(tmp_path), "--set", *sets])
+    assert built == [{**BUILTIN_DATA, "batch_size": 64}, {**BUILTIN_SEBRA, "gap": 3, "seed": 0}]
+
+
+def test_a_config_file_replaces_the_packaged_one(built: list[dict], tmp_path: Path) -> None:
+    cfg = builtin_config()
+    cfg["methods"]["sebra"]["model"]["init_args"]["beta_inv"] = 0.5
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(_Stop):
+        demo.rank_main(["--out", str(tmp_path), "--config", str(path)])
+    assert built[1]["beta_inv"] == 0.5 and built[1]["p_critical"] == BUILTIN_SEBRA["p_critical"]
+
+
+def test_an_unknown_key_is_one_message_naming_it(built: list[dict], capsys) -> None:
+    assert cli.main(["demo", "--set", "methods.sebra.model.init_args.no_such_thing=1"]) == 2
+    err = capsys.readouterr().err
+    assert "sebra demo: error: --set methods.sebra.model.init_args.no_such_thing: unknown key" in err
+    assert built == []
 
 
 @pytest.mark.parametrize("bad", ["gap", "=3"])
