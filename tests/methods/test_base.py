@@ -1,4 +1,4 @@
-"""BaseMethod: where a fit writes its side files (the logger's folder, or nowhere)."""
+"""BaseMethod: where a fit writes its side files (the logger's folder, or nowhere); one checkpoint callback per purpose."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
 from trainers import quiet_trainer
 
-from sebra.methods import JTTModule, SebraModule
+from sebra.methods import JTTModule, SebraModule, SelectionCheckpoint
 
 SEBRA = {
     "backbone": "test_resnet",
@@ -46,3 +47,16 @@ def test_with_a_logger_the_side_files_go_to_its_folder(tiny_dm, make_trainer) ->
     assert model.side_file_dir() == folder
     assert (folder / "rankings.csv").exists() and (folder / "ranking_history.csv").exists()
     assert model.rankings_path == folder / "rankings.csv"
+
+
+def test_testing_after_fit_keeps_the_fits_checkpoint_callbacks(tiny_dm, make_trainer) -> None:
+    # one callback per purpose: trainer.test must not swap in fresh copies (which would forget the selected path)
+    trainer = make_trainer()
+    model = SebraModule(**SEBRA)
+    trainer.fit(model, datamodule=tiny_dm)
+    before = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    best = next(c for c in before if isinstance(c, SelectionCheckpoint)).best_model_path
+    assert best and len(before) == 2
+    trainer.test(model, datamodule=tiny_dm, ckpt_path=best, verbose=False)
+    after = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert [id(c) for c in after] == [id(c) for c in before]
