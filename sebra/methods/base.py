@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
-from sebra.methods.checkpoints import checkpoint_callbacks
+from sebra.methods.checkpoints import SelectionCheckpoint, checkpoint_callbacks
 from sebra.methods.devices import apply_gpu_options
 from sebra.methods.group_layout import group_metric
 from sebra.methods.optim import make_optimizer
@@ -227,4 +227,8 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         trainer = self._trainer
         if trainer is not None and not trainer.checkpoint_callbacks:
             return []  # enable_checkpointing=False
+        if trainer is not None and any(
+            isinstance(c, SelectionCheckpoint) for c in trainer.checkpoint_callbacks
+        ):
+            return []  # test/validate after fit on the same Trainer: keep the fit's instances (one per purpose)
         return checkpoint_callbacks(self.selection)
