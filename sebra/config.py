@@ -137,8 +137,9 @@ def _accepts(block: Mapping[str, Any], name: str, where: str) -> bool:
     """Whether an ``init_args`` key absent from the file is an argument of the block's class."""
     if "class_path" not in block:
         return False
-    params = inspect.signature(import_class(block["class_path"], where)).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    from sebra.datasets.datamodule import datamodule_arguments  # follows **kwargs passed to the parent
+
+    return name in datamodule_arguments(import_class(block["class_path"], where))
 
 
 def _trainer_accepts(name: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import re
 import sys
 import time
@@ -47,6 +46,8 @@ def follow_seed(config: Any) -> None:
     Raises:
         SeedConflict: a ``seed`` was given that is neither the class default nor ``seed_everything``.
     """
+    from sebra.datasets.datamodule import datamodule_arguments  # sees a seed passed on through **kwargs
+
     seed = config.get("seed_everything")
     if seed is None or isinstance(seed, bool):
         return
@@ -55,7 +56,7 @@ def follow_seed(config: Any) -> None:
         if init is None or class_path is None or "seed" not in init:
             continue
         module, _, name = str(class_path).rpartition(".")
-        param = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("seed")
+        param = datamodule_arguments(getattr(importlib.import_module(module), name)).get("seed")
         default = param.default if param is not None else None
         if init["seed"] not in (default, seed):
             raise SeedConflict(

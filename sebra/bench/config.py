@@ -198,13 +198,15 @@ def build_run(cfg: Mapping[str, Any], method: str, seed: int | None) -> tuple[An
     Raises:
         BenchError: a class refuses its arguments (the message names the file and block, and the class's reason).
     """
+    from sebra.datasets.datamodule import datamodule_arguments
+
     where = cfg.get("_path", "config")
     data_cls = import_class(cfg["data"]["class_path"], f"{where}: data")
     module_cls = import_class(
         cfg["methods"][method]["model"]["class_path"], f"{where}: methods.{method}.model"
     )
     data_args = dict(cfg["data"]["init_args"])
-    if seed is not None and "seed" in inspect.signature(data_cls).parameters and "seed" not in data_args:
+    if seed is not None and "seed" in datamodule_arguments(data_cls) and "seed" not in data_args:
         data_args["seed"] = seed
     init_args = dict(cfg["methods"][method]["model"]["init_args"])
     if seed is not None and "seed" in inspect.signature(module_cls).parameters:

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
+from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.splits import check_every_class, seeded_split
 
 __all__ = ["BAR_CLASSES", "BAR_COUNTS", "BARDataModule", "bar_splits", "read_bar", "read_bar_torch"]
@@ -306,8 +306,8 @@ class BARDataModule(SebraDataModule):
         seed: seeds the validation split and the batch augmentation.
         group_by_class: ``group = label`` (per-class accuracy) instead of ``-1``.
         cache: keep decoded uint8 images in memory (set ``image_size``: BAR images differ in size).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`.
+
+    Other arguments: see :class:`SebraDataModule` (here ``batch_size`` 64 and ``image_size`` 224 by default).
     """
 
     def __init__(
@@ -320,27 +320,17 @@ class BARDataModule(SebraDataModule):
         group_by_class: bool = False,
         cache: bool = True,
         batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
         image_size: int | None = 224,
-        augment: Augment = "none",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
+        **kwargs,
     ) -> None:
-        super().__init__(**base_arguments(locals()))
+        super().__init__(batch_size=batch_size, image_size=image_size, seed=seed, **kwargs)
         if root is None and torch_file is None:
             raise ValueError(
                 "BARDataModule needs root (alinlab/BAR folders) or torch_file (IRMCon .torch file)"
             )
-        self.root = root
-        self.torch_file = torch_file
-        self.base_dir = base_dir
-        self.val_fraction = val_fraction
-        self.seed = seed
-        self.group_by_class = group_by_class
-        self.cache = cache
+        self.root, self.torch_file, self.base_dir = root, torch_file, base_dir
+        self.val_fraction, self.seed = val_fraction, seed
+        self.group_by_class, self.cache = group_by_class, cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read train and test, then hold out the seeded validation share of train."""

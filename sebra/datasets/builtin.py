@@ -19,13 +19,12 @@ Everything is a deterministic function of the seed. It is the benchmark family's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sebra.datasets.base import BiasSpec
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, base_arguments
 from sebra.datasets.family import (
     FORMAT_VERSION,
     Shortcut,
@@ -74,18 +73,13 @@ class BuiltinSpec:
 
     def variant(self) -> VariantSpec:
         """The family variant these knobs make: tint (A) and symbol (B) shortcuts, large vs small animals."""
+        rest = {k: v for k, v in asdict(self).items() if k not in ("tint", "symbol")}  # VariantSpec's names
         return VariantSpec(
             "builtin",
             Shortcut("tint", self.tint),
             Shortcut("symbol", self.symbol),
             grouping="large_small",
-            seed=self.seed,
-            image_size=self.image_size,
-            tint_jitter=self.tint_jitter,
-            ratio=self.ratio,
-            counts_train=self.counts_train,
-            per_cell_eval=self.per_cell_eval,
-            version=self.version,
+            **rest,
         )
 
 
@@ -120,10 +114,11 @@ class BuiltinDataModule(GeneratedDataModule):
     Args:
         root: where to write it (default :func:`default_root`).
         data_seed: seed of the rendering (fixed across training seeds, like a published data set).
-        tint, symbol: shortcut strengths (see :class:`BuiltinSpec`).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`.
-        seed: seeds the batch augmentation (vary it with the training seed).
+        tint: strength of the background tint, attribute A (see :class:`BuiltinSpec`).
+        symbol: strength of the corner symbol, attribute B.
+
+    Other arguments: see :class:`~sebra.datasets.generated.GeneratedDataModule`; ``seed`` seeds the batch
+    augmentation (vary it with the training seed).
     """
 
     def __init__(
@@ -132,25 +127,14 @@ class BuiltinDataModule(GeneratedDataModule):
         data_seed: int = 0,
         tint: float = BuiltinSpec.tint,
         symbol: float = BuiltinSpec.symbol,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        image_size: int = 32,
-        augment: Augment = "crop_flip",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(**base_arguments(locals()))
-        self.root = root
+        super().__init__(root=root, **kwargs)
         self.spec = BuiltinSpec(seed=data_seed, tint=tint, symbol=symbol)
-        self.builtin_root = Path(root) if root is not None else None
 
     def ensure_data(self) -> Path:
         """Write the benchmark unless it is already there; returns its folder."""
-        return ensure_builtin(self.builtin_root, self.spec)
+        return ensure_builtin(self.data_root, self.spec)
 
     def data_bias(self) -> BiasSpec:
         """:data:`BUILTIN_BIAS`."""

@@ -45,7 +45,7 @@ import pandas as pd
 
 from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
 from sebra.datasets.celeba_files import CelebAMetadata, load_celeba_metadata, read_echoes_splits
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
+from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.splits import SPLITS, check_every_class, majority_bias_spec
 
 __all__ = [
@@ -332,9 +332,8 @@ class CelebADataModule(SebraDataModule):
         train_per_class, eval_per_class: multibias generator sizes.
         npy_dir: multibias: read Echoes' ``{train,val,test}_data.npy`` instead of building the split.
         cache: keep decoded uint8 images in memory.
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`.
-        seed: seeds the batch augmentation.
+
+    Other arguments: see :class:`SebraDataModule` (here ``batch_size`` 256 and ``image_size`` 224 by default).
     """
 
     def __init__(
@@ -350,56 +349,29 @@ class CelebADataModule(SebraDataModule):
         npy_dir: str | None = None,
         cache: bool = True,
         batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
         image_size: int | None = 224,
-        augment: Augment = "none",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(**base_arguments(locals()))
+        super().__init__(batch_size=batch_size, image_size=image_size, **kwargs)
         if protocol not in ("multibias", "official"):
             raise ValueError(f"protocol must be 'multibias' or 'official'; got {protocol!r}")
-        self.root = root
-        self.protocol = protocol
-        self.target = target
+        self.root, self.protocol, self.target = root, protocol, target
         self.biases = (
             tuple(biases)
             if biases is not None
             else (("Male", "Young") if protocol == "multibias" else ("Male",))
         )
         self.ratios = tuple(ratios) if ratios is not None else (0.95,) * len(self.biases)
-        self.alignment = alignment
-        self.train_per_class = train_per_class
-        self.eval_per_class = eval_per_class
-        self.npy_dir = npy_dir
-        self.cache = cache
+        self.alignment, self.train_per_class, self.eval_per_class = alignment, train_per_class, eval_per_class
+        self.npy_dir, self.cache = npy_dir, cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Parse the attribute files once and build the three splits of the chosen protocol."""
         meta = load_celeba_metadata(self.root)
+        kw = {"image_size": self.image_size, "cache": self.cache}
         if self.protocol == "official":
-            return {
-                s: read_celeba(
-                    meta,
-                    s,
-                    target=self.target,
-                    biases=self.biases,
-                    image_size=self.image_size,
-                    cache=self.cache,
-                )
-                for s in SPLITS
-            }
+            return {s: read_celeba(meta, s, target=self.target, biases=self.biases, **kw) for s in SPLITS}
         spec = MultibiasSpec(
             self.target, self.biases, self.ratios, self.alignment, self.train_per_class, self.eval_per_class
         )
-        return celeba_multibias_splits(
-            meta,
-            spec,
-            npy_dir=self.npy_dir,
-            image_size=self.image_size,
-            cache=self.cache,
-        )
+        return celeba_multibias_splits(meta, spec, npy_dir=self.npy_dir, **kw)

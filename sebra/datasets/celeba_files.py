@@ -215,16 +215,14 @@ def _to_pm1(text_vals: list[list[str]], names: Sequence[str], where: str, first_
     return (arr == "1").astype(np.uint8)
 
 
+def _read_text_csv(path: Path, content: str, kind: str) -> pd.DataFrame:
+    """A CelebA CSV file (``kind``: ``attribute`` or ``partition``) as text cells, nothing read as missing."""
+    return read_csv_file(path, content, DatasetError, f"CelebA {kind} file", dtype=str, keep_default_na=False)
+
+
 def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     where = f"CelebA attribute file {path}"
-    df = read_csv_file(
-        path,
-        "a header image_id,<40 attribute names> and one row per image",
-        DatasetError,
-        "CelebA attribute file",
-        dtype=str,
-        keep_default_na=False,
-    )
+    df = _read_text_csv(path, "a header image_id,<40 attribute names> and one row per image", "attribute")
     cols = [c.strip() for c in df.columns]
     if not cols or cols[0] != "image_id":
         raise DatasetError(f"{where}: header starts with {cols[:1]}; expected image_id,<40 attribute names>")
@@ -243,14 +241,7 @@ def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 def _read_partition(path: Path, files: list[str]) -> np.ndarray:
     where = f"CelebA partition file {path}"
     if path.suffix == ".csv":
-        df = read_csv_file(
-            path,
-            "a header image_id,partition and one row per image",
-            DatasetError,
-            "CelebA partition file",
-            dtype=str,
-            keep_default_na=False,
-        )
+        df = _read_text_csv(path, "a header image_id,partition and one row per image", "partition")
         cols = [c.strip() for c in df.columns]
         if cols != ["image_id", "partition"]:
             raise DatasetError(f"{where}: header is {','.join(cols)}; expected image_id,partition")

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
-from sebra.datasets.splits import SPLITS, split_table
+from sebra.datasets.splits import SPLITS, UserDataModule, split_table
 from sebra.utils.files import read_csv_file
 
 __all__ = ["MANIFEST_CONTENT", "CSVDataModule", "read_manifest"]
@@ -220,70 +219,32 @@ def read_manifest(
         table, df = table[keep].reset_index(drop=True), df[keep].reset_index(drop=True)
         if split_of is not None:
             split_of = split_of[keep]
-    return split_table(
-        table,
-        split_of,
-        attr_names,
-        names,
-        where,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        image_size=image_size,
-        cache=cache,
-        has_group=has_group,
-    )
+    options = (val_fraction, test_fraction, seed, image_size, cache)
+    return split_table(table, split_of, attr_names, names, where, *options, has_group=has_group)
 
 
-class CSVDataModule(SebraDataModule):
+class CSVDataModule(UserDataModule):
     """A CSV manifest (see :func:`read_manifest`); bias attribute columns give evaluation groups.
 
     Args:
-        csv_path: the manifest.
+        csv_path: the manifest; ``val_fraction``, ``test_fraction`` and ``seed`` split it when it has no ``split``
+            column.
         attrs: bias attribute columns (default: all non-reserved columns).
         class_names: class names in id order.
-        val_fraction, test_fraction: the seeded split when the manifest has no ``split`` column.
-        seed: seeds that split and the batch augmentation.
-        cache: keep decoded uint8 images in memory.
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`; set ``image_size`` when images differ in size.
+
+    Other arguments: see :class:`~sebra.datasets.splits.UserDataModule`.
     """
 
     def __init__(
-        self,
-        csv_path: str,
-        attrs: list[str] | None = None,
-        class_names: list[str] | None = None,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.0,
-        seed: int = 0,
-        cache: bool = True,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        image_size: int | None = None,
-        augment: Augment = "none",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
+        self, csv_path: str, attrs: list[str] | None = None, class_names: list[str] | None = None, **kwargs
     ) -> None:
-        super().__init__(**base_arguments(locals()))
+        super().__init__(**kwargs)
         self.csv_path = csv_path
         self.attrs = attrs
         self.class_names = class_names
-        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
-        self.cache = cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the manifest (its ``split`` column, or the seeded split)."""
         return read_manifest(
-            self.csv_path,
-            attrs=self.attrs,
-            class_names=self.class_names,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            seed=self.seed,
-            image_size=self.image_size,
-            cache=self.cache,
+            self.csv_path, attrs=self.attrs, class_names=self.class_names, **self.split_options()
         )

@@ -21,8 +21,8 @@ every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 import torch
@@ -36,13 +36,12 @@ from sebra.datasets.base import BiasSpec, ImageDataset
 from sebra.utils.rng import GeneratorPickling
 
 __all__ = [
-    "BASE_ARGUMENTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SebraDataModule",
     "ShardSampler",
     "augment_batch",
-    "base_arguments",
+    "datamodule_arguments",
     "make_transform",
     "shard_positions",
 ]
@@ -186,18 +185,25 @@ class _DecodeRows(Dataset):
         return row, self.dataset._decode_row(row)
 
 
-def base_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
-    """:class:`SebraDataModule`'s arguments picked out of a subclass ``__init__``'s ``locals()``.
+def datamodule_arguments(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments a data module class takes, by name, with the ``**kwargs`` it passes on resolved.
 
-    Every data module lists the base's typed arguments in its own signature (LightningCLI and ``sebra bench`` read
-    signatures) and passes them on with ``super().__init__(**base_arguments(locals()))``. A subclass whose signature
-    lacks one of them fails here, naming it, so the data modules' options cannot drift apart.
+    A data module declares its own arguments (and the base ones it gives another default) and hands the rest on with
+    ``super().__init__(..., **kwargs)``; this follows ``**kwargs`` up the MRO, as jsonargparse (LightningCLI) does,
+    so ``"seed" in datamodule_arguments(cls)`` holds for every :class:`SebraDataModule`. The nearest declaration
+    of a name wins (its default is the one that applies).
     """
-    missing = [k for k in BASE_ARGUMENTS if k not in values]
-    if missing:
-        owner = type(values["self"]).__name__ if "self" in values else "a SebraDataModule subclass"
-        raise TypeError(f"{owner}.__init__ lacks the SebraDataModule argument(s) {', '.join(missing)}")
-    return {k: values[k] for k in BASE_ARGUMENTS}
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in params:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                out.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return out
 
 
 #: The splits each ``setup`` stage reads, decoded up front when the loaders use worker processes.
@@ -214,7 +220,8 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         image_size: side of the (square) network input; images are resized to it on decode.
         augment: training augmentation (``none``, ``flip``, ``crop_flip``, ``resized_crop_flip``).
         pin_memory: pin host memory (useful on GPU).
-        mean, std: normalisation.
+        mean: normalisation mean per channel.
+        std: normalisation standard deviation per channel.
         batch_augment: augment and normalise whole batches after transfer (fast); ``False`` uses per-sample
             torchvision transforms in the loader instead.
         seed: seeds the batch augmentation's generator.
@@ -438,7 +445,3 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
     @override
     def predict_dataloader(self) -> DataLoader:
         return self.loader(self.train_eval_dataset)
-
-
-#: The arguments every data module takes (and passes on through :func:`base_arguments`), in signature order.
-BASE_ARGUMENTS: tuple[str, ...] = tuple(inspect.signature(SebraDataModule.__init__).parameters)[1:]

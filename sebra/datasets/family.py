@@ -32,7 +32,6 @@ from PIL import Image, ImageFilter
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES, load_animal_mnist
 from sebra.datasets.base import BiasSpec
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, base_arguments
 from sebra.datasets.generated import GeneratedDataModule, data_home, is_generated, write_generated
 
 __all__ = [
@@ -269,60 +268,18 @@ def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- registry
+# fmt: off
 #: The registered variants. The dev / held-out split was fixed before the first trial and is not to be changed:
 #: settings of any method may be chosen on ``dev`` variants only; ``heldout`` variants are only evaluated.
-VARIANTS: dict[str, VariantSpec] = {
-    v.name: v
-    for v in (
-        VariantSpec(
-            "builtin",
-            Shortcut("tint", 0.3),
-            Shortcut("symbol", 0.4),
-            role="dev",
-            note="the built-in benchmark (the demo): background tint (stronger) and corner symbol",
-        ),
-        VariantSpec(
-            "stripes-objcolor",
-            Shortcut("stripes", 0.5),
-            Shortcut("objcolor", 0.35),
-            stronger=0,
-            role="dev",
-            note="background texture and animal colour; A (texture) measured the stronger",
-        ),
-        VariantSpec(
-            "farm-border-blur",
-            Shortcut("border", 0.5),
-            Shortcut("blur", 0.8),
-            grouping="farm_wild",
-            stronger=1,
-            role="dev",
-            note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger",
-        ),
-        VariantSpec(
-            "patch-tint",
-            Shortcut("patch", 0.6),
-            Shortcut("tint", 0.3),
-            stronger=1,
-            role="heldout",
-            note="randomly placed coloured square and background tint; B (tint) the stronger",
-        ),
-        VariantSpec(
-            "border-stripes",
-            Shortcut("border", 0.4),
-            Shortcut("stripes", 0.4),
-            role="heldout",
-            note="coloured frame and background texture; A (frame) measured the stronger",
-        ),
-        VariantSpec(
-            "farm-objcolor-symbol",
-            Shortcut("objcolor", 0.3),
-            Shortcut("symbol", 0.5),
-            grouping="farm_wild",
-            role="heldout",
-            note="farm vs wild animals; animal colour and corner symbol, measured about equally strong",
-        ),
-    )
-}
+VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
+    VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev", note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
+    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=0, role="dev", note="background texture and animal colour; A (texture) measured the stronger"),
+    VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild", stronger=1, role="dev", note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger"),
+    VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout", note="randomly placed coloured square and background tint; B (tint) the stronger"),
+    VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout", note="coloured frame and background texture; A (frame) measured the stronger"),
+    VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild", role="heldout", note="farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
+)}
+# fmt: on
 
 
 def variant(name: str) -> VariantSpec:
@@ -350,34 +307,18 @@ class FamilyDataModule(GeneratedDataModule):
     Args:
         variant: name of a registered variant (:data:`VARIANTS`).
         root: where to write it (default :func:`default_root`; ``builtin`` shares the built-in benchmark's folder).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`.
-        seed: seeds the batch augmentation (vary it with the training seed).
+
+    Other arguments: see :class:`~sebra.datasets.generated.GeneratedDataModule`; ``seed`` seeds the batch
+    augmentation (vary it with the training seed).
     """
 
-    def __init__(
-        self,
-        variant: str = "builtin",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        image_size: int = 32,
-        augment: Augment = "crop_flip",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(**base_arguments(locals()))
-        self.root = root
+    def __init__(self, variant: str = "builtin", root: str | None = None, **kwargs) -> None:
+        super().__init__(root=root, **kwargs)
         self.spec = _lookup(variant)
-        self.variant_root = Path(root) if root is not None else None
 
     def ensure_data(self) -> Path:
         """Write the variant unless it is already there; returns its folder."""
-        return ensure_variant(self.spec, self.variant_root)
+        return ensure_variant(self.spec, self.data_root)
 
     def data_bias(self) -> BiasSpec:
         """The variant's :func:`variant_bias`."""

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
-from sebra.datasets.splits import SPLITS, split_table
+from sebra.datasets.splits import SPLITS, UserDataModule, split_table
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "read_image_folder"]
 
@@ -81,61 +80,23 @@ def read_image_folder(
     table = pd.DataFrame(rows, columns=["path", "label", "split"])
     table.insert(0, "index", np.arange(len(table), dtype=np.int64))
     split_of = table.pop("split").to_numpy() if split_dirs else None
-    return split_table(
-        table,
-        split_of,
-        [],
-        class_names,
-        f"image folder {root}",
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        image_size=image_size,
-        cache=cache,
-    )
+    options = (val_fraction, test_fraction, seed, image_size, cache)
+    return split_table(table, split_of, [], class_names, f"image folder {root}", *options)
 
 
-class ImageFolderDataModule(SebraDataModule):
+class ImageFolderDataModule(UserDataModule):
     """A class-per-folder tree (see :func:`read_image_folder`); no bias attributes, so no groups.
 
     Args:
-        root: the tree's root.
-        val_fraction, test_fraction: the seeded split when ``root`` has no ``train/`` folder.
-        seed: seeds that split and the batch augmentation.
-        cache: keep decoded uint8 images in memory.
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`; set ``image_size`` when images differ in size.
+        root: the tree's root; ``val_fraction``, ``test_fraction`` and ``seed`` split it when it has no ``train/``.
+
+    Other arguments: see :class:`~sebra.datasets.splits.UserDataModule`.
     """
 
-    def __init__(
-        self,
-        root: str,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.0,
-        seed: int = 0,
-        cache: bool = True,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        image_size: int | None = None,
-        augment: Augment = "none",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
-    ) -> None:
-        super().__init__(**base_arguments(locals()))
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.root = root
-        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
-        self.cache = cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the tree (split folders, or the seeded split)."""
-        return read_image_folder(
-            self.root,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            seed=self.seed,
-            image_size=self.image_size,
-            cache=self.cache,
-        )
+        return read_image_folder(self.root, **self.split_options())

@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES
 from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.datamodule import SebraDataModule
+from sebra.datasets.datamodule import Augment, SebraDataModule
 from sebra.datasets.splits import SPLITS
 from sebra.datasets.urbancars import URBANCARS_GROUP_NAMES, read_urbancars
 
@@ -94,7 +94,21 @@ class GeneratedDataModule(SebraDataModule):
 
     Subclasses say how the data are made and described (:meth:`ensure_data`, :meth:`data_bias`,
     :meth:`data_class_names`); ``root`` is where the data are once :meth:`build_splits` has run.
+
+    Args:
+        root: where to write the data (default: the subclass's folder); kept as given in ``data_root``.
+        image_size: side of the network input (the data are rendered at 32 px).
+        augment: training augmentation (the CIFAR recipe by default).
+
+    Other arguments: see :class:`SebraDataModule`.
     """
+
+    def __init__(
+        self, root: str | None = None, image_size: int = 32, augment: Augment = "crop_flip", **kwargs
+    ) -> None:
+        super().__init__(image_size=image_size, augment=augment, **kwargs)
+        self.root = root
+        self.data_root = Path(root) if root is not None else None
 
     def ensure_data(self) -> Path:
         """Write the data unless the same data are already there; returns the folder holding ``urbancars/``."""

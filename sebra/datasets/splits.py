@@ -1,4 +1,5 @@
-"""What several readers share: the seeded split, the per-class check, and a sample table cut into split datasets.
+"""What several readers share: the seeded split, the per-class check, a sample table cut into split datasets, and
+the data module of the user-data readers (folder tree, CSV manifest).
 
 The seeded split draws from a private ``torch.Generator`` seeded with ``seed``, so the same data give the same split
 on every machine (BAR's validation share, and the user-data readers when the data name no split).
@@ -13,8 +14,16 @@ import pandas as pd
 import torch
 
 from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
+from sebra.datasets.datamodule import SebraDataModule
 
-__all__ = ["SPLITS", "check_every_class", "majority_bias_spec", "seeded_split", "split_table"]
+__all__ = [
+    "SPLITS",
+    "UserDataModule",
+    "check_every_class",
+    "majority_bias_spec",
+    "seeded_split",
+    "split_table",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -122,12 +131,12 @@ def split_table(
     attr_names: list[str],
     class_names: list[str],
     where: str,
-    *,
     val_fraction: float,
     test_fraction: float,
     seed: int,
     image_size: int | tuple[int, int] | None,
     cache: bool,
+    *,
     has_group: bool = False,
 ) -> dict[str, ImageDataset]:
     """A whole data set's sample table as split :class:`ImageDataset` s (the user-data readers' common end).
@@ -170,3 +179,40 @@ def split_table(
             name=f"{where} [{s}]",
         )
     return out
+
+
+class UserDataModule(SebraDataModule):
+    """User data split by its own split names or, when it has none, by :func:`seeded_split` (the folder tree and
+    CSV manifest modules).
+
+    Args:
+        val_fraction: share of each class drawn for ``val`` when the data name no split.
+        test_fraction: share of each class drawn for ``test`` then (0: no test split).
+        seed: seeds that split and the batch augmentation.
+        cache: keep decoded uint8 images in memory.
+
+    Other arguments: see :class:`SebraDataModule`; set ``image_size`` when images differ in size.
+    """
+
+    def __init__(
+        self,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        cache: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.cache = cache
+
+    def split_options(self) -> dict:
+        """The reader's split and decoding arguments (``val_fraction``, ``test_fraction``, ``seed``, ``image_size``,
+        ``cache``)."""
+        return {
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "cache": self.cache,
+        }

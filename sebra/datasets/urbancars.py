@@ -28,7 +28,7 @@ from typing import Literal
 import pandas as pd
 
 from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, Augment, SebraDataModule, base_arguments
+from sebra.datasets.datamodule import SebraDataModule
 
 __all__ = [
     "URBANCARS_CLASSES",
@@ -239,48 +239,21 @@ class UrbanCarsDataModule(SebraDataModule):
         root: folder holding ``urbancars/``, or the ``urbancars/`` folder itself.
         train_dir: ratio folder to take ``train`` from when there are several (default: the only one).
         cache: keep decoded uint8 images in memory (about 200 KB per 256 px image).
-        batch_size, eval_batch_size, num_workers, image_size, augment, pin_memory, mean, std, batch_augment: see
-            :class:`SebraDataModule`.
-        seed: seeds the batch augmentation.
+
+    Other arguments: see :class:`SebraDataModule`.
     """
 
-    def __init__(
-        self,
-        root: str,
-        train_dir: str | None = None,
-        cache: bool = True,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        image_size: int | None = None,
-        augment: Augment = "none",
-        pin_memory: bool = False,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-        batch_augment: bool = True,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(**base_arguments(locals()))
+    def __init__(self, root: str, train_dir: str | None = None, cache: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.root = root
         self.train_dir = train_dir
         self.cache = cache
 
     def build_splits(self) -> dict[str, ImageDataset]:
         """Read the three splits; val and test share train's :class:`BiasSpec` (its ratios)."""
-        train = read_urbancars(
-            self.root, "train", image_size=self.image_size, cache=self.cache, train_dir=self.train_dir
-        )
+        kw = {"image_size": self.image_size, "cache": self.cache, "train_dir": self.train_dir}
+        train = read_urbancars(self.root, "train", **kw)
         return {
             "train": train,
-            **{
-                s: read_urbancars(
-                    self.root,
-                    s,
-                    image_size=self.image_size,
-                    cache=self.cache,
-                    bias=train.bias,
-                    train_dir=self.train_dir,
-                )
-                for s in ("val", "test")
-            },
+            **{s: read_urbancars(self.root, s, bias=train.bias, **kw) for s in ("val", "test")},
         }

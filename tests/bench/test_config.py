@@ -132,3 +132,14 @@ def test_build_run_seeds_both_modules_and_names_a_refused_argument(cfg) -> None:
     bad["data"]["init_args"]["batchsize"] = 8
     with pytest.raises(BenchError, match=r"toy.yaml: data.init_args: .*'batchsize'"):
         build_run(bad, "erm", seed=0)
+
+
+def test_build_run_seeds_a_data_module_whose_seed_it_hands_on(cfg) -> None:
+    """The family module takes ``seed`` through ``**kwargs``: the run seed still reaches it, unless the config sets
+    one."""
+    cfg = copy.deepcopy(cfg)
+    cfg["data"] = {"class_path": "sebra.datasets.family.FamilyDataModule", "init_args": {"batch_size": 8}}
+    dm, _ = build_run(cfg, "erm", seed=4)
+    assert dm.aug_generator.initial_seed() == 4 and dm.batch_size == 8
+    cfg["data"]["init_args"]["seed"] = 9
+    assert build_run(cfg, "erm", seed=4)[0].aug_generator.initial_seed() == 9

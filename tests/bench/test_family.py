@@ -22,7 +22,12 @@ def test_family_config_swaps_only_the_data_block() -> None:
     v = family_config(cfg, "patch-tint")
     assert v["data"]["class_path"] == "sebra.datasets.family.FamilyDataModule"
     assert v["data"]["init_args"]["variant"] == "patch-tint"
-    assert "data_seed" not in v["data"]["init_args"] and v["data"]["init_args"]["batch_size"] == 128
+    kept = {k: x for k, x in cfg["data"]["init_args"].items() if k not in ("root", "data_seed")}
+    assert v["data"]["init_args"] == {
+        **kept,
+        "variant": "patch-tint",
+    }  # the base options pass through **kwargs
+    assert {"batch_size", "eval_batch_size", "image_size", "augment"} <= set(kept)
     assert v["methods"] == family_config(cfg, "builtin")["methods"]  # one configuration for every variant
     assert v["methods"]["sebra"]["model"] == cfg["methods"]["sebra"]["model"]
     with pytest.raises(ValueError, match="unknown benchmark variant"):
