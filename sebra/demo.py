@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +99,19 @@ def _verbose_flag(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``sebra demo``: Sebra and ERM on the built-in benchmark; returns the exit status."""
-    p = argparse.ArgumentParser(prog="sebra demo", description="Sebra and ERM on the built-in benchmark.")
-    p.add_argument("--out", default="runs/demo", help="output folder (logs, rankings.csv, report.html)")
+    p = _parser("sebra demo", "Sebra and ERM on the built-in benchmark.", "runs/demo")
+    p.add_argument("--skip-erm", action="store_true")
+    return _run(p, argv, _demo)
+
+
+def _parser(prog: str, description: str, out: str) -> argparse.ArgumentParser:
+    """The options demo and rank share: output folder, data root, seed, config, ``--set``, ``--verbose``."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--out", default=out, help="output folder (logs, rankings.csv, report.html)")
     p.add_argument(
         "--root", default=None, help="where the benchmark is written (default ~/.cache/sebra/builtin)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-erm", action="store_true")
-    _config_options(p)
-    _verbose_flag(p)
-    a = p.parse_args(argv)
-    settings = _settings(a)
-    with quiet_lightning(a.verbose):
-        return _demo(a, settings)
-
-
-def _config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         default=None,
@@ -125,10 +123,15 @@ def _config_options(p: argparse.ArgumentParser) -> None:
         "methods.sebra.model.init_args.p_critical=0.8, data.init_args.batch_size=64; "
         f"a key without a dot means {SEBRA_SHORT}.<key> (p_critical=0.8)",
     )
+    _verbose_flag(p)
+    return p
 
 
-def _settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return builtin_settings(builtin_config(a.config, parse_overrides(a.set, short=SEBRA_SHORT)))
+def _run(p: argparse.ArgumentParser, argv: list[str] | None, command: Callable[..., int]) -> int:
+    a = p.parse_args(argv)
+    settings = builtin_settings(builtin_config(a.config, parse_overrides(a.set, short=SEBRA_SHORT)))
+    with quiet_lightning(a.verbose):
+        return command(a, settings)
 
 
 def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
@@ -170,16 +173,7 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
 
 def rank_main(argv: list[str] | None = None) -> int:
     """``sebra rank``: Stage 1 only; returns the exit status."""
-    p = argparse.ArgumentParser(prog="sebra rank", description="Stage 1 only: rank the training samples.")
-    p.add_argument("--out", default="runs/rank")
-    p.add_argument("--root", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    _config_options(p)
-    _verbose_flag(p)
-    a = p.parse_args(argv)
-    settings = _settings(a)
-    with quiet_lightning(a.verbose):
-        return _rank(a, settings)
+    return _run(_parser("sebra rank", "Stage 1 only: rank the training samples.", "runs/rank"), argv, _rank)
 
 
 def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:

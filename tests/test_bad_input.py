@@ -842,7 +842,7 @@ def test_sebra_rank_refused_setting_is_one_message(tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert err.startswith("sebra rank: error: SebraModule: gap must be >= 1") and "Traceback" not in err
     assert cli.main(["rank", "--set", "gapp=2", "--out", str(tmp_path / "rank")]) == 2
-    assert "unexpected keyword argument 'gapp'" in capsys.readouterr().err
+    assert "unknown key 'methods.sebra.model.init_args.gapp'" in capsys.readouterr().err
 
 
 def test_sebra_fit_missing_data_is_one_message_exit_1(tmp_path: Path, capsys) -> None:
