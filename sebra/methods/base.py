@@ -227,8 +227,6 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         trainer = self._trainer
         if trainer is not None and not trainer.checkpoint_callbacks:
             return []  # enable_checkpointing=False
-        if trainer is not None and any(
-            isinstance(c, SelectionCheckpoint) for c in trainer.checkpoint_callbacks
-        ):
+        if trainer is not None and any(type(c) is SelectionCheckpoint for c in trainer.checkpoint_callbacks):
             return []  # test/validate after fit on the same Trainer: keep the fit's instances (one per purpose)
         return checkpoint_callbacks(self.selection)

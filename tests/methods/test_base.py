@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from trainers import quiet_trainer
 
-from sebra.methods import JTTModule, SebraModule, SelectionCheckpoint
+from sebra.methods import ERMModule, JTTModule, SebraModule, SelectionCheckpoint
 
 SEBRA = {
     "backbone": "test_resnet",
@@ -60,3 +60,18 @@ def test_testing_after_fit_keeps_the_fits_checkpoint_callbacks(tiny_dm, make_tra
     trainer.test(model, datamodule=tiny_dm, ckpt_path=best, verbose=False)
     after = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
     assert [id(c) for c in after] == [id(c) for c in before]
+
+
+def test_a_subclass_of_the_selection_checkpoint_in_the_trainer_does_not_replace_the_modules(
+    tiny_dm, make_trainer
+) -> None:
+    # sebra bench adds such a subclass (a second selection rule); the module's own two must still be attached
+    class OtherRule(SelectionCheckpoint):
+        pass
+
+    trainer = make_trainer(callbacks=[OtherRule(monitor="val_acc", mode="max", filename="other-{epoch}")])
+    trainer.fit(ERMModule(backbone="test_resnet", epochs=1), datamodule=tiny_dm)
+    kinds = sorted(type(c).__name__ for c in trainer.checkpoint_callbacks)
+    assert kinds == ["LastCheckpoint", "OtherRule", "SelectionCheckpoint"]
+    own = next(c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint)
+    assert own.best_model_path
