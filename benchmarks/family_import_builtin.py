@@ -15,7 +15,16 @@ from pathlib import Path
 from sebra.bench.store import lane_file, read_results
 from sebra.utils.files import atomic_write
 
-KEEP = ("erm", "jtt", "oracle", "groupdro", "erm_val_acc", "jtt_val_acc", "erm_conf_best_epoch", "jtt_error_set")
+KEEP = (
+    "erm",
+    "jtt",
+    "oracle",
+    "groupdro",
+    "erm_val_acc",
+    "jtt_val_acc",
+    "erm_conf_best_epoch",
+    "jtt_error_set",
+)
 
 
 def main() -> None:
