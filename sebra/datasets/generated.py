@@ -60,15 +60,17 @@ def write_generated(
     root: str | Path, data: dict[str, dict[str, np.ndarray]], ratio: float, meta_name: str, meta: dict
 ) -> Path:
     """Write rendered splits under ``root/urbancars/`` (:func:`write_splits`) with ``root/<meta_name>`` recording
-    what they were made from; everything is written into a temporary folder and renamed into place, so an
-    interrupted run leaves nothing half-written. Returns ``root``."""
+    what they were made from; everything is written into a temporary folder and renamed into place. The old record
+    is removed before anything is replaced and the new one moved in last, so an interrupted run never leaves data
+    that :func:`is_generated` accepts. Returns ``root``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".generated-", dir=root))
     try:
         write_splits(tmp, data, ratio)
         (tmp / meta_name).write_text(json.dumps(meta, indent=1))
-        for p in tmp.iterdir():
+        (root / meta_name).unlink(missing_ok=True)
+        for p in sorted(tmp.iterdir(), key=lambda p: p.name == meta_name):  # the record last
             dest = root / p.name
             if dest.exists():
                 dest.unlink() if dest.is_file() else shutil.rmtree(dest)

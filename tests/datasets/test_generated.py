@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from sebra.datasets.generated import data_home, is_generated, write_generated
@@ -43,6 +46,36 @@ def test_written_read_back_and_recognised(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     (tmp_path / "made.json").write_text("{not json")
     assert not is_generated(tmp_path, "made.json", {"n": 1})
+
+
+@pytest.mark.parametrize("fails", ["rmtree", "replace"])
+def test_interrupted_rewrite_leaves_nothing_accepted(monkeypatch, tmp_path: Path, fails: str) -> None:
+    """A rewrite dying while it swaps the data folder (old one being deleted, or new one being moved in) must not
+    leave the old record next to a half-replaced folder."""
+    write_generated(tmp_path, _data(1), 0.9, "made.json", {"n": 1})
+    data_dir = tmp_path / "urbancars"
+    real_rmtree, real_replace = shutil.rmtree, os.replace
+
+    def rmtree(path, *args, **kwargs):
+        if fails == "rmtree" and Path(path) == data_dir:
+            raise KeyboardInterrupt("killed while deleting the old data")
+        return real_rmtree(path, *args, **kwargs)
+
+    def replace(src, dst):
+        if fails == "replace" and Path(dst) == data_dir:
+            raise KeyboardInterrupt("killed while moving the new data in")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_generated(tmp_path, _data(2), 0.9, "made.json", {"n": 2})
+    assert not is_generated(tmp_path, "made.json", {"n": 1})
+    assert not is_generated(tmp_path, "made.json", {"n": 2})
+    monkeypatch.undo()
+    write_generated(tmp_path, _data(2), 0.9, "made.json", {"n": 2})  # the next run writes it again
+    assert is_generated(tmp_path, "made.json", {"n": 2})
+    assert torch.bincount(read_urbancars(tmp_path, "test").groups).tolist() == [2] * 8
 
 
 def test_data_home(monkeypatch, tmp_path: Path) -> None:
