@@ -27,6 +27,8 @@ __all__ = [
     "check_ranking_args",
     "combine_rankings",
     "confidence_weighted_loss",
+    "number_positions",
+    "order_table",
     "true_class_prob",
 ]
 
@@ -61,6 +63,20 @@ def confidence_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, beta_in
     return (weight * ce).mean()
 
 
+def number_positions(df: pd.DataFrame) -> pd.DataFrame:
+    """Insert ``position`` (column 3): 1, 2, ... within each class, in the table's (already sorted) row order."""
+    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+    return df
+
+
+def order_table(df: pd.DataFrame, score_col: str = "p_y") -> pd.DataFrame:
+    """Sort a ranking table by class, rank, ``score_col`` descending (NaN last) and dataset index, then number
+    positions: the one order every ranking table shares, so ties break the same way everywhere."""
+    score_key = -np.nan_to_num(df[score_col].to_numpy(dtype=np.float64), nan=-np.inf)
+    order = np.lexsort((df["index"].to_numpy(), score_key, df["rank"].to_numpy(), df["label"].to_numpy()))
+    return number_positions(df.iloc[order].reset_index(drop=True))
+
+
 def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """One ranking table from several rankings of the same training set (independently seeded Stage 1 runs).
 
@@ -89,8 +105,7 @@ def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
         }
     )
     df = df.sort_values(["label", "_pct", "index"], kind="mergesort").reset_index(drop=True)
-    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-    return df.drop(columns="_pct")
+    return number_positions(df).drop(columns="_pct")
 
 
 class RankingController(GeneratorPickling):
@@ -243,12 +258,7 @@ class RankingController(GeneratorPickling):
             df["p_final"] = within.numpy()
         if self.groups is not None:
             df["group"] = self.groups.numpy()
-        score = df["p_final"] if within is not None else df["p_y"]
-        p_key = -np.nan_to_num(score.to_numpy(), nan=-np.inf)
-        order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
-        df = df.iloc[order].reset_index(drop=True)
-        df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-        return df
+        return order_table(df, "p_final" if within is not None else "p_y")
 
     def history_frame(self) -> pd.DataFrame:
         """Per-step elimination counts as a table."""

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from sebra.datasets.base import ImageDataset
-from sebra.ranking import true_class_prob
+from sebra.ranking import number_positions, order_table, true_class_prob
 
 __all__ = [
     "Scores",
@@ -105,15 +105,6 @@ def score_dataset(
     return scores.p_y.double()
 
 
-def _ordered(df: pd.DataFrame) -> pd.DataFrame:
-    """Sort by class, rank, ``p_y`` descending, dataset index (deterministic) and number positions from 1."""
-    p_key = -np.nan_to_num(df["p_y"].to_numpy(dtype=np.float64), nan=-np.inf)
-    order = np.lexsort((df["index"].to_numpy(), p_key, df["rank"].to_numpy(), df["label"].to_numpy()))
-    df = df.iloc[order].reset_index(drop=True)
-    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-    return df
-
-
 def _numpy(x: Any, dtype: type) -> np.ndarray:
     return np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=dtype)
 
@@ -138,7 +129,7 @@ def confidence_rankings(indices: Any, labels: Any, p_y: Any) -> pd.DataFrame:
     """
     df = _frame(indices, labels, p_y)
     df.insert(2, "rank", 0)
-    df = _ordered(df)
+    df = order_table(df)
     df["rank"] = df["position"]
     return df[["index", "label", "rank", "position", "p_y"]]
 
@@ -173,9 +164,8 @@ def error_set_rankings(
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         key = torch.rand(len(df), generator=g, dtype=torch.float64).numpy()
         order = np.lexsort((key, df["rank"].to_numpy(), df["label"].to_numpy()))
-        df = df.iloc[order].reset_index(drop=True)
-        df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
+        df = number_positions(df.iloc[order].reset_index(drop=True))
         return df[["index", "label", "rank", "position", "p_y"]]
     if within != "p_y":
         raise ValueError(f"error_set_rankings: within must be 'p_y' or 'random', got {within!r}")
-    return _ordered(df)[["index", "label", "rank", "position", "p_y"]]
+    return order_table(df)[["index", "label", "rank", "position", "p_y"]]

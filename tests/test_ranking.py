@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from sebra.export import load_rankings, save_rankings
-from sebra.ranking import ActiveSetSampler, RankingController, confidence_weighted_loss, true_class_prob
+from sebra.ranking import (
+    ActiveSetSampler,
+    RankingController,
+    confidence_weighted_loss,
+    order_table,
+    true_class_prob,
+)
 
 
 def test_loss_value_matches_hand_computation():
@@ -238,3 +244,18 @@ def test_combine_rankings_orders_by_mean_position_percentile():
     )
     with pytest.raises(ValueError, match="other samples"):
         combine_rankings([a, a[a["index"] != 6]])
+
+
+def test_order_table_sorts_by_class_rank_score_then_index_with_nan_last():
+    df = pd.DataFrame(
+        {
+            "index": [5, 3, 9, 1, 7, 2],
+            "label": [1, 0, 0, 0, 1, 0],
+            "rank": [1, 2, 1, 1, 1, 1],
+            "p_y": [0.2, 0.9, float("nan"), 0.5, 0.8, 0.5],
+        }
+    )
+    out = order_table(df)
+    assert out["index"].tolist() == [1, 2, 9, 3, 7, 5]  # class 0: rank 1 (0.5 tie by index, NaN last), rank 2
+    assert out["position"].tolist() == [1, 2, 3, 4, 1, 2]
+    assert list(out.columns[:4]) == ["index", "label", "rank", "position"]
