@@ -162,9 +162,8 @@ def _int_labels(raw, path: Path, split: str, num_classes: int, names: list[str])
     return out
 
 
-def _class_names(label_info, num_classes: int, where: str) -> list[str]:
-    """Names from IRMCon's ``label_info`` when it is a name->id or id->name mapping (or a list), else BAR's."""
-    names = _info_names(label_info)
+def _class_names(names: dict[int, str], num_classes: int) -> list[str]:
+    """Names from IRMCon's ``label_info`` (as :func:`_info_names` reads it) when it names every class, else BAR's."""
     if sorted(names) == list(range(num_classes)):
         return [names[c] for c in range(num_classes)]
     if num_classes == len(BAR_CLASSES):
@@ -236,9 +235,8 @@ def read_bar_torch(
     paths = [str(p) for p in entry[0]]
     info = _info_names(obj.get("label_info"))
     num_classes = len(info) if info and sorted(info) == list(range(len(info))) else len(BAR_CLASSES)
-    labels = _int_labels(
-        entry[1], path, split, num_classes, _class_names(obj.get("label_info"), num_classes, "")
-    )
+    names = _class_names(info, num_classes)
+    labels = _int_labels(entry[1], path, split, num_classes, names)
     base = Path(base_dir) if base_dir is not None else path.parent.parent
     resolved = [p if Path(p).is_absolute() else str(base / p) for p in paths]
     missing = [p for p in resolved if not Path(p).is_file()]
@@ -247,7 +245,6 @@ def read_bar_torch(
             f"BAR file {path}: {len(missing)} of {len(paths)} {split} images are missing, first {missing[0]} "
             f"(stored paths are resolved against base_dir={base}; set base_dir to the folder they are relative to)"
         )
-    names = _class_names(obj.get("label_info"), num_classes, str(path))
     table = pd.DataFrame({"index": np.arange(len(paths), dtype=np.int64), "path": resolved, "label": labels})
     return _dataset(table, names, image_size, cache, group_by_class, f"BAR {split} ({path})")
 
