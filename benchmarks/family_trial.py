@@ -28,7 +28,7 @@ from sebra.console import quiet_lightning
 from sebra.datasets.family import FamilyDataModule, variant
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
-from sebra.results import TEST_METRICS, ranking_summary
+from sebra.results import TEST_METRICS, level_scores
 from sebra.utils.files import append_record
 
 METRICS = {k: v for k, v in TEST_METRICS.items() if k != "gap_mean"}
@@ -105,7 +105,7 @@ def main() -> None:
             trainer.test(model, datamodule=dm, ckpt_path="best", verbose=False)
             res = model.test_results
             record.update({k: 100 * float(res[f"test_{v}"]) for k, v in METRICS.items()})
-    record.update(ranking_summary(model.rankings, dm))
+    record.update(level_scores(model.rankings, dm.splits["train"]))
     record.update(top_bin(model.rankings))
     record["rank_steps"] = model.controller.step
     record["eliminated"] = " ".join(str(h["eliminated"]) for h in model.controller.history)

@@ -23,7 +23,7 @@ from sebra.datasets.builtin import BuiltinDataModule
 from sebra.fitting import fit_method
 from sebra.methods import SebraModule
 from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
-from sebra.results import ranking_summary
+from sebra.results import level_scores
 from sebra.utils.files import append_record
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     tag = "_".join(f"{k}-{v}" for k, v in settings.items()) or "shipped"
     row = fit_method("sebra", model, dm, Path(a.runs_dir) / f"{tag}_seed{seed}")
     if a.rankings is None:
-        row.update(ranking_summary(model.rankings, dm))
+        row.update(level_scores(model.rankings, dm.splits["train"]))
     record = {
         "rankings": a.rankings or "(stage 1 run)",
         "settings": json.dumps(settings, sort_keys=True),

@@ -23,7 +23,7 @@ from sebra.export import save_rankings
 from sebra.fitting import fit_method, make_trainer
 from sebra.methods import ERMModule, SebraModule
 from sebra.presets import SEBRA_SHORT, builtin_config, builtin_settings
-from sebra.results import COLUMNS, ranking_summary, results_heading, results_table
+from sebra.results import COLUMNS, level_scores, results_heading, results_table
 
 __all__ = ["REFERENCE_FILE", "main", "rank_main", "reference_text"]
 
@@ -142,7 +142,7 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     dm = BuiltinDataModule(root=a.root, **settings["data"])
     sebra = SebraModule(**{**settings["sebra"], "seed": a.seed})
     rows["sebra"] = fit_method("sebra", sebra, dm, out)
-    rows["sebra"].update(ranking_summary(sebra.rankings, dm))
+    rows["sebra"].update(level_scores(sebra.rankings, dm.splits["train"]))
     rank_path = save_rankings(sebra.rankings, out / "rankings.csv")
     if not a.skip_erm:
         L.seed_everything(a.seed, verbose=False)
@@ -185,7 +185,7 @@ def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     t = time.time()
     trainer.fit(model, datamodule=dm)
     path = save_rankings(model.rankings, out / "rankings.csv")
-    q = ranking_summary(model.rankings, dm)
+    q = level_scores(model.rankings, dm.splits["train"])
     runs = model._repeat_history or [model.controller.history_frame()]
     steps = "; ".join(str(h["eliminated"].tolist()) for h in runs)
     print(

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from sebra.metrics import ranking_quality
 from sebra.utils.files import atomic_write
 
+if TYPE_CHECKING:
+    from sebra.datasets.base import ImageDataset
+
 __all__ = [
     "COLUMNS",
     "TEST_METRICS",
     "group_accuracies",
     "group_names",
-    "ranking_summary",
+    "level_scores",
     "report_results",
     "result_row",
     "results_heading",
@@ -69,16 +74,51 @@ def result_row(test: Mapping[str, float], extra: bool = False) -> dict[str, floa
     return row
 
 
-def ranking_summary(rankings: pd.DataFrame, dm: Any) -> dict[str, float]:
-    """Kendall tau-b and weighted tau of a ranking against the data set's 4- and 3-level ground truth (two bias
-    attributes: ``dm.bias``; the rankings carry the attribute columns)."""
-    bias = dm.bias
-    labels = torch.tensor(rankings["label"].to_numpy())  # a copy: pandas may hand out read-only arrays
-    attrs = torch.tensor(rankings[list(bias.attr_names)].to_numpy())
+def level_scores(
+    rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)
+) -> dict[str, float]:
+    """Ranking quality against the true spuriosity levels of ``dataset`` (``BiasSpec.levels``), per scheme; the
+    rankings are joined to ``dataset`` by their ``index`` column.
+
+    The 3-level scheme (the number of conflicting attributes: 0..K) applies to any number K of bias attributes; the
+    4-level scheme (stronger / weaker attribute) needs exactly two. A scheme that does not apply to ``dataset`` is
+    skipped with a warning, and so is everything when ``dataset`` has no bias attributes (no true levels): the
+    result then lacks those keys, so a benchmark still writes its other numbers.
+
+    Returns:
+        ``kendall_tau_b`` and ``weighted_tau`` for the 4-level scheme, ``kendall_tau_b_3`` and ``weighted_tau_3``
+        for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4), for the schemes that apply.
+
+    Raises:
+        KeyError: a ranked index is not in ``dataset``.
+        ValueError: the rankings give a sample another label than ``dataset``.
+    """
+    if dataset.bias is None or not dataset.bias.attr_names:
+        warnings.warn(
+            f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels; "
+            "ranking quality (Kendall tau-b, weighted tau) is not computed",
+            stacklevel=2,
+        )
+        return {}
+    pos = dataset.positions_of(torch.from_numpy(np.array(rankings["index"].to_numpy(), dtype=np.int64)))
+    labels = dataset.labels[pos]
+    if not np.array_equal(labels.numpy(), rankings["label"].to_numpy()):
+        raise ValueError(f"level_scores: the rankings give some sample another label than {dataset.name!r}")
+    k = len(dataset.bias.attr_names)
     out = {}
-    for scheme in (4, 3):
-        q = ranking_quality(rankings, bias.levels(labels, attrs, scheme).numpy())
-        suffix = "" if scheme == 4 else "_3"
+    for scheme in schemes:
+        if scheme == 4 and k != 2:
+            warnings.warn(
+                f"level_scores: {dataset.name!r} has {k} bias attribute(s) "
+                f"({', '.join(dataset.bias.attr_names)}); the 4-level scheme needs exactly 2, so "
+                "kendall_tau_b and weighted_tau are skipped (the 3-level scheme, the number of conflicting "
+                "attributes, gives kendall_tau_b_3 and weighted_tau_3)",
+                stacklevel=2,
+            )
+            continue
+        levels = dataset.bias.levels(labels, dataset.attrs[pos], scheme=scheme)
+        q = ranking_quality(rankings, levels)
+        suffix = "" if scheme == 4 else f"_{scheme}"
         out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
         out[f"weighted_tau{suffix}"] = q["weighted_tau"]
     return out
@@ -202,11 +242,8 @@ def report_results(
     row = result_row(test, extra=True)
     rankings = getattr(model, "rankings", None)
     bias = getattr(dm, "bias", None)
-    if rankings is not None and bias is not None and len(bias.attr_names) == 2:
-        try:
-            row.update(ranking_summary(rankings, dm))
-        except (KeyError, ValueError):
-            pass  # the ranking table lacks the attribute columns: no ground truth to compare with
+    if rankings is not None and bias is not None and len(bias.attr_names) == 2:  # the table's kendall_tau_b
+        row.update(level_scores(rankings, dm.splits["train"]))  # SebraModule checked them against this split
     row["seconds"] = seconds
     columns = [c for c in COLUMNS if c in row]
     attributes = tuple(bias.attr_names) if bias is not None else ()

@@ -28,7 +28,6 @@ from tiny_data import TinyDataModule, tiny_splits
 
 from sebra import cli
 from sebra.bench.config import load_config
-from sebra.bench.rankers import level_scores
 from sebra.bench.sweep import run_bench
 from sebra.bench.tables import main as tables_main
 from sebra.datasets.bar import read_bar, read_bar_torch
@@ -39,6 +38,7 @@ from sebra.datasets.verify import main as verify_main
 from sebra.export import load_rankings, save_rankings
 from sebra.inspect.cli import main as inspect_main
 from sebra.methods import ERMModule, GroupDROModule, JTTModule, SebraModule
+from sebra.results import level_scores
 from sebra.utils import files
 from sebra.utils.files import _host, atomic_write, remove_stale_temporaries
 

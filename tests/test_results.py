@@ -14,17 +14,19 @@ import torch
 from expected import TABLE_METRICS
 from tiny_data import TinyDataModule
 
-from sebra.datasets.base import BiasSpec
+from sebra.datasets.base import BiasSpec, ImageDataset
+from sebra.metrics import ranking_quality
 from sebra.results import (
     COLUMNS,
     group_accuracies,
     group_names,
-    ranking_summary,
+    level_scores,
     result_row,
     results_heading,
     results_table,
     write_results,
 )
+from sebra.scoring import confidence_rankings
 
 TEST = {
     "test_wga": 0.25,
@@ -111,7 +113,7 @@ def test_group_accuracies_by_name() -> None:
     assert got["first"] == 100.0 and got["second"] == 50.0 and math.isnan(got["group 2"])
 
 
-def test_ranking_summary_against_the_ground_truth_levels() -> None:
+def test_level_scores_against_the_ground_truth_levels() -> None:
     bias = BiasSpec(("bg", "coobj"), ((0, 0), (1, 1)), (0.9, 0.9), stronger=0)
     rng = np.random.default_rng(0)
     n = 40
@@ -125,11 +127,38 @@ def test_ranking_summary_against_the_ground_truth_levels() -> None:
     t["level"] = levels
     # position within class by true level: the perfect ranking; then its reverse
     t["position"] = t.groupby("label")["level"].rank(method="first").astype(int)
-    dm = SimpleNamespace(bias=bias)
-    perfect = ranking_summary(t, dm)
+    train = ImageDataset(t[["index", "label", "bg", "coobj"]], images=torch.zeros(n, 3, 2, 2), bias=bias)
+    perfect = level_scores(t, train)
     assert perfect["kendall_tau_b"] == pytest.approx(1.0) and perfect["kendall_tau_b_3"] > 0.5
     t["position"] = t.groupby("label")["level"].rank(method="first", ascending=False).astype(int)
-    assert ranking_summary(t, dm)["kendall_tau_b"] < -0.5  # reversed (levels are read off equal-size chunks)
+    assert level_scores(t, train)["kendall_tau_b"] < -0.5  # reversed (levels are read off equal-size chunks)
+
+
+def test_level_scores_join_by_dataset_index() -> None:
+    dm = TinyDataModule()
+    dm.setup("fit")
+    train = dm.train_dataset
+    lv4 = train.bias.levels(train.labels, train.attrs, scheme=4).numpy()
+    # a perfect ranking: p_y decreasing with the true level; rows shuffled so row order != dataset order
+    perfect = confidence_rankings(train.indices, train.labels, 1.0 - lv4 / 10).sample(
+        frac=1.0, random_state=0
+    )
+    s = level_scores(perfect, train)
+    assert s["kendall_tau_b"] == pytest.approx(1.0) and s["kendall_tau_b_3"] == pytest.approx(1.0)
+    reverse = confidence_rankings(train.indices, train.labels, lv4 / 10.0)
+    assert level_scores(reverse, train)["kendall_tau_b"] < -0.7  # chunked levels keep ties: not exactly -1
+    # against ranking_quality with levels looked up by hand, on an arbitrary ranking
+    g = torch.Generator().manual_seed(0)
+    rk = confidence_rankings(train.indices, train.labels, torch.rand(16, generator=g))
+    pos = {int(i): p for p, i in enumerate(train.indices)}
+    by_hand = [int(train.bias.levels(train.labels, train.attrs, 3)[pos[int(i)]]) for i in rk["index"]]
+    assert level_scores(rk, train)["weighted_tau_3"] == pytest.approx(
+        ranking_quality(rk, by_hand)["weighted_tau"]
+    )
+    bad = perfect.copy()
+    bad.loc[bad.index[0], "label"] = 1 - bad["label"].iloc[0]
+    with pytest.raises(ValueError, match="another label"):
+        level_scores(bad, train)
 
 
 def test_results_files_are_written_whole(tmp_path: Path) -> None:

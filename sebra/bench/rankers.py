@@ -3,7 +3,6 @@
 The ranking tables themselves are core (:mod:`sebra.scoring`: ERM confidence, JTT's error set); this module is what
 the benchmark adds around them:
 
-* :func:`level_scores`: Kendall tau-b and weighted tau of any ranking against the data set's true levels.
 * **ERM confidence per epoch**: :class:`ConfidenceRecorder` scores the training set after every epoch; the benchmark
   reads it at Sebra's Stage 1 budget (the same number of optimizer steps: :func:`record_at_budget`,
   :func:`same_budget_rows`) and at its best epoch (:func:`best_record`, :func:`best_epoch_values`: the epoch whose
@@ -14,7 +13,6 @@ the benchmark adds around them:
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +25,7 @@ from typing_extensions import override
 
 from sebra.bench.store import result_rows
 from sebra.datasets.base import ImageDataset
-from sebra.metrics import ranking_quality
+from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, score_dataset
 
 __all__ = [
@@ -35,58 +33,12 @@ __all__ = [
     "ConfidenceRecorder",
     "best_epoch_values",
     "best_record",
-    "level_scores",
     "record_at_budget",
     "record_quality",
     "same_budget_rows",
 ]
 
 TAU_METRICS = ("kendall_tau_b", "weighted_tau", "kendall_tau_b_3", "weighted_tau_3")
-
-
-def level_scores(
-    rankings: pd.DataFrame, dataset: ImageDataset, schemes: Sequence[int] = (4, 3)
-) -> dict[str, float]:
-    """Ranking quality against the true spuriosity levels of ``dataset`` (``BiasSpec.levels``), per scheme.
-
-    The 3-level scheme (the number of conflicting attributes: 0..K) applies to any number K of bias attributes; the
-    4-level scheme (stronger / weaker attribute) needs exactly two. A scheme that does not apply to ``dataset`` is
-    skipped with a warning, and so is everything when ``dataset`` has no bias attributes (no true levels): the
-    result then lacks those keys, so a benchmark still writes its other numbers.
-
-    Returns:
-        ``kendall_tau_b`` and ``weighted_tau`` for the 4-level scheme, ``kendall_tau_b_3`` and ``weighted_tau_3``
-        for the 3-level one (suffix ``_<scheme>`` for any scheme other than 4), for the schemes that apply.
-    """
-    if dataset.bias is None or not dataset.bias.attr_names:
-        warnings.warn(
-            f"level_scores: {dataset.name!r} has no bias attributes, so there are no true levels; "
-            "ranking quality (Kendall tau-b, weighted tau) is not computed",
-            stacklevel=2,
-        )
-        return {}
-    pos = dataset.positions_of(torch.from_numpy(np.array(rankings["index"].to_numpy(), dtype=np.int64)))
-    labels = dataset.labels[pos]
-    if not np.array_equal(labels.numpy(), rankings["label"].to_numpy()):
-        raise ValueError(f"level_scores: the rankings give some sample another label than {dataset.name!r}")
-    k = len(dataset.bias.attr_names)
-    out = {}
-    for scheme in schemes:
-        if scheme == 4 and k != 2:
-            warnings.warn(
-                f"level_scores: {dataset.name!r} has {k} bias attribute(s) "
-                f"({', '.join(dataset.bias.attr_names)}); the 4-level scheme needs exactly 2, so "
-                "kendall_tau_b and weighted_tau are skipped (the 3-level scheme, the number of conflicting "
-                "attributes, gives kendall_tau_b_3 and weighted_tau_3)",
-                stacklevel=2,
-            )
-            continue
-        levels = dataset.bias.levels(labels, dataset.attrs[pos], scheme=scheme)
-        q = ranking_quality(rankings, levels)
-        suffix = "" if scheme == 4 else f"_{scheme}"
-        out[f"kendall_tau_b{suffix}"] = q["kendall_tau_b"]
-        out[f"weighted_tau{suffix}"] = q["weighted_tau"]
-    return out
 
 
 class ConfidenceRecorder(Callback):

@@ -10,7 +10,7 @@ Metrics (accuracies and gaps x100, from :class:`~sebra.metrics.GroupAccuracy` on
 ``gap_b``, ``gap_both``, ``gap_mean``, ``seconds`` (wall time of fit + test; for a method with a confidence ranker
 it includes the per-epoch scoring, reported as ``ranker_scoring_seconds``). A method adds what its
 :meth:`~sebra.methods.base.BaseMethod.extra_metrics` reports, and every ranking its
-:meth:`~sebra.methods.base.BaseMethod.produced_rankings` returns is scored (:func:`~sebra.bench.rankers.level_scores`:
+:meth:`~sebra.methods.base.BaseMethod.produced_rankings` returns is scored (:func:`~sebra.results.level_scores`:
 ``kendall_tau_b``, ``weighted_tau`` for 4 levels, ``kendall_tau_b_3``, ``weighted_tau_3`` for 3):
 
 * its own ranking (Sebra's Stage 1) on its own row, with ``rank_optimizer_steps`` and ``rank_seconds`` (the cost of
@@ -38,7 +38,7 @@ from sebra.bench.config import build_run
 from sebra.bench.store import result_rows
 from sebra.console import quiet_lightning
 from sebra.methods import SelectionCheckpoint
-from sebra.results import TEST_METRICS
+from sebra.results import TEST_METRICS, level_scores
 from sebra.utils.files import atomic_write
 
 __all__ = ["AlsoSelectCheckpoint", "PhaseMeter", "run_dir", "run_one"]
@@ -130,7 +130,7 @@ def run_one(
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from sebra.bench.rankers import ConfidenceRecorder, best_epoch_values, level_scores, record_quality
+    from sebra.bench.rankers import ConfidenceRecorder, best_epoch_values, record_quality
 
     t0 = time.perf_counter()
     m = cfg["methods"][method]

@@ -1,4 +1,4 @@
-"""Reference rankers: the ranking tables (:mod:`sebra.scoring`), level scores, the per-epoch recorder and the rows
+"""Reference rankers: the ranking tables (:mod:`sebra.scoring`), the per-epoch recorder and the rows
 the benchmark reads from it."""
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from sebra.bench.rankers import (
     ConfidenceRecorder,
     best_epoch_values,
     best_record,
-    level_scores,
     record_at_budget,
     same_budget_rows,
 )
 from sebra.fitting import make_trainer
 from sebra.methods.erm import ERMModule
-from sebra.metrics import ranking_quality
 from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
 
 
@@ -61,33 +59,6 @@ def test_error_set_rankings_put_errors_after_correct_even_with_higher_p_y() -> N
     assert c0["rank"].tolist() == [1, 1, 2, 2] and set(c0["index"][:2]) == {5, 6}
     with pytest.raises(ValueError, match="error or pred"):
         error_set_rankings(scores.drop(columns="error"))
-
-
-def test_level_scores_join_by_dataset_index() -> None:
-    dm = TinyDataModule()
-    dm.setup("fit")
-    train = dm.train_dataset
-    lv4 = train.bias.levels(train.labels, train.attrs, scheme=4).numpy()
-    # a perfect ranking: p_y decreasing with the true level; rows shuffled so row order != dataset order
-    perfect = confidence_rankings(train.indices, train.labels, 1.0 - lv4 / 10).sample(
-        frac=1.0, random_state=0
-    )
-    s = level_scores(perfect, train)
-    assert s["kendall_tau_b"] == pytest.approx(1.0) and s["kendall_tau_b_3"] == pytest.approx(1.0)
-    reverse = confidence_rankings(train.indices, train.labels, lv4 / 10.0)
-    assert level_scores(reverse, train)["kendall_tau_b"] < -0.7  # chunked levels keep ties: not exactly -1
-    # against ranking_quality with levels looked up by hand, on an arbitrary ranking
-    g = torch.Generator().manual_seed(0)
-    rk = confidence_rankings(train.indices, train.labels, torch.rand(16, generator=g))
-    pos = {int(i): p for p, i in enumerate(train.indices)}
-    by_hand = [int(train.bias.levels(train.labels, train.attrs, 3)[pos[int(i)]]) for i in rk["index"]]
-    assert level_scores(rk, train)["weighted_tau_3"] == pytest.approx(
-        ranking_quality(rk, by_hand)["weighted_tau"]
-    )
-    bad = perfect.copy()
-    bad.loc[bad.index[0], "label"] = 1 - bad["label"].iloc[0]
-    with pytest.raises(ValueError, match="another label"):
-        level_scores(bad, train)
 
 
 def test_record_choice() -> None:
