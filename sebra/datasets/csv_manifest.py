@@ -216,7 +216,7 @@ def read_manifest(
                 f"{where}: row {r} (line {r + 2}) split {df['split'].iloc[r]!r}; expected train, val or test"
             )
     if not keep.all():  # exact duplicate rows (warned about): the first one stays, with its data-row index
-        table, df = table[keep].reset_index(drop=True), df[keep].reset_index(drop=True)
+        table = table[keep].reset_index(drop=True)
         if split_of is not None:
             split_of = split_of[keep]
     options = (val_fraction, test_fraction, seed, image_size, cache)
