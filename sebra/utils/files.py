@@ -172,5 +172,4 @@ def append_record(path: str | Path, record: dict) -> Path:
     path = Path(path)
     row = pd.DataFrame([record])
     table = pd.concat([pd.read_csv(path), row], ignore_index=True) if path.exists() else row
-    path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
