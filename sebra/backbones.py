@@ -18,19 +18,16 @@ from sebra.pretrained import (
     load_lite0_weights,
 )
 
-__all__ = ["Classifier", "create_backbone"]
+__all__ = ["Classifier", "close_model_names", "create_backbone"]
 
 
-def _check_model_name(name: str) -> None:
-    """A clear "unknown model" before timm's ``RuntimeError('Unknown model')`` (or a misleading "no internet?")."""
-    source, arch = timm.models.parse_model_name(name)
-    if source is not None or timm.is_model(arch):  # hf-hub:/local-dir: names are resolved by timm itself
-        return
-    close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-    hint = (
-        f"; did you mean {', '.join(close)}?" if close else "; timm.list_models('*pattern*') lists the names"
-    )
-    raise RuntimeError(f"unknown model {name!r}: not a timm model name{hint}")
+def close_model_names(name: str) -> list[str] | None:
+    """None when timm knows ``name`` (a tag such as ``resnet50.tv_in1k`` is ignored) or it names a source
+    (``hf-hub:...``, ``local-dir:...``: resolved by ``timm.create_model`` itself); otherwise up to three registered
+    names close to its architecture (possibly none), for an "unknown model" message."""
+    if ":" in name or timm.is_model(name):
+        return None
+    return difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
 
 
 def _offline_error(name: str, cause: BaseException) -> RuntimeError:
@@ -70,7 +67,15 @@ def create_backbone(
         RuntimeError: an unknown model name, or (``pretrained=True`` without ``weights_file``) weights that could
             not be found, with what to do instead.
     """
-    _check_model_name(name)
+    # A clear "unknown model" before timm's RuntimeError (or a misleading "no internet?").
+    close = close_model_names(name)
+    if close is not None:
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else "; timm.list_models('*pattern*') lists the names"
+        )
+        raise RuntimeError(f"unknown model {name!r}: not a timm model name{hint}")
     kwargs: dict = {"num_classes": 0, "in_chans": in_chans}
     if weights_file is not None:
         if not Path(weights_file).exists():

@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from sebra.backbones import Classifier, create_backbone
+from sebra.backbones import Classifier, close_model_names, create_backbone
 
 
 @pytest.mark.parametrize("pretrained", [False, True])
@@ -15,6 +15,13 @@ def test_unknown_model_says_unknown_model(pretrained):
     with pytest.raises(RuntimeError, match=r"unknown model 'resnet_18'.*did you mean resnet18") as info:
         create_backbone("resnet_18", pretrained=pretrained)
     assert "internet" not in str(info.value) and "offline" not in str(info.value)
+
+
+def test_close_model_names_none_for_known_tagged_and_sourced_names():
+    assert close_model_names("resnet18") is None and close_model_names("resnet18.tv_in1k") is None
+    assert close_model_names("hf-hub:timm/resnet18.a1_in1k") is None  # left to timm.create_model
+    assert "resnet18" in close_model_names("resnet_18.tv_in1k")  # matched on the architecture, not the tag
+    assert close_model_names("zzzzzzzzzzzz") == []
 
 
 def test_pretrained_offline_without_weights_file_is_one_clear_line(offline):

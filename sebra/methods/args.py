@@ -3,7 +3,6 @@ that names the class, the argument, what is allowed and the value given."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from typing import Any, Literal
@@ -70,13 +69,11 @@ def check_backbone(owner: str, name: Any) -> None:
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{owner}: backbone must be a timm model name such as 'resnet50', got {name!r}")
-    if ":" in name:
-        return
-    import timm
+    from sebra.backbones import close_model_names  # timm only when a backbone is checked
 
-    if timm.is_model(name):
+    close = close_model_names(name)
+    if close is None:
         return
-    close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3, cutoff=0.6)
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise ValueError(
         f"{owner}: unknown model: backbone {name!r} is not a timm model name{hint} "
