@@ -131,13 +131,9 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _counter(module: Any, *names: str) -> int:
-    """The first of the module's counters ``names`` it has (an attribute renamed in one version stays readable)."""
-    for name in names:
-        value = _int(getattr(module, name, None))
-        if value is not None:
-            return value
-    return 0
+def _counter(module: Any, name: str) -> int:
+    """The module's counter ``name`` (0 when it has none yet)."""
+    return _int(getattr(module, name, None)) or 0
 
 
 def current_phase(module: L.LightningModule) -> Phase:
@@ -148,7 +144,7 @@ def current_phase(module: L.LightningModule) -> Phase:
     from sebra.methods.sebra import MITIGATE, RANK
 
     h = getattr(module, "hparams", {}) or {}
-    stage = getattr(module, "stage", None) or getattr(module, "phase", None)
+    stage = getattr(module, "stage", None)
     if stage == RANK:
         repeats = _int(h.get("rank_repeats", 1)) or 1
         repeat = _counter(module, "repeat")
@@ -156,13 +152,13 @@ def current_phase(module: L.LightningModule) -> Phase:
         name = f"Stage 1 run {repeat + 1}/{repeats}" if repeats > 1 else "Stage 1"
         return Phase(name, "ranking step", step, _int(h.get("max_steps")), early_end=True)
     if stage == MITIGATE:
-        epoch = _counter(module, "final_epoch", "mitigation_epoch") + 1
+        epoch = _counter(module, "final_epoch") + 1
         return Phase("Stage 2", "epoch", epoch, _int(h.get("epochs")))
     if stage == IDENTIFY:
-        epoch = _counter(module, "id_epoch", "phase_epoch") + 1
+        epoch = _counter(module, "id_epoch") + 1
         return Phase("JTT identification", "epoch", epoch, _int(h.get("id_epochs")))
     if stage == RETRAIN:
-        epoch = _counter(module, "final_epoch", "phase_epoch") + 1
+        epoch = _counter(module, "final_epoch") + 1
         return Phase("JTT retraining", "epoch", epoch, _int(h.get("epochs")))
     name = type(module).__name__
     name = name.removesuffix("Module") or name
@@ -215,6 +211,7 @@ class PhaseProgress(Callback):
         self._part = 0.0  # share of the unit in progress done
         self._batch, self._batches = 0, 0.0
         self._open = False  # a partial line is on the terminal
+        self._tty = False  # self.tty, read once per epoch (not a system call per batch)
 
     # --- output -------------------------------------------------------------------------------------------------
     def _out(self) -> TextIO:
@@ -299,7 +296,8 @@ class PhaseProgress(Callback):
             self._printed = self._start
         self.phase = ph
         self._part, self._batch, self._batches = 0.0, 0, float(trainer.num_training_batches or 0)
-        if self.tty:
+        self._tty = self.tty
+        if self._tty:
             self._draw(force=True)
 
     @override
@@ -311,7 +309,7 @@ class PhaseProgress(Callback):
         self._batch = batch_idx + 1
         if self._batches and math.isfinite(self._batches):
             self._part = min(1.0, self._batch / self._batches)
-        if self.tty:
+        if self._tty:
             self._draw()
         elif self.clock() - self._printed >= self.every:
             self._printed = self.clock()
@@ -319,7 +317,7 @@ class PhaseProgress(Callback):
 
     @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and not trainer.sanity_checking and self.phase is not None and self.tty:
+        if trainer.is_global_zero and not trainer.sanity_checking and self.phase is not None and self._tty:
             self._draw("validating", force=True)
 
     @override
@@ -328,7 +326,7 @@ class PhaseProgress(Callback):
         if not trainer.is_global_zero or self.phase is None:
             return
         self._part = 1.0
-        if self.tty:
+        if self._tty:
             self._clear()
         else:
             self._printed = self.clock()
@@ -341,6 +339,10 @@ class PhaseProgress(Callback):
             self._close_phase()
 
     @override
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._tty = self.tty
+
+    @override
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
@@ -350,7 +352,7 @@ class PhaseProgress(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if trainer.is_global_zero and self.tty:
+        if trainer.is_global_zero and self._tty:
             total = trainer.num_test_batches[dataloader_idx] if trainer.num_test_batches else 0
             shown = f"/{int(total)}" if total and math.isfinite(total) else ""
             self._write(f"\r\x1b[KTest batch {batch_idx + 1}{shown}")

@@ -184,6 +184,22 @@ def test_terminal_line_is_redrawn_in_place_and_cleared_for_the_modules_messages(
     assert "ETA 0:04\r\x1b[K\r\x1b[KStage 2 epoch 2/2" in text
 
 
+def test_terminal_check_once_per_epoch_not_per_batch() -> None:
+    class Counting(_Stream):
+        calls = 0
+
+        def isatty(self) -> bool:
+            Counting.calls += 1
+            return super().isatty()
+
+    clock, out = _Clock(), Counting(tty=True)
+    module = _sebra("mitigate", final_epoch=0)
+    module.hparams["epochs"] = 2
+    _drive(PhaseProgress(stream=out, clock=clock, refresh=0.0), clock, module, ["mitigate", "mitigate"])
+    assert Counting.calls == 2  # 2 epochs of 4 batches
+    assert "batch 3/4" in out.getvalue()  # still drawn in place
+
+
 def test_eta_extrapolates_the_phases_time_per_unit() -> None:
     clock = _Clock()
     p = PhaseProgress(stream=_Stream(False), clock=clock)
