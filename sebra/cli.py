@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from typing import Any
 
 __all__ = ["debug_requested", "main"]
@@ -56,8 +55,6 @@ def _guarded(name: str, run: Any, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``sebra`` sub-command; returns the exit status."""
-    # Lightning 2.x calls a pytree API that torch 2.14 deprecates, once per loader: noise, not a user problem.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -229,11 +229,8 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
                 traceback=False,
             )
         folder = _resume_in_place(trainer, Path(ckpt_path))
+        # Lightning's "directory exists" notices for the folder resumed in: console.NOISE_WARNINGS (not --verbose)
         if folder is not None:
-            warnings.filterwarnings(
-                "ignore", message=r".*Experiment logs directory .* exists and is not empty.*"
-            )
-            warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
             print(f"resuming from {ckpt_path} in {folder}", file=sys.stderr)
     t = time.time()
     try:

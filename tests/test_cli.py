@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ def test_usage_lists_every_command(argv: list[str], capsys) -> None:
     out = capsys.readouterr().out
     for command in ("demo", "rank", "fit", "data verify", "inspect", "bench", "--verbose"):
         assert command in out
+
+
+def test_dispatch_leaves_the_warning_filters_alone(capsys) -> None:
+    # the noise filters live in console.quiet_lightning, scoped to the command (none under --verbose)
+    before = list(warnings.filters)
+    assert cli.main(["fitt"]) == 2
+    assert warnings.filters == before
 
 
 def test_unknown_command_is_exit_2_with_the_usage(capsys) -> None:
