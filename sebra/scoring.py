@@ -1,7 +1,7 @@
 """Scoring a network on data, and the per-sample ranking tables built from the scores.
 
 One scoring loop (:func:`score_loader`) serves every method that reads a network's confidence on the training set:
-Sebra's Stage 1 elimination, JTT's identification and the reference rankers (:func:`score_dataset`). The ranking
+Sebra's Stage 1 elimination, JTT's identification (:func:`dataset_scores`) and the reference rankers (:func:`score_dataset`). The ranking
 tables have Sebra's columns (``index``, ``label``, ``rank``, ``position``, ``p_y``; :mod:`sebra.export`), so
 :func:`sebra.metrics.ranking_quality` scores every ranker the same way:
 
@@ -28,6 +28,7 @@ __all__ = [
     "Scores",
     "batch_transform_of",
     "confidence_rankings",
+    "dataset_scores",
     "error_set_rankings",
     "score_dataset",
     "score_loader",
@@ -88,6 +89,22 @@ def batch_transform_of(dm: Any) -> Callable[[torch.Tensor, bool], torch.Tensor] 
     return transform if callable(transform) else None
 
 
+def dataset_scores(
+    net: torch.nn.Module,
+    dm: Any,
+    dataset: ImageDataset | None = None,
+    device: torch.device | None = None,
+    forward_context: Callable[[], AbstractContextManager] | None = None,
+) -> Scores:
+    """:class:`Scores` of every sample of ``dataset`` (default ``dm.train_eval_dataset``), in dataset order, eval
+    mode (:func:`score_loader` over ``dm.loader(dataset)`` with the data module's ``batch_transform``)."""
+    ds = dm.train_eval_dataset if dataset is None else dataset
+    device = device or next(net.parameters()).device
+    return score_loader(
+        net, dm.loader(ds), device=device, transform=batch_transform_of(dm), forward_context=forward_context
+    )
+
+
 def score_dataset(
     net: torch.nn.Module,
     dm: Any,
@@ -96,13 +113,8 @@ def score_dataset(
     forward_context: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """``p_y`` (float64) of every sample of ``dataset`` (default ``dm.train_eval_dataset``), in dataset order, eval
-    mode (:func:`score_loader` over ``dm.loader(dataset)``)."""
-    ds = dm.train_eval_dataset if dataset is None else dataset
-    device = device or next(net.parameters()).device
-    scores = score_loader(
-        net, dm.loader(ds), device=device, transform=batch_transform_of(dm), forward_context=forward_context
-    )
-    return scores.p_y.double()
+    mode (:func:`dataset_scores` without the predictions)."""
+    return dataset_scores(net, dm, dataset, device, forward_context).p_y.double()
 
 
 def _numpy(x: Any, dtype: type) -> np.ndarray:

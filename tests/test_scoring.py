@@ -8,7 +8,7 @@ import torch
 from tiny_data import TinyDataModule
 from torch import nn
 
-from sebra.scoring import batch_transform_of, score_dataset, score_loader
+from sebra.scoring import batch_transform_of, dataset_scores, score_dataset, score_loader
 
 
 class ModeNet(nn.Module):
@@ -81,3 +81,17 @@ def test_score_dataset_scores_the_training_set_in_dataset_order() -> None:
     expected = torch.softmax(logits, dim=1).gather(1, ds.labels[:, None]).squeeze(1)
     assert torch.allclose(p, expected.double(), atol=1e-6)
     assert batch_transform_of(object()) is None
+
+
+def test_dataset_scores_keep_the_predictions_score_dataset_drops() -> None:
+    dm = TinyDataModule(batch_size=5)
+    dm.setup("fit")
+    net = ModeNet()
+    net.w.data.fill_(-1.0)  # some predictions differ from the labels
+    out = dataset_scores(net, dm)
+    ds = dm.train_eval_dataset
+    assert out.pred.shape == (len(ds),) and out.pred.dtype == torch.long
+    assert torch.equal(out.p_y.double(), score_dataset(net, dm))
+    x = batch_transform_of(dm)(torch.stack([ds[i]["image"] for i in range(len(ds))]), False)
+    with torch.no_grad():
+        assert torch.equal(out.pred, net.eval()(x).argmax(dim=1))

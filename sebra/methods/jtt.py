@@ -33,7 +33,7 @@ from sebra.methods.args import Selection
 from sebra.methods.optim import cosine_lr, make_optimizer
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 from sebra.methods.two_phase import TwoPhaseMethod
-from sebra.scoring import batch_transform_of, error_set_rankings, score_loader
+from sebra.scoring import dataset_scores, error_set_rankings
 from sebra.utils.files import atomic_write
 
 __all__ = ["JTTModule", "error_set_from_predictions", "upsampling_weights"]
@@ -202,7 +202,6 @@ class JTTModule(TwoPhaseMethod):
         )
 
     # --- identification ----------------------------------------------------------------------------------------
-    @torch.no_grad()
     def identify(self, dm: Any) -> pd.DataFrame:
         """Predict every training sample with the identification network (eval mode, evaluation transform) and set
         ``error_set`` (dataset indices of the misclassified samples) and ``id_scores``; writes both CSVs into the
@@ -214,13 +213,7 @@ class JTTModule(TwoPhaseMethod):
         """
         ds = dm.train_eval_dataset
         context = self.trainer.precision_plugin.forward_context if self._trainer is not None else None
-        scored = score_loader(
-            self.id_net,
-            dm.loader(ds),
-            device=next(self.id_net.parameters()).device,
-            transform=batch_transform_of(dm),
-            forward_context=context,
-        )
+        scored = dataset_scores(self.id_net, dm, ds, forward_context=context)
         pred = scored.pred
         self.error_set = error_set_from_predictions(pred, ds.labels, ds.indices)
         scores = pd.DataFrame(
