@@ -115,10 +115,15 @@ def _check_files(splits: dict[str, ImageDataset], decode: bool) -> int:
 def _urbancars(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.urbancars import URBANCARS_GROUP_NAMES, read_urbancars, urbancars_counts
 
+    train = read_urbancars(a.root, "train", train_dir=a.train_dir, cache=False)
     splits = {
-        s: read_urbancars(a.root, s, train_dir=a.train_dir, cache=False) for s in ("train", "val", "test")
+        "train": train,
+        **{
+            s: read_urbancars(a.root, s, train_dir=a.train_dir, cache=False, bias=train.bias)
+            for s in ("val", "test")
+        },
     }
-    ratios = splits["train"].bias.train_ratios
+    ratios = train.bias.train_ratios
     for s, ds in splits.items():
         want = urbancars_counts(s, ratios)
         got = torch.bincount(ds.groups, minlength=8).tolist()
