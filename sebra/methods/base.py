@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
-from sebra.methods.checkpoints import SelectionCheckpoint, checkpoint_callbacks
+from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint
 from sebra.methods.devices import apply_gpu_options
 from sebra.methods.group_layout import group_metric
 from sebra.methods.optim import make_optimizer
@@ -219,14 +219,14 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         :class:`~sebra.methods.checkpoints.LastCheckpoint` (``last.ckpt``, to resume).
 
         Lightning lets callbacks returned here *replace* Trainer callbacks of the same class or a parent class: a
-        ``ModelCheckpoint`` passed in ``Trainer(callbacks=[...])`` (and the Trainer's default one) is dropped, with an
-        info message. To keep a checkpoint callback of your own, pass an instance of a ``ModelCheckpoint``
+        ``ModelCheckpoint`` (or a plain ``SelectionCheckpoint``) passed in ``Trainer(callbacks=[...])`` (and the
+        Trainer's default one) is dropped, with an info message. To keep a checkpoint callback of your own, pass an instance of a ``ModelCheckpoint``
         *subclass* (e.g. ``class MyCheckpoint(ModelCheckpoint): pass``); it is kept beside these two.
         ``Trainer(enable_checkpointing=False)`` turns both off.
         """
         trainer = self._trainer
         if trainer is not None and not trainer.checkpoint_callbacks:
             return []  # enable_checkpointing=False
-        if trainer is not None and any(type(c) is SelectionCheckpoint for c in trainer.checkpoint_callbacks):
+        if trainer is not None and any(is_module_checkpoint(c) for c in trainer.checkpoint_callbacks):
             return []  # test/validate after fit on the same Trainer: keep the fit's instances (one per purpose)
         return checkpoint_callbacks(self.selection)

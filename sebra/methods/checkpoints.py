@@ -8,7 +8,7 @@ from typing_extensions import override
 
 from sebra.methods.args import Selection
 
-__all__ = ["LastCheckpoint", "SelectionCheckpoint", "checkpoint_callbacks"]
+__all__ = ["LastCheckpoint", "SelectionCheckpoint", "checkpoint_callbacks", "is_module_checkpoint"]
 
 
 class SelectionCheckpoint(ModelCheckpoint):
@@ -54,18 +54,29 @@ class LastCheckpoint(ModelCheckpoint):
 
 def checkpoint_callbacks(selection: Selection) -> list[ModelCheckpoint]:
     """A :class:`SelectionCheckpoint` for ``selection`` (``val_wga`` / ``val_acc``: the best epoch by that metric,
-    ``last``: the last selectable epoch) and a :class:`LastCheckpoint`."""
+    ``last``: the last selectable epoch) and a :class:`LastCheckpoint`, both marked as the module's own
+    (:func:`is_module_checkpoint`)."""
     last = LastCheckpoint()
     if selection == "last":
-        return [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}"), last]
-    monitor = selection  # val_wga or val_acc, as BaseMethod logs them
-    return [
-        SelectionCheckpoint(
-            monitor=monitor,
-            mode="max",
-            save_top_k=1,
-            filename=f"best-{{epoch}}-{{{monitor}:.4f}}",
-            auto_insert_metric_name=False,
-        ),
-        last,
-    ]
+        callbacks = [SelectionCheckpoint(monitor=None, save_last=False, filename="last-{epoch}"), last]
+    else:
+        monitor = selection  # val_wga or val_acc, as BaseMethod logs them
+        callbacks = [
+            SelectionCheckpoint(
+                monitor=monitor,
+                mode="max",
+                save_top_k=1,
+                filename=f"best-{{epoch}}-{{{monitor}:.4f}}",
+                auto_insert_metric_name=False,
+            ),
+            last,
+        ]
+    for callback in callbacks:
+        callback.created_by_module = True  # a plain attribute: pickles and deep-copies with the callback
+    return callbacks
+
+
+def is_module_checkpoint(callback: object) -> bool:
+    """Whether :func:`checkpoint_callbacks` made ``callback`` (a method's own), not ``Trainer(callbacks=...)``'s
+    caller, even when the caller passed the same class."""
+    return getattr(callback, "created_by_module", False) is True

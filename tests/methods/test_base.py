@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from trainers import quiet_trainer
 
 from sebra.methods import ERMModule, JTTModule, SebraModule, SelectionCheckpoint
+from sebra.methods.checkpoints import is_module_checkpoint
 
 SEBRA = {
     "backbone": "test_resnet",
@@ -75,3 +76,16 @@ def test_a_subclass_of_the_selection_checkpoint_in_the_trainer_does_not_replace_
     assert kinds == ["LastCheckpoint", "OtherRule", "SelectionCheckpoint"]
     own = next(c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint)
     assert own.best_model_path
+
+
+def test_a_plain_selection_checkpoint_in_the_trainer_is_not_taken_for_the_modules_own(
+    tiny_dm, make_trainer
+) -> None:
+    # before, any exact SelectionCheckpoint meant "this fit's own": the module added none (no last.ckpt either)
+    users = SelectionCheckpoint(monitor=None, filename="mine-{epoch}")
+    trainer = make_trainer(callbacks=[users])
+    trainer.fit(ERMModule(backbone="test_resnet", epochs=1), datamodule=tiny_dm)
+    cbs = trainer.checkpoint_callbacks
+    assert [type(c).__name__ for c in cbs] == ["SelectionCheckpoint", "LastCheckpoint"]
+    assert all(is_module_checkpoint(c) for c in cbs) and users not in cbs and not is_module_checkpoint(users)
+    assert cbs[0].best_model_path and Path(cbs[1].last_model_path).name == "last.ckpt"
