@@ -10,21 +10,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sebra.config import apply_overrides, mapping_at, read_yaml
+from sebra.bench.config import default_config, load_config
+from sebra.config import mapping_at
 
 __all__ = [
-    "BUILTIN_CONFIG",
     "BUILTIN_DATA",
     "BUILTIN_ERM",
-    "BUILTIN_ORACLE",
     "BUILTIN_SEBRA",
     "SEBRA_SHORT",
     "builtin_config",
     "builtin_settings",
 ]
-
-BUILTIN_CONFIG = Path(__file__).parent / "configs" / "builtin.yaml"
-
 
 #: Where a ``--set`` key without a dot points in ``sebra demo`` / ``sebra rank`` (``p_critical=0.8``).
 SEBRA_SHORT = "methods.sebra.model.init_args"
@@ -33,10 +29,10 @@ SEBRA_SHORT = "methods.sebra.model.init_args"
 def builtin_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | Iterable[str] = ()
 ) -> dict[str, Any]:
-    """A benchmark configuration in ``builtin.yaml``'s layout (default: the packaged one), with dotted overrides
-    (``methods.sebra.model.init_args.lr=0.01``, :func:`sebra.config.apply_overrides`) applied."""
-    cfg = read_yaml(path or BUILTIN_CONFIG, "benchmark config")
-    return apply_overrides(cfg, overrides) if overrides else cfg
+    """A benchmark configuration in ``builtin.yaml``'s layout (default: the packaged one), read and checked as
+    ``sebra bench`` reads it (:func:`sebra.bench.config.load_config`), with dotted overrides
+    (``methods.sebra.model.init_args.lr=0.01``) applied."""
+    return load_config(path or default_config("builtin"), overrides)
 
 
 def _init_args(cfg: dict[str, Any], method: str) -> dict[str, Any]:
@@ -56,5 +52,4 @@ def builtin_settings(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 _settings = builtin_settings(builtin_config())
 BUILTIN_DATA: dict = _settings["data"]
 BUILTIN_ERM: dict = _settings["erm"]
-BUILTIN_ORACLE: dict = _settings["oracle"]
 BUILTIN_SEBRA: dict = _settings["sebra"]

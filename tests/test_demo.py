@@ -71,6 +71,16 @@ def test_a_config_file_replaces_the_packaged_one(built: list[dict], tmp_path: Pa
     assert built[1]["beta_inv"] == 0.5 and built[1]["p_critical"] == BUILTIN_SEBRA["p_critical"]
 
 
+def test_a_config_file_is_checked_as_the_bench_checks_it(tmp_path: Path) -> None:
+    cfg = builtin_config()
+    assert cfg["methods"]["oracle"]["bench"] == {"also_select": [], "confidence_ranker": None}  # filled in
+    cfg["extra"] = 1
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="unknown top-level key"):
+        builtin_config(path)
+
+
 def test_an_unknown_key_is_one_message_naming_it(built: list[dict], capsys) -> None:
     assert cli.main(["demo", "--set", "methods.sebra.model.init_args.no_such_thing=1"]) == 2
     err = capsys.readouterr().err
