@@ -118,9 +118,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         """The ``channels_last`` and ``compile`` hyper-parameters applied to ``nets``
         (:func:`~sebra.methods.devices.apply_gpu_options`)."""
         h = self.hparams
-        apply_gpu_options(
-            *nets, channels_last=bool(h.get("channels_last", False)), compile=bool(h.get("compile", False))
-        )
+        apply_gpu_options(*nets, channels_last=bool(h.channels_last), compile=bool(h.compile))
 
     def optimizer_for(self, params: Any) -> torch.optim.Optimizer:
         """The optimizer the hyper-parameters name (``optimizer``, ``lr``, ``momentum``, ``weight_decay``)."""

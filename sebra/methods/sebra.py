@@ -207,7 +207,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
         self._repeat_history: list[pd.DataFrame] = []
         self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
-        self.step_seconds: list[float] = []
+        self.n_dropped = 0  # anchors of the current Stage 2 pair table without a valid positive (logged)
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     @override
@@ -230,7 +230,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
 
     def epochs_needed(self) -> int:
         """``max_steps`` per Stage 1 run (none with given rankings) plus the Stage 2 ``epochs``."""
-        repeats = int(self.hparams.get("rank_repeats", 1))
+        repeats = int(self.hparams.rank_repeats)
         return self.hparams.epochs + (
             0 if self.given_rankings is not None else self.hparams.max_steps * repeats
         )
@@ -318,7 +318,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     @override
     def on_train_epoch_end(self) -> None:
         if self.stage == MITIGATE:
-            self.log("pairs_dropped", float(getattr(self, "n_dropped", 0)), on_step=False, on_epoch=True)
+            self.log("pairs_dropped", float(self.n_dropped), on_step=False, on_epoch=True)
         super().on_train_epoch_end()
 
     # --- checkpoints -------------------------------------------------------------------------------------------

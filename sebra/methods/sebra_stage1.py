@@ -122,7 +122,7 @@ class RankingSteps:
     def _finish_ranking(self) -> None:
         ctl = self.controller
         within = None
-        if self.hparams.get("within_step", "elimination") == "final":
+        if self.hparams.within_step == "final":
             positions, p_y = self._score(every=True)
             if self._replicas()[0] > 1:
                 positions, p_y = self._gather_scores(positions, p_y)
@@ -130,7 +130,7 @@ class RankingSteps:
             within[positions] = p_y.float()
         df = ctl.rankings(within)
         history = ctl.history_frame().assign(repeat=self.repeat)
-        repeats = int(self.hparams.get("rank_repeats", 1))
+        repeats = int(self.hparams.rank_repeats)
         if repeats > 1:
             self._repeat_tables.append(df)
             self._repeat_history.append(history)
