@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sebra.bench.store import lane_file, read_results
-from sebra.utils.files import atomic_write
+from sebra.bench.store import lane_file, read_results, write_table
 
 KEEP = (
     "erm",
@@ -32,7 +31,7 @@ def main() -> None:
     rows = res[res["method"].isin(KEEP)]
     out = lane_file(Path("benchmarks/results/family.csv"), "builtin", "imported")
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: rows.to_csv(tmp, index=False, float_format="%.10g"))
+    write_table(out, rows)
     print(f"{len(rows)} rows -> {out}")
 
 

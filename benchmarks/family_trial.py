@@ -26,6 +26,7 @@ from sebra.bench.family import family_config
 from sebra.config import add_set_option, parse_overrides
 from sebra.console import quiet_lightning
 from sebra.datasets.family import FamilyDataModule, variant
+from sebra.fitting import selected_checkpoint
 from sebra.methods import SebraModule
 from sebra.presets import builtin_config
 from sebra.results import TEST_METRICS, level_scores
@@ -102,7 +103,7 @@ def main() -> None:
             ckpt = trainer.checkpoint_callback
             val = ckpt.best_model_score
             record["val_wga"] = 100 * float(val) if val is not None else float("nan")
-            trainer.test(model, datamodule=dm, ckpt_path="best", verbose=False)
+            trainer.test(model, datamodule=dm, ckpt_path=selected_checkpoint(trainer, model), verbose=False)
             res = model.test_results
             record.update({k: 100 * float(res[f"test_{v}"]) for k, v in METRICS.items()})
     record.update(level_scores(model.rankings, dm.splits["train"]))
