@@ -38,6 +38,7 @@ from sebra.bench.config import build_run
 from sebra.bench.store import result_rows
 from sebra.console import quiet_lightning
 from sebra.methods import SelectionCheckpoint
+from sebra.methods.checkpoints import is_module_checkpoint
 from sebra.results import TEST_METRICS, level_scores
 from sebra.utils.files import atomic_write
 
@@ -169,7 +170,14 @@ def run_one(
         trainer.fit(module, datamodule=dm)
         rows: list[dict[str, Any]] = []
         # Read every best path before testing: loading a checkpoint restores the callbacks' state saved in it.
-        ckpt = next((c for c in trainer.checkpoint_callbacks if type(c) is SelectionCheckpoint), None)
+        ckpt = next(
+            (
+                c
+                for c in trainer.checkpoint_callbacks
+                if isinstance(c, SelectionCheckpoint) and is_module_checkpoint(c)
+            ),
+            None,
+        )
         best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
         also_best = {rule: cb.best_model_path for rule, cb in also.items()}
         for rule, path in also_best.items():  # the same run under another selection rule, tested first
