@@ -169,7 +169,7 @@ def rank_contrastive_loss(z_anchor: Tensor, z_pos: Tensor, z_neg: Tensor, temper
         temperature: ``tau > 0``.
 
     Returns:
-        Scalar loss.
+        Scalar loss, float32 for bf16/fp16 features (float64 ones stay float64).
 
     Raises:
         ValueError: shapes differ, the batch is empty or ``temperature <= 0``.
@@ -183,6 +183,11 @@ def rank_contrastive_loss(z_anchor: Tensor, z_pos: Tensor, z_neg: Tensor, temper
         raise ValueError("rank_contrastive_loss: empty batch (no mined pairs)")
     if temperature <= 0:
         raise ValueError(f"rank_contrastive_loss: temperature must be > 0, got {temperature}")
+    # float32 whatever the features' dtype: under bf16 autocast the networks return bf16 features, and cosines
+    # divided by a small temperature then exponentiated lose all precision in bf16's 8-bit mantissa.
+    z_anchor, z_pos, z_neg = (
+        z.float() if z.dtype in (torch.bfloat16, torch.float16) else z for z in (z_anchor, z_pos, z_neg)
+    )
     s_pos = F.cosine_similarity(z_anchor, z_pos.detach(), dim=1) / temperature
     s_neg = F.cosine_similarity(z_anchor, z_neg.detach(), dim=1) / temperature
     return torch.logsumexp(torch.cat([s_pos, s_neg]), dim=0) - s_pos.mean()

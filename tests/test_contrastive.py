@@ -279,3 +279,18 @@ def test_loss_bad_input():
         rank_contrastive_loss(z[:0], z[:0], z[:0], 0.1)
     with pytest.raises(ValueError, match="temperature"):
         rank_contrastive_loss(z, z, z, 0.0)
+
+
+def test_loss_is_float32_from_bf16_features_under_autocast():
+    # Under Trainer(precision="bf16-mixed") the networks hand bf16 features to the loss; cosines / 0.05 summed in
+    # bf16 (8-bit mantissa) would be off by ~1%. The loss must be computed in float32 from those features.
+    g = torch.Generator().manual_seed(0)
+    za, zp, zn = (torch.randn(64, 32, generator=g).bfloat16() for _ in range(3))
+    za.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = rank_contrastive_loss(za, zp, zn, 0.05)
+    assert loss.dtype == torch.float32
+    want = rank_contrastive_loss(za.detach().float(), zp.float(), zn.float(), 0.05)
+    torch.testing.assert_close(loss.detach(), want, rtol=1e-6, atol=1e-6)
+    loss.backward()
+    assert za.grad is not None and za.grad.dtype == torch.bfloat16 and torch.isfinite(za.grad).all()

@@ -72,9 +72,15 @@ class Probe(SebraModule):
 
 
 def test_bf16_mixed_runs_both_stages_and_scores_under_autocast(tmp_path: Path) -> None:
+    # What is checked is sebra's side of mixed precision (each phase under autocast, float32 weights, float32
+    # losses), not oneDNN's bf16 kernels. On 8-px inputs test_resnet's stride-2 3x3 convolutions (layer3, layer4)
+    # see 1x1 inputs, and oneDNN's bf16 weight-gradient kernel for that shape (brgconv_bwd_w on AMX / AVX-512 CPUs,
+    # e.g. Intel Xeon with amx_bf16) intermittently returns non-finite gradients: the weights become NaN after one
+    # step, and sebra's NaN guard stops the fit. ATen's reference kernels (oneDNN off) are the same on every CPU.
     model = Probe(**TINY)
     trainer = _trainer(tmp_path, precision="bf16-mixed")
-    trainer.fit(model, datamodule=TinyDataModule(batch_size=4, augment="crop_flip"))
+    with torch.backends.mkldnn.flags(enabled=False):
+        trainer.fit(model, datamodule=TinyDataModule(batch_size=4, augment="crop_flip"))
     assert model.stage == "done" and model.controller.step == 2
     assert model.seen["rank/train/dtype"] == {torch.bfloat16}  # the manual Stage 1 step
     assert model.seen["rank/score/dtype"] == {
