@@ -14,6 +14,9 @@ Shortcut kinds (``strength`` in 0..1; the two values of an attribute are the cla
 * ``objcolor``: the animal itself tinted, yellow-ish vs violet-ish.
 * ``patch``: a 5 px coloured square at a random place, green vs magenta.
 * ``blur``: the animal sharp vs blurred (Gaussian, sigma ``1.5 * strength`` px).
+* ``gradient``: a grey background ramp, brightening top to bottom vs bottom to top (vertical, so the
+  horizontal flip of the augmentation keeps it).
+* ``dot``: a 2 px grey dot near the top-right vs the bottom-left corner (small, so learned slowly).
 
 The two attributes of a variant must be of different kinds. The built-in benchmark is the variant ``builtin``
 (tint 0.3 / symbol 0.4, large vs small animals): :mod:`sebra.datasets.builtin` renders and caches it as this
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-KINDS = ("tint", "symbol", "border", "stripes", "objcolor", "patch", "blur")
+KINDS = ("tint", "symbol", "border", "stripes", "objcolor", "patch", "blur", "gradient", "dot")
 ROLES = ("dev", "heldout")
 #: Target groupings of the ten animal-mnist classes (calibration, docs/calibration: core task ~96% / ~90%).
 GROUPINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -91,7 +94,10 @@ class VariantSpec:
     """What a variant's data depends on (written next to it; a mismatch triggers regeneration).
 
     ``stronger`` (0 = A, 1 = B) records which attribute costs ERM more (measured, BENCHMARKS.md §7); it only feeds the
-    4-level ranking ground truth. ``role`` and ``note`` describe the variant and do not change the data.
+    4-level ranking ground truth. ``speed`` records how fast each attribute is learned alone: optimizer steps (A, B)
+    until a network predicting that attribute reaches 95% on validation (:mod:`sebra.bench.learning_speed`, seed 0;
+    one training pass is 60 steps), ``None`` where not measured. ``role``, ``note``, ``stronger`` and ``speed``
+    describe the variant and do not change the data.
     """
 
     name: str
@@ -101,6 +107,7 @@ class VariantSpec:
     stronger: int = 0
     role: str = "dev"
     note: str = ""
+    speed: tuple[float, float] | None = None
     seed: int = 0
     image_size: int = 32
     tint_jitter: float = 0.05
@@ -127,7 +134,7 @@ class VariantSpec:
     def data_key(self) -> dict:
         """The fields the rendered data depends on (not role, note or stronger)."""
         d = asdict(self)
-        for k in ("role", "note", "stronger", "name"):
+        for k in ("role", "note", "stronger", "name", "speed"):
             d.pop(k)
         return d
 
@@ -191,6 +198,10 @@ def _render_one(
         bg += np.clip(_TINTS[values["tint"]] + rng.normal(0, spec.tint_jitter, 3), 0, 1) * strength["tint"]
     if "stripes" in values:
         bg += _stripes(values["stripes"], s)[..., None] * strength["stripes"] * 0.6
+    if "gradient" in values:
+        ramp = np.linspace(0.0, 1.0, s, dtype=np.float64)
+        ramp = ramp if values["gradient"] == 0 else ramp[::-1]
+        bg += np.repeat(ramp[:, None], s, 1)[..., None] * strength["gradient"] * 0.7
     obj = np.ones(3, np.float32)
     if "objcolor" in values:
         obj = (1 - strength["objcolor"]) * obj + strength["objcolor"] * _OBJ[values["objcolor"]]
@@ -207,6 +218,9 @@ def _render_one(
         k = _PATCH_SIZE
         r, c = rng.integers(2, s - 2 - k, size=2)
         x[r : r + k, c : c + k] = _PATCH[values["patch"]] * strength["patch"]
+    if "dot" in values:
+        r, c = (3, s - 6) if values["dot"] == 0 else (s - 6, 3)
+        x[r : r + 2, c : c + 2] = strength["dot"]
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -272,9 +286,12 @@ def ensure_variant(spec: VariantSpec, root: str | Path | None = None) -> Path:
 #: The registered variants. The dev / held-out split was fixed before the first trial and is not to be changed:
 #: settings of any method may be chosen on ``dev`` variants only; ``heldout`` variants are only evaluated.
 VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
-    VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev", note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
-    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=0, role="dev", note="background texture and animal colour; A (texture) measured the stronger"),
+    VariantSpec("builtin", Shortcut("tint", 0.3), Shortcut("symbol", 0.4), role="dev", speed=(5, 50), note="the built-in benchmark (the demo): background tint (stronger) and corner symbol"),
+    VariantSpec("stripes-objcolor", Shortcut("stripes", 0.5), Shortcut("objcolor", 0.35), stronger=0, role="dev", speed=(10, 20), note="background texture and animal colour; A (texture) measured the stronger"),
     VariantSpec("farm-border-blur", Shortcut("border", 0.5), Shortcut("blur", 0.8), grouping="farm_wild", stronger=1, role="dev", note="farm vs wild animals (core ~90%); coloured frame and blurred animal; B (blur) measured the stronger"),
+    # added for issue 17 (learning speed): one shortcut learned within the first pass, the other >= 5x more slowly
+    VariantSpec("gradient-dot", Shortcut("gradient", 0.6), Shortcut("dot", 0.6), role="dev", speed=(10, 250), note="background brightness ramp (learned in 10 steps) and a 2 px corner dot (250 steps: 4 passes); the fast shortcut is A"),
+    VariantSpec("farm-dot-border", Shortcut("dot", 0.8), Shortcut("border", 0.9), grouping="farm_wild", stronger=1, role="dev", speed=(175, 5), note="farm vs wild; a 2 px corner dot (175 steps) and a strong coloured frame (5 steps); the fast shortcut is B"),
     VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout", note="randomly placed coloured square and background tint; B (tint) the stronger"),
     VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout", note="coloured frame and background texture; A (frame) measured the stronger"),
     VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild", role="heldout", note="farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
