@@ -61,15 +61,34 @@ def _require_pyarrow(path: Path, action: str) -> None:
         ) from e
 
 
+def _check_scores(df: pd.DataFrame, path: Path) -> None:
+    """Refuse a table ranked from non-finite scores: an infinite ``p_y``, or no sample with a ``p_y`` at all (a NaN
+    network ranks nothing). A single empty ``p_y`` stays allowed: a sample the sampled scoring never drew."""
+    p_y = pd.to_numeric(df["p_y"], errors="coerce").to_numpy(dtype=np.float64)
+    inf = np.isinf(p_y)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise ValueError(
+            f"{path}: not written: p_y is {p_y[i]} for dataset index {_show(df['index'].iloc[i])}; expected a "
+            "probability in [0, 1] (the scores are not finite)"
+        )
+    if len(p_y) and np.isnan(p_y).all():
+        raise ValueError(
+            f"{path}: not written: every p_y is NaN; the scores are not finite, and a ranking of them would "
+            "rank nothing"
+        )
+
+
 def save_rankings(df: pd.DataFrame, path: str | Path) -> Path:
     """Write the ranking table to CSV (or Parquet for a ``.parquet`` path), atomically.
 
     Raises:
-        ValueError: a contract column is missing.
+        ValueError: a contract column is missing, or the scores are not finite (nothing is written).
         ImportError: a ``.parquet`` path without ``pyarrow`` installed (nothing is written).
     """
     path = Path(path)
     check_rankings(df, str(path))
+    _check_scores(df, path)
     if path.suffix == ".parquet":
         _require_pyarrow(path, "writing")
         return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow"))

@@ -63,6 +63,9 @@ def score_loader(
         transform: ``transform(images, train)`` on the device (a data module's ``batch_transform``), if any.
         forward_context: wraps each forward pass (``trainer.precision_plugin.forward_context``), so mixed
             precision runs score in the precision they train in.
+
+    Raises:
+        sebra.methods.finite.NonFiniteScores: a score is NaN or infinite (the network's weights or inputs are).
     """
     forward_context = forward_context or nullcontext
     was_training = net.training
@@ -80,7 +83,16 @@ def score_loader(
         net.train(was_training)
     if not p_y:
         return Scores(torch.zeros(0), torch.zeros(0, dtype=torch.long))
-    return Scores(torch.cat(p_y), torch.cat(pred))
+    scores = Scores(torch.cat(p_y), torch.cat(pred))
+    bad = ~torch.isfinite(scores.p_y)
+    if bool(bad.any()):  # a NaN network: its scores would rank (and eliminate) nothing, silently
+        from sebra.methods.finite import NonFiniteScores  # sebra.methods imports this module
+
+        raise NonFiniteScores(
+            f"scoring: the true-class probability is {scores.p_y[bad][0].item()} for {int(bad.sum())} of "
+            f"{len(bad)} samples (the network's outputs are not finite)"
+        )
+    return scores
 
 
 def batch_transform_of(dm: Any) -> Callable[[torch.Tensor, bool], torch.Tensor] | None:

@@ -18,6 +18,7 @@ from sebra.backbones import Classifier
 from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
 from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint
 from sebra.methods.devices import apply_gpu_options
+from sebra.methods.finite import check_finite_loss
 from sebra.methods.group_layout import group_metric
 from sebra.methods.optim import make_optimizer
 from sebra.utils.files import remove_stale_temporaries
@@ -166,6 +167,18 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._selectable_epoch = self.in_final_phase()  # subclasses restore their phase first, then call this
+
+    # --- the NaN guard: every method, automatic or manual optimization -----------------------------------------
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_idx = batch_idx  # named by the NaN guard's message
+
+    @override
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before it reaches the weights
+        (:func:`~sebra.methods.finite.check_finite_loss`): a NaN fit would otherwise run on, report chance accuracy
+        and write a ranking of NaN scores."""
+        check_finite_loss(self, loss, getattr(self, "_batch_idx", None))
 
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["image"])

@@ -12,6 +12,7 @@ from sebra.backbones import Classifier
 from sebra.methods.args import Selection
 from sebra.methods.base import BaseMethod
 from sebra.methods.devices import allow_unused_parameters
+from sebra.methods.finite import NonFiniteScores, nonfinite_scores_message, phase_step
 from sebra.methods.optim import cosine_lr
 
 __all__ = ["DONE", "TwoPhaseMethod"]
@@ -117,7 +118,11 @@ class TwoPhaseMethod(BaseMethod):
     @override
     def on_train_epoch_end(self) -> None:
         if self.stage == self.FIRST:
-            self.end_first_phase_epoch()
+            where = phase_step(self)  # before the epoch's counters move on
+            try:  # the first phase's scoring (Sebra's ranking step, JTT's identification)
+                self.end_first_phase_epoch()
+            except NonFiniteScores as e:
+                raise NonFiniteScores(nonfinite_scores_message(self, e, where)) from None
         elif self.stage == self.FINAL:
             self.final_epoch += 1
             h = self.hparams
