@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--role",
         default=None,
-        choices=("dev", "heldout"),
+        choices=("dev", "heldout", "spent"),
         help="--family: every variant of this role (default: all variants)",
     )
     p.add_argument(

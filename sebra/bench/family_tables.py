@@ -215,7 +215,7 @@ def markdown_family(fam: pd.DataFrame) -> str:
                     f"| {target} | {measured} | {'–' if ok is None else ('yes' if ok else '**no**')} |"
                 )
         out.append("")
-    for role in ("heldout", "dev"):
+    for role in ("heldout", "dev", "spent"):
         for v in sorted(set(vm.loc[vm["role"] == role, "variant"])):
             out += [f"*{v}* ({role}):", ""] + _variant_table(vm, v) + [""]
     return "\n".join(out)

@@ -23,6 +23,8 @@ The two attributes of a variant must be of different kinds. The built-in benchma
 variant, in the same folder.
 
 Which variants tune settings and which only evaluate is fixed in :data:`VARIANTS` (``role``): see BENCHMARKS.md §7.
+``spent`` marks held-out variants that have been looked at more than once: their rows stay, but they no longer count as
+unseen data (settings are still never chosen on them).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 KINDS = ("tint", "symbol", "border", "stripes", "objcolor", "patch", "blur", "gradient", "dot")
-ROLES = ("dev", "heldout")
+ROLES = ("dev", "heldout", "spent")
 #: Target groupings of the ten animal-mnist classes (calibration, docs/calibration: core task ~96% / ~90%).
 GROUPINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "large_small": (
@@ -292,9 +294,15 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     # added for issue 17 (learning speed): one shortcut learned within the first pass, the other >= 5x more slowly
     VariantSpec("gradient-dot", Shortcut("gradient", 0.6), Shortcut("dot", 0.6), role="dev", speed=(10, 250), note="background brightness ramp (learned in 10 steps) and a 2 px corner dot (250 steps: 4 passes); the fast shortcut is A"),
     VariantSpec("farm-dot-border", Shortcut("dot", 0.8), Shortcut("border", 0.9), grouping="farm_wild", stronger=1, role="dev", speed=(175, 5), note="farm vs wild; a 2 px corner dot (175 steps) and a strong coloured frame (5 steps); the fast shortcut is B"),
-    VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="heldout", note="randomly placed coloured square and background tint; B (tint) the stronger"),
-    VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="heldout", note="coloured frame and background texture; A (frame) measured the stronger"),
-    VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild", role="heldout", note="farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
+    # the first held-out set: looked at twice (issues 11 and 17), so spent; kept for its rows, not for new claims
+    VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="spent", note="spent held-out; randomly placed coloured square and background tint; B (tint) the stronger"),
+    VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="spent", note="spent held-out; coloured frame and background texture; A (frame) measured the stronger"),
+    VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild", role="spent", note="spent held-out; farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
+    # the second held-out set (issue 17), registered before any trial on the new dev variants; kinds or strengths no
+    # dev variant uses; two with a large learning-speed difference
+    VariantSpec("tint-faintpatch", Shortcut("tint", 0.8), Shortcut("patch", 0.15), role="heldout", speed=(10, 75), note="strong background tint (10 steps) and a faint randomly placed square (75 steps); the fast shortcut is A"),
+    VariantSpec("farm-faintsymbol-stripes", Shortcut("symbol", 0.12), Shortcut("stripes", 0.9), grouping="farm_wild", stronger=1, role="heldout", speed=(105, 5), note="farm vs wild; a faint corner symbol (105 steps) and strong background stripes (5 steps); the fast shortcut is B"),
+    VariantSpec("objcolor-gradient", Shortcut("objcolor", 0.5), Shortcut("gradient", 0.3), role="heldout", speed=(5, 25), note="animal colour (5 steps) and a weak background ramp (25 steps): both learned within the first pass"),
 )}
 # fmt: on
 
