@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 __all__ = ["debug_requested", "main"]
@@ -53,13 +54,26 @@ def _guarded(name: str, run: Any, argv: list[str]) -> int:
         return 2
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """A warning on the command line: ``warning: <message>``, without the source line that raised it."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``sebra`` sub-command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    cmd, rest = argv[0], argv[1:]
+    previous = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
+    try:
+        return _dispatch(argv[0], argv[1:])
+    finally:
+        warnings.formatwarning = previous
+
+
+def _dispatch(cmd: str, rest: list[str]) -> int:
     if cmd == "demo":
         from sebra.demo import main as demo_main
 

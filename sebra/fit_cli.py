@@ -236,7 +236,19 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
         tested = selected_checkpoint(trainer, model)
-        out = trainer.test(model, datamodule=cli.datamodule, ckpt_path=tested, verbose=verbose)
+        if getattr(cli.datamodule, "has_test_split", True):
+            out = trainer.test(model, datamodule=cli.datamodule, ckpt_path=tested, verbose=verbose)
+            split = "test"
+        else:  # own data split by seed has no test split by default: report the validation split, and say so
+            print(
+                "no test split: the table is the validation split's, which also selected the checkpoint (add "
+                "a test/ folder or test_fraction > 0 for an unbiased estimate)",
+                file=sys.stderr,
+            )
+            val = trainer.validate(model, datamodule=cli.datamodule, ckpt_path=tested, verbose=verbose)
+            out = [{f"test_{k.removeprefix('val_')}": v for k, v in (val[0] if val else {}).items()}]
+            model.test_results = out[0]
+            split = "val"
     except RuntimeError as e:
         if debug or ckpt_path is None or "Error(s) in loading state_dict" not in str(e):
             raise
@@ -273,6 +285,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
         seed=cli.config.get("seed_everything"),
         selection=getattr(model, "selection", None),
         checkpoint=tested,
+        split=split,
     )
     rankings = getattr(model, "rankings", None)
     if rankings is not None and trainer.log_dir:

@@ -248,9 +248,16 @@ def report_results(
     columns = [c for c in COLUMNS if c in row]
     attributes = tuple(bias.attr_names) if bias is not None else ()
     title = f"{type(model).__name__} on {type(dm).__name__.removesuffix('DataModule')}"
-    print("\n" + results_heading(title, getattr(model, "selection", "val_wga"), attributes, columns))
+    heading = results_heading(title, getattr(model, "selection", "val_wga"), attributes, columns)
+    if (
+        info.get("split", "test") != "test"
+    ):  # no test split (own data split by seed): the table is validation's
+        heading = heading.replace("(test split,", f"({info['split']} split,", 1)
+    print("\n" + heading)
     print(results_table({name: row}, columns))
     groups = group_accuracies(test, group_names(dm))
+    if all(math.isnan(a) for a in groups.values()):  # data without groups (own data): no "group 0 nan"
+        groups = {}
     if groups:
         width = max(len(g) for g in groups)
         print("\nTest accuracy per group (%):")
@@ -266,6 +273,6 @@ def report_results(
             "group_mean_acc": "unweighted mean of the group accuracies",
         }
         paths = write_results(
-            log_dir, {name: row}, {name: groups}, {**info, "split": "test", "legend": legend}
+            log_dir, {name: row}, {name: groups}, {"split": "test", **info, "legend": legend}
         )
         print(f"\nresults: {paths[0]}, {paths[1]}")

@@ -434,13 +434,27 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         shard = _EvalShard(dataset, positions, valid)
         return self.loader(shard, sampler=ShardSampler(range(len(shard)), world, rank))
 
+    def _split_for(self, split: str):
+        dataset = getattr(self, f"{split}_dataset", None)
+        if dataset is None:  # not a raw TypeError from the sampler
+            hint = "; add a test/ folder, or give test_fraction > 0" if split == "test" else ""
+            raise ValueError(f"{type(self).__name__}: the data has no {split} split{hint}")
+        return dataset
+
     @override
     def val_dataloader(self) -> DataLoader:
-        return self.eval_loader(self.val_dataset)
+        return self.eval_loader(self._split_for("val"))
 
     @override
     def test_dataloader(self) -> DataLoader:
-        return self.eval_loader(self.test_dataset)
+        return self.eval_loader(self._split_for("test"))
+
+    @property
+    def has_test_split(self) -> bool:
+        """Whether the data has a non-empty test split (own data split by seed has none by default)."""
+        self._ensure()
+        test = self.splits.get("test")
+        return test is not None and len(test) > 0
 
     @override
     def predict_dataloader(self) -> DataLoader:

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
-from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint
+from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint, resolve_selection
 from sebra.methods.devices import apply_gpu_options
 from sebra.methods.finite import check_finite_loss
 from sebra.methods.group_layout import group_metric
@@ -38,7 +38,8 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
 
     Args:
         selection: checkpoint kept for testing: ``val_wga`` (best validation worst-group accuracy: uses validation
-            group labels, the paper's protocol for UrbanCars and CelebA), ``val_acc`` (best validation accuracy: no
+            group labels, the paper's protocol for UrbanCars and CelebA; on data without them, e.g. a class-per-folder
+            tree, the fit falls back to ``val_acc`` with a warning), ``val_acc`` (best validation accuracy: no
             group labels at all) or ``last``.
         num_classes: defaults to the data module's.
     """
@@ -240,4 +241,5 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             return []  # enable_checkpointing=False
         if trainer is not None and any(is_module_checkpoint(c) for c in trainer.checkpoint_callbacks):
             return []  # test/validate after fit on the same Trainer: keep the fit's instances (one per purpose)
+        self.selection = resolve_selection(self.selection, self.datamodule, type(self).__name__)
         return checkpoint_callbacks(self.selection)

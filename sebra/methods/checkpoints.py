@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from sebra.methods.args import Selection
 
-__all__ = ["LastCheckpoint", "SelectionCheckpoint", "checkpoint_callbacks", "is_module_checkpoint"]
+__all__ = [
+    "LastCheckpoint",
+    "SelectionCheckpoint",
+    "checkpoint_callbacks",
+    "is_module_checkpoint",
+    "resolve_selection",
+]
 
 
 class SelectionCheckpoint(ModelCheckpoint):
@@ -80,3 +89,32 @@ def is_module_checkpoint(callback: object) -> bool:
     """Whether :func:`checkpoint_callbacks` made ``callback`` (a method's own), not ``Trainer(callbacks=...)``'s
     caller, even when the caller passed the same class."""
     return getattr(callback, "created_by_module", False) is True
+
+
+def _val_has_groups(dm: Any) -> bool | None:
+    """Whether the data module's validation split has group labels (None: it cannot tell, e.g. not a sebra one)."""
+    splits = getattr(dm, "splits", None)
+    if not isinstance(splits, dict):
+        return None
+    if not splits and callable(getattr(dm, "build_splits", None)):
+        dm.splits = splits = dm.build_splits()  # what setup() does first; parsed once
+    val = splits.get("val")
+    groups = getattr(val, "groups", None)
+    if groups is None:
+        return None
+    return bool(len(groups)) and bool((groups >= 0).any())
+
+
+def resolve_selection(selection: Selection, dm: Any, owner: str) -> Selection:
+    """The selection a fit on ``dm`` can use: ``val_wga`` needs validation group labels. Own data (a class-per-folder
+    tree, a CSV without attribute columns) has none, and ``val_wga`` would never be logged (Lightning then fails
+    after the first selectable epoch, Sebra's whole Stage 1 lost); such a fit selects by ``val_acc`` instead, with a
+    one-line warning, decided before training starts."""
+    if selection != "val_wga" or dm is None or _val_has_groups(dm) is not False:
+        return selection
+    rank_zero_warn(
+        f"{owner}: selection='val_wga' needs group labels in the validation split and this data has none; "
+        "selecting the checkpoint by val_acc instead (pass selection='val_acc' to say so)",
+        category=UserWarning,
+    )
+    return "val_acc"
