@@ -1,17 +1,21 @@
 """Results files: the tidy table ``method,seed,metric,value`` a sweep appends to, resumes from and merges.
 
 A run counts as finished when its ``seconds`` row is there. Every write replaces the whole file atomically
-(:func:`~sebra.utils.files.atomic_write`), so a killed sweep leaves the last complete table, never half a row. Two
-sweeps must not write one file: parallel sweeps (lanes) write a file each, and :func:`merge_results` joins them.
+(:func:`~sebra.utils.files.atomic_write`), so a killed sweep leaves the last complete table, never half a row. Each
+read-modify-write of :func:`write_run_rows` holds a lock on the file (``.<name>.lock`` beside it), so two sweeps
+given one file keep each other's rows; parallel sweeps (lanes) still best write a file each, and
+:func:`merge_results` joins them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from sebra.bench.config import BenchError
 from sebra.utils.files import atomic_write, read_csv_file
@@ -26,6 +30,7 @@ __all__ = [
     "ranking_table",
     "read_results",
     "result_rows",
+    "results_lock",
     "write_run_rows",
     "write_table",
 ]
@@ -89,15 +94,48 @@ def write_table(path: str | Path, df: pd.DataFrame) -> Path:
 def write_run_rows(
     path: str | Path, rows: Sequence[dict[str, Any]], drop: set[str], seed: int
 ) -> pd.DataFrame:
-    """Replace the rows of methods ``drop`` at ``seed`` by ``rows``, in one atomic rewrite; returns the new table."""
+    """Replace the rows of methods ``drop`` at ``seed`` by ``rows``, in one atomic rewrite; returns the new table.
+
+    The read and the rewrite happen under the file's lock (:func:`results_lock`): a second writer of the same file
+    (two sweeps given one ``--out``) waits, then re-reads, instead of overwriting the rows written meanwhile.
+    """
     path = Path(path)
-    df = read_results(path)
-    keep = ~(df["method"].isin(drop) & (df["seed"] == int(seed)))
-    new = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    new["seed"] = new["seed"].astype("int64")
-    out = pd.concat([df[keep], new], ignore_index=True) if len(df[keep]) else new
-    write_table(path, out)
+    with results_lock(path):
+        df = read_results(path)
+        keep = ~(df["method"].isin(drop) & (df["seed"] == int(seed)))
+        new = pd.DataFrame(list(rows), columns=list(COLUMNS))
+        new["seed"] = new["seed"].astype("int64")
+        out = pd.concat([df[keep], new], ignore_index=True) if len(df[keep]) else new
+        write_table(path, out)
     return out
+
+
+#: How long a writer waits for another one's read-modify-write (each takes well under a second).
+LOCK_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def results_lock(path: str | Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold the inter-process lock of results file ``path`` (``.<name>.lock`` beside it, via ``filelock``).
+
+    Raises:
+        BenchError: another writer held it for ``timeout`` seconds (default :data:`LOCK_TIMEOUT_S`), naming the file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wait = LOCK_TIMEOUT_S if timeout is None else timeout
+    lock = FileLock(path.parent / f".{path.name}.lock", thread_local=False)
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout:
+        raise BenchError(
+            f"{path}: another sweep has been writing this results file for {wait:g} s (lock {lock.lock_file}); "
+            "give each sweep its own --out or --lane"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def ranking_table(results: pd.DataFrame) -> pd.DataFrame:

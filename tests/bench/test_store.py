@@ -76,7 +76,8 @@ def test_write_run_rows_replaces_one_seed_of_the_dropped_methods(tmp_path: Path)
         got = {(m, s): v for m, s, _, v in table.itertuples(index=False)}
         assert got == {("erm", 0): 9.0, ("erm", 1): 2.0, ("jtt", 0): 3.0}
     assert completed_runs(out) == {("erm", 0), ("erm", 1), ("jtt", 0)}
-    assert [p.name for p in tmp_path.iterdir()] == ["res.csv"]  # no temporary left behind
+    # no temporary left behind; the lock file stays (removing it would let a waiting writer lock a deleted file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".res.csv.lock", "res.csv"]
 
 
 def test_merge_results_joins_replaces_reruns_and_refuses_overlaps() -> None:
@@ -92,3 +93,42 @@ def test_merge_results_joins_replaces_reruns_and_refuses_overlaps() -> None:
 
 def test_lane_file_is_per_variant_and_lane(tmp_path: Path) -> None:
     assert lane_file(tmp_path / "family.csv", "patch-tint", "a") == tmp_path / "family" / "patch-tint.a.csv"
+
+
+def test_two_writers_of_one_results_file_keep_every_run(tmp_path: Path) -> None:
+    # Two sweeps given the same --out, as threads (the lock is a file lock: processes wait on it the same way).
+    import threading
+
+    from sebra.bench.store import completed_runs, read_results, write_run_rows
+
+    path = tmp_path / "results.csv"
+
+    def sweep(method: str) -> None:
+        for seed in range(40):
+            rows = [
+                {"method": method, "seed": seed, "metric": m, "value": float(seed)}
+                for m in ("wga", "seconds")
+            ]
+            write_run_rows(path, rows, {method}, seed)
+
+    threads = [threading.Thread(target=sweep, args=(m,)) for m in ("erm", "sebra")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = completed_runs(read_results(path))
+    assert done == {(m, s) for m in ("erm", "sebra") for s in range(40)}
+    assert len(read_results(path)) == 160
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".results.csv.lock", "results.csv"]
+
+
+def test_a_writer_blocked_past_the_timeout_names_the_file(tmp_path: Path) -> None:
+    from sebra.bench.store import results_lock
+
+    path = tmp_path / "results.csv"
+    with results_lock(path):
+        with pytest.raises(
+            BenchError, match=rf"^{path}: another sweep has been writing this results file for 0.1 s"
+        ):
+            with results_lock(path, timeout=0.1):
+                pass
