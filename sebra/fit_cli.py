@@ -151,6 +151,8 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     from sebra.datasets.datamodule import SebraDataModule
     from sebra.fitting import selected_checkpoint
     from sebra.methods.base import BaseMethod
+    from sebra.methods.checkpoints import CheckpointError
+    from sebra.methods.finite import NonFiniteError
     from sebra.methods.sebra import SebraModule
 
     class SebraCLI(LightningCLI):
@@ -265,11 +267,23 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
             f"model class_path and backbone)",
             2,
         )
-    except (DatasetError, DatasetNotFoundError, ValueError, FileNotFoundError, KeyError) as e:
+    except (
+        DatasetError,
+        DatasetNotFoundError,
+        ValueError,
+        FileNotFoundError,
+        KeyError,
+        CheckpointError,
+    ) as e:
         if debug:
             raise
         last = Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"
-        resume = f"; resume with --ckpt_path {last}" if last.is_file() else ""
+        unreadable = isinstance(e, CheckpointError) and "not a readable checkpoint" in str(e)
+        resume = (
+            f"; resume with --ckpt_path {last}"
+            if last.is_file() and not unreadable and not isinstance(e, NonFiniteError)
+            else ""
+        )
         return fail(f"{e}{resume}", 1)
     test = getattr(model, "test_results", None) or (out[0] if out else {})
     from sebra.results import report_results

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from sebra.methods.args import Selection
+from sebra.utils.files import atomic_write
 
 __all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
     "LastCheckpoint",
     "SelectionCheckpoint",
     "checkpoint_callbacks",
@@ -20,8 +27,66 @@ __all__ = [
 ]
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (full disk, read-only folder) or read (truncated, not a checkpoint)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, written atomically and read with one-line errors.
+
+    Lightning overwrites a checkpoint in place: a full disk mid-write truncates the good ``last.ckpt`` it replaces.
+    Here the checkpoint goes to a temporary file in the same folder, renamed over the old one once complete
+    (:func:`~sebra.utils.files.atomic_write`), so a failed write keeps the previous checkpoint. A checkpoint that
+    cannot be read (truncated, corrupt, refused by ``torch.load``'s ``weights_only``) is named in one line.
+    Remote paths (``s3://...``) are left to Lightning.
+    """
+
+    @override
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path) or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        try:
+            atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+        except OSError as e:
+            reason = e.strerror or str(e).splitlines()[0]
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {reason}; the previous one (if any) is kept"
+            ) from None
+
+    @override
+    def load_checkpoint(
+        self, path: Any, map_location: Any = lambda storage, loc: storage, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise
+        except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (truncated, corrupt or not written by Lightning: {first}); "
+                "resume from another one"
+            ) from None
+
+
+def _install_atomic_io(trainer: L.Trainer) -> None:
+    """Give the trainer's strategy :class:`AtomicCheckpointIO` in place of Lightning's default (a custom plugin the
+    caller passed is left alone)."""
+    strategy = trainer.strategy
+    if type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+
+
 class SelectionCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that ignores epochs the module marks as not selectable (Sebra's ranking steps)."""
+    """A ModelCheckpoint that ignores epochs the module marks as not selectable (Sebra's ranking steps). Its
+    checkpoints (and ``last.ckpt``'s) are written atomically (:class:`AtomicCheckpointIO`)."""
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        _install_atomic_io(trainer)
+        super().setup(trainer, pl_module, stage)
 
     def _selectable(self, pl_module: L.LightningModule) -> bool:
         return bool(getattr(pl_module, "selectable", True))
@@ -49,6 +114,11 @@ class LastCheckpoint(ModelCheckpoint):
     def __init__(self, **kwargs) -> None:
         kwargs.update(monitor=None, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
         super().__init__(**kwargs)
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        _install_atomic_io(trainer)
+        super().setup(trainer, pl_module, stage)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
