@@ -108,8 +108,13 @@ def main() -> None:
             record.update({k: 100 * float(res[f"test_{v}"]) for k, v in METRICS.items()})
     record.update(level_scores(model.rankings, dm.splits["train"]))
     record.update(top_bin(model.rankings))
+    check = model.ranking_check
+    record["check"] = check.status
+    record["check_agreement"] = " ".join(f"{t:.3f}" for t in check.agreement)
+    record["first_wave_share"] = " ".join(f"{t:.3f}" for t in check.first_wave_share)
     record["rank_steps"] = model.controller.step
-    record["eliminated"] = " ".join(str(h["eliminated"]) for h in model.controller.history)
+    runs = model._repeat_history or [model.controller.history_frame()]
+    record["eliminated"] = " | ".join(" ".join(str(int(e)) for e in h["eliminated"]) for h in runs)
     record["seconds"] = time.perf_counter() - t0
     print(json.dumps(record))
     append_record(a.out, record)

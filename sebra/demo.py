@@ -19,6 +19,7 @@ import torch
 from sebra.config import add_set_option, parse_overrides
 from sebra.console import PhaseProgress, quiet_lightning
 from sebra.datasets.builtin import BuiltinDataModule
+from sebra.diagnostics import summary_line
 from sebra.export import save_rankings
 from sebra.fitting import fit_method, make_trainer
 from sebra.methods import ERMModule, SebraModule
@@ -152,6 +153,7 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     print(results_table(rows, COLUMNS))
     print(reference_text())
     print(f"\nrankings: {rank_path}")
+    print(f"ranking check: {summary_line(sebra.ranking_check)}")
     try:
         from sebra.inspect.report import write_report
 
@@ -163,6 +165,7 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
             quality={k: v for k, v in rows["sebra"].items() if "tau" in k},
             title="Sebra on the built-in benchmark",
             last_step=sebra.controller.step,
+            check=sebra.ranking_check,
         )
         print(f"report:   {report}")
     except Exception as e:  # the report is a convenience; the run's numbers are already printed
@@ -196,5 +199,6 @@ def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
         "ranking quality (4 levels): tau-b {kendall_tau_b:.3f}, weighted tau {weighted_tau:.3f}; "
         "(3 levels): tau-b {kendall_tau_b_3:.3f}".format(**q)
     )
+    print(f"ranking check: {summary_line(model.ranking_check)}")
     print(f"rankings: {path}")
     return 0

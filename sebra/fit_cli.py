@@ -304,4 +304,9 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     rankings = getattr(model, "rankings", None)
     if rankings is not None and trainer.log_dir:
         print(f"rankings: {Path(trainer.log_dir) / 'rankings.csv'}")
+        check = getattr(model, "ranking_check", None)
+        if check is not None:
+            from sebra.diagnostics import summary_line
+
+            print(f"ranking check: {summary_line(check)}")
     return 0

@@ -121,6 +121,11 @@ class RankingController(GeneratorPickling):
         indices: dataset index per position (defaults to ``0..N-1``); carried into the ranking table.
         groups: optional group id per position, for per-step logging only (never used to rank).
         seed: seeds the generator that draws each step's training samples.
+        strata: optional label-free stratum per position (e.g. "left in the first wave of the previous Stage 1
+            run" vs not). Given, each step's draws give every non-empty stratum of a class the same share of that
+            class's draws (classes keep their share of the active set), so a shortcut that a previous run's first
+            wave followed no longer predicts the label in the draws and the ranker learns the next one. ``None``:
+            uniform draws over the active set (the paper).
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class RankingController(GeneratorPickling):
         indices: torch.Tensor | None = None,
         groups: torch.Tensor | None = None,
         seed: int = 0,
+        strata: torch.Tensor | None = None,
     ) -> None:
         check_ranking_args(1.0, p_critical, max_steps)
         if unranked not in ("last", "official"):
@@ -161,6 +167,9 @@ class RankingController(GeneratorPickling):
             torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long).cpu()
         )
         self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long).cpu()
+        self.strata = None if strata is None else torch.as_tensor(strata, dtype=torch.long).cpu()
+        if self.strata is not None and (self.strata.shape != (n,) or bool((self.strata < 0).any())):
+            raise ValueError(f"strata must hold one id >= 0 per training position ({n})")
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.active = torch.ones(n, dtype=torch.bool)
@@ -188,7 +197,22 @@ class RankingController(GeneratorPickling):
         if not self.active.any():
             raise RuntimeError("no active samples left to draw from")
         n = len(self) if num_samples is None else int(num_samples)
-        return torch.multinomial(self.active.float(), n, replacement=True, generator=self.generator)
+        return torch.multinomial(self.draw_weights(), n, replacement=True, generator=self.generator)
+
+    def draw_weights(self) -> torch.Tensor:
+        """Per-position draw weight: 1 on the active set, or (with ``strata``) ``n_active(class) / (S_class *
+        n_active(class, stratum))``, where ``S_class`` counts the class's non-empty strata; 0 when inactive."""
+        active = self.active.float()
+        if self.strata is None:
+            return active
+        key = self.labels * (int(self.strata.max()) + 1) + self.strata
+        per_cell = torch.bincount(key[self.active], minlength=int(key.max()) + 1).float()
+        per_class = torch.bincount(self.labels[self.active], minlength=self.num_classes).float()
+        cells_per_class = torch.zeros(self.num_classes)
+        occupied = torch.nonzero(per_cell > 0).squeeze(1)
+        cells_per_class.index_add_(0, occupied // (int(self.strata.max()) + 1), torch.ones(len(occupied)))
+        w = per_class[self.labels] / (cells_per_class[self.labels].clamp(min=1) * per_cell[key].clamp(min=1))
+        return w * active
 
     def update(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
         """Close one ranking step with the scores of this step's scoring pass.
@@ -276,6 +300,7 @@ class RankingController(GeneratorPickling):
             "history": list(self.history),
             "labels": self.labels.clone(),
             "indices": self.indices.clone(),
+            "strata": None if self.strata is None else self.strata.clone(),
         }
 
     @override
@@ -290,6 +315,8 @@ class RankingController(GeneratorPickling):
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
+        strata = state.get("strata")
+        self.strata = None if strata is None else strata.clone()
 
 
 class ActiveSetSampler(DistributedSampler):

@@ -259,3 +259,32 @@ def test_order_table_sorts_by_class_rank_score_then_index_with_nan_last():
     assert out["index"].tolist() == [1, 2, 9, 3, 7, 5]  # class 0: rank 1 (0.5 tie by index, NaN last), rank 2
     assert out["position"].tolist() == [1, 2, 3, 4, 1, 2]
     assert list(out.columns[:4]) == ["index", "label", "rank", "position"]
+
+
+def test_balanced_draw_weights_split_each_class_equally_between_strata():
+    labels = torch.tensor([0] * 10 + [1] * 6)
+    # class 0: 8 in stratum 0, 2 in stratum 1; class 1: one stratum only
+    strata = torch.tensor([0] * 8 + [1] * 2 + [0] * 6)
+    ctl = RankingController(labels, p_critical=0.5, strata=strata, seed=0)
+    w = ctl.draw_weights()
+    mass = {(c, s): float(w[(labels == c) & (strata == s)].sum()) for c, s in [(0, 0), (0, 1), (1, 0)]}
+    assert mass[(0, 0)] == pytest.approx(mass[(0, 1)]) == pytest.approx(5.0)  # half of class 0's 10 each
+    assert mass[(1, 0)] == pytest.approx(6.0)  # classes keep their share of the active set
+    draws = ctl.draw(20000)
+    share_rare = float(((labels[draws] == 0) & (strata[draws] == 1)).float().mean())
+    assert share_rare == pytest.approx(5 / 16, abs=0.02)  # uniform draws would give 2 / 16
+    # eliminating stratum 1 of class 0 gives its mass back to stratum 0
+    ctl.update(torch.arange(16), torch.tensor([0.1] * 8 + [0.9] * 2 + [0.1] * 6))
+    w = ctl.draw_weights()
+    assert float(w[8:10].sum()) == 0 and float(w[:8].sum()) == pytest.approx(8.0)
+    with pytest.raises(ValueError, match="strata must hold one id"):
+        RankingController(labels, strata=torch.zeros(3, dtype=torch.long))
+
+
+def test_strata_survive_the_state_dict():
+    labels = torch.tensor([0, 0, 1, 1])
+    ctl = RankingController(labels, strata=torch.tensor([0, 1, 0, 1]), seed=3)
+    other = RankingController(labels, seed=3)
+    other.load_state_dict(ctl.state_dict())
+    assert torch.equal(other.strata, ctl.strata)
+    assert torch.equal(other.draw(50), ctl.draw(50))

@@ -245,8 +245,9 @@ def test_configure_callbacks_replaces_a_plain_model_checkpoint_but_keeps_a_subcl
     assert trainer.checkpoint_callbacks == [] and not list((tmp_path / "c").rglob("*.ckpt"))
 
 
-def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path) -> None:
-    settings = {**SETTINGS, "rank_repeats": 2, "max_steps": 2, "epochs": 1}
+@pytest.mark.parametrize("draws", ["uniform", "balanced"])
+def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path, draws: str) -> None:
+    settings = {**SETTINGS, "rank_repeats": 2, "max_steps": 2, "epochs": 1, "repeat_draws": draws}
     ref = SebraModule(**settings)
     _trainer(tmp_path / "ref").fit(ref, datamodule=_dm())
     assert ref.repeat == 1 and len(ref._repeat_tables) == 2

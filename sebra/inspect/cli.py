@@ -164,6 +164,13 @@ def _run(args: argparse.Namespace) -> Path:
         by = t.columns[1]
         atomic_write(out / f"elimination_by_{by}.csv", lambda tmp, t=t: t.to_csv(tmp, index=False))
     title = args.title or f"Sebra ranking report: {args.rankings.name}"
+    check = None
+    side = args.rankings.parent / "ranking_diagnostics.json"  # written beside rankings.csv by Stage 1
+    if side.is_file():
+        try:
+            check = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InspectError(f"{side}: cannot read the ranking check (a JSON object): {e}") from e
     return write_report(
         rankings,
         dataset,
@@ -174,6 +181,7 @@ def _run(args: argparse.Namespace) -> Path:
         grids=grids,
         curves=fig,
         group_names=group_names,
+        check=check,
     )
 
 

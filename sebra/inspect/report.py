@@ -27,7 +27,7 @@ __all__ = ["rank_class_counts", "write_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+h1{font-size:1.5em}.warning{background:#fff4e0;border-left:4px solid #e08a00;padding:.2em .8em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#f3f3f3}
 td.name,th.name{text-align:left}.meta{color:#555}.problems li{color:#a00}
@@ -142,6 +142,7 @@ def write_report(
     curves: Figure | None = None,
     group_names: Mapping[int, str] | None = None,
     last_step: int | None = None,
+    check: Mapping[str, Any] | Any | None = None,
 ) -> Path:
     """Write ``out_dir/report.html``, one self-contained page, atomically.
 
@@ -163,6 +164,8 @@ def write_report(
         group_names: names per group id (default the dataset's ``bias.group_names``).
         last_step: the number of ranking steps that ran, when known (see
             :func:`~sebra.inspect.curves.elimination_steps`).
+        check: the label-free one-shortcut check (:class:`~sebra.diagnostics.PartitionCheck` or its dict, as in
+            ``ranking_diagnostics.json``), shown at the top; a fired check is shown as a warning.
 
     Returns:
         The path of ``report.html``.
@@ -210,6 +213,21 @@ def write_report(
         + "".join(f'<a href="#class-{c}">{escape(_class_name(c, class_names))}</a>' for c in labels)
         + "</nav>",
     ]
+    if check is not None:
+        d = check.to_dict() if hasattr(check, "to_dict") else dict(check)
+        fired = bool(d.get("fired"))
+        parts.append(
+            f'<section id="check" class="{"warning" if fired else "check"}"><h2>Ranking check</h2>'
+            f"<p>{'<strong>Warning:</strong> ' if fired else ''}{escape(str(d.get('message', '')))}</p>"
+            + _table(
+                ["class", "share of the class in the first wave", "agreement with the balanced run"],
+                [
+                    [_class_name(c, class_names), _fmt(sh), "–" if ag is None else _fmt(ag)]
+                    for c, sh, ag in zip(labels, d.get("first_wave_share", []), d.get("agreement", []))
+                ],
+            )
+            + "</section>"
+        )
     problems = missing_images(grids)
     if problems:
         parts.append(

@@ -79,6 +79,12 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             position percentile (:func:`~sebra.ranking.combine_rankings`). One run's order depends on which
             shortcut it happened to learn first and on where its elimination waves split; the mean damps that
             (BENCHMARKS.md §7). Costs ``rank_repeats`` times the Stage 1 time; pair on ``rank_bins`` with it.
+        repeat_draws: how runs after the first draw their training samples: ``uniform`` over the active set (every
+            run alike) or ``balanced``: each class's draws split equally between the samples the *previous* run
+            eliminated in its first step and the others. When one shortcut is learned far faster than the other,
+            the first wave is exactly that shortcut's aligned samples and the first run is blind to the slower one
+            (BENCHMARKS.md §7.5); balanced draws make the faster shortcut useless to the next ranker, which learns
+            the slower one and ranks by it, and the combined ranking carries both.
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -127,6 +133,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         draws_per_step: int | Literal["active"] | None = None,
         within_step: Literal["elimination", "final"] = "elimination",
         rank_repeats: int = 1,
+        repeat_draws: Literal["uniform", "balanced"] = "uniform",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -161,6 +168,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             ("pairs", pairs, ("paper", "official")),
             ("feature_pass", feature_pass, ("official", "shared")),
             ("within_step", within_step, ("elimination", "final")),
+            ("repeat_draws", repeat_draws, ("uniform", "balanced")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

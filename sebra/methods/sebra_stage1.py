@@ -4,11 +4,15 @@ when ranking ends (combined over ``rank_repeats`` runs)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
+from sebra.diagnostics import PartitionCheck, partition_check
 from sebra.export import save_rankings
 from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
 from sebra.scoring import score_loader
@@ -27,10 +31,15 @@ class RankingSteps:
     """
 
     def _new_controller(
-        self, labels: torch.Tensor, indices: torch.Tensor, groups: torch.Tensor | None, seed: int
+        self,
+        labels: torch.Tensor,
+        indices: torch.Tensor,
+        groups: torch.Tensor | None,
+        seed: int,
+        strata: torch.Tensor | None = None,
     ) -> RankingController:
         """The elimination state of a Stage 1 run over the training samples (``labels``, dataset ``indices``,
-        ``groups`` when known), drawing from ``seed``."""
+        ``groups`` when known), drawing from ``seed`` (balanced over ``strata`` when given)."""
         h = self.hparams
         return RankingController(
             labels,
@@ -41,6 +50,7 @@ class RankingSteps:
             indices=indices,
             groups=groups,
             seed=seed,
+            strata=strata,
         )
 
     def _draws(self) -> int | None:
@@ -131,6 +141,7 @@ class RankingSteps:
         df = ctl.rankings(within)
         history = ctl.history_frame().assign(repeat=self.repeat)
         repeats = int(self.hparams.rank_repeats)
+        check = partition_check(df, None)
         if repeats > 1:
             self._repeat_tables.append(df)
             self._repeat_history.append(history)
@@ -141,6 +152,8 @@ class RankingSteps:
                 )
                 self._next_repeat()
                 return
+            probe = self._repeat_tables[1] if self.hparams.repeat_draws == "balanced" else None
+            check = partition_check(self._repeat_tables[0], probe)
             df = combine_rankings(self._repeat_tables)
             history = pd.concat(self._repeat_history, ignore_index=True)
         train = self.datamodule.train_dataset
@@ -150,10 +163,15 @@ class RankingSteps:
         if "group" in extra.columns and "group" in df.columns:
             df["group"] = df["group"].astype("int64")
         self.rankings = df
+        self.ranking_check: PartitionCheck = check
         log_dir = self.side_file_dir()
         if log_dir is not None:
             self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
             atomic_write(log_dir / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
+            atomic_write(
+                log_dir / "ranking_diagnostics.json",
+                lambda tmp: Path(tmp).write_text(json.dumps(check.to_dict(), indent=1)),
+            )
         runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
         rank_zero_info(
             f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
@@ -163,7 +181,8 @@ class RankingSteps:
 
     def _next_repeat(self) -> None:
         """Start the next Stage 1 run: the ranker re-initialised in place (the optimizer keeps its parameters, its
-        state is cleared), a new elimination controller with its own draw seed."""
+        state is cleared), a new elimination controller with its own draw seed; with ``repeat_draws="balanced"``
+        its draws are balanced between the previous run's first elimination wave and the rest of each class."""
         self.repeat += 1
         seed = self.hparams.seed + 1000 * self.repeat
         fresh = self.make_classifier(seed)
@@ -171,4 +190,8 @@ class RankingSteps:
         rank_opt = self.optimizers()[0]
         getattr(rank_opt, "optimizer", rank_opt).state.clear()
         old = self.controller
-        self.controller = self._new_controller(old.labels, old.indices, old.groups, seed)
+        strata = None
+        if self.hparams.repeat_draws == "balanced":
+            # the previous run's first wave vs the rest: the shortcut that wave followed stops predicting the label
+            strata = (old.elim_step != 1).long()
+        self.controller = self._new_controller(old.labels, old.indices, old.groups, seed, strata)

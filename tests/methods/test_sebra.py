@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +273,19 @@ def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer,
     assert trainer.current_epoch == len(hist)  # every ranking step of both runs was one epoch
     with pytest.raises(ValueError, match="rank_repeats must be an integer >= 1"):
         SebraModule(**{**TINY, "rank_repeats": 0})
+    assert model.ranking_check.status == "unchecked"  # uniform repeats: nothing to compare the first run with
+    side = json.loads((Path(trainer.log_dir) / "ranking_diagnostics.json").read_text())
+    assert side["status"] == "unchecked" and side["fired"] is False
+
+
+def test_balanced_repeat_draws_are_balanced_over_the_previous_first_wave(tiny_dm, make_trainer):
+    model = SebraModule(**{**TINY, "rank_only": True, "rank_repeats": 2, "repeat_draws": "balanced"})
+    trainer = make_trainer()
+    trainer.fit(model, datamodule=tiny_dm)
+    first = model._repeat_tables[0].set_index("index")
+    ctl = model.controller  # the second run's
+    wave1 = torch.as_tensor(first.loc[ctl.indices.numpy(), "rank"].to_numpy() == 1)
+    assert torch.equal(ctl.strata, (~wave1).long())
+    assert model.ranking_check.status in ("graded", "partition")  # checked against the balanced run
+    with pytest.raises(ValueError, match="repeat_draws must be one of"):
+        SebraModule(**{**TINY, "repeat_draws": "stratified"})
