@@ -12,7 +12,9 @@ from sebra.ranking import order_table
 
 
 def _table(p_y: np.ndarray, rank: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    return order_table(pd.DataFrame({"index": np.arange(len(p_y)), "label": labels, "rank": rank, "p_y": p_y}))
+    return order_table(
+        pd.DataFrame({"index": np.arange(len(p_y)), "label": labels, "rank": rank, "p_y": p_y})
+    )
 
 
 def _runs(agree: bool, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
