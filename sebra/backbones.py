@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+import sebra.mlp_backbone  # noqa: F401  (registers LfF's Colored MNIST MLP, mlp_cmnist, with timm)
 from sebra.pretrained import (
     LITE0_MODELS,
     PACKAGE,

@@ -8,6 +8,7 @@ from sebra.methods.checkpoints import LastCheckpoint, SelectionCheckpoint
 from sebra.methods.erm import ERMModule
 from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
 from sebra.methods.jtt import JTTModule
+from sebra.methods.lff import LfFModule
 from sebra.methods.optim import make_optimizer
 from sebra.methods.sebra import SebraModule
 from sebra.methods.sebra_stage2 import PairDataset
@@ -19,6 +20,7 @@ METHODS: dict[str, type[BaseMethod]] = {
     "jtt": JTTModule,
     "groupdro": GroupDROModule,
     "sebra": SebraModule,
+    "lff": LfFModule,
 }
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "GroupDROModule",
     "JTTModule",
     "LastCheckpoint",
+    "LfFModule",
     "PairDataset",
     "SebraModule",
     "SelectionCheckpoint",

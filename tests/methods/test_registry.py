@@ -15,6 +15,7 @@ SMOKE = {
     "erm": {"epochs": 1},
     "groupdro": {"epochs": 1},
     "jtt": {"id_epochs": 1, "epochs": 1},
+    "lff": {"epochs": 1},
     "sebra": {"max_steps": 1, "epochs": 1, "gap": 1, "rank_optimizer": "adam", "rank_lr": 1e-2},
 }
 
