@@ -15,7 +15,7 @@ def test_trial_script_refuses_held_out_variants() -> None:
             sys.executable,
             str(root / "benchmarks" / "family_trial.py"),
             "--variant",
-            "patch-tint",
+            "tint-faintpatch",
             "--rank-only",
             "--out",
             "/nonexistent/x.csv",
@@ -27,4 +27,4 @@ def test_trial_script_refuses_held_out_variants() -> None:
         timeout=120,
     )
     assert out.returncode != 0
-    assert "'patch-tint' is a heldout variant; settings are chosen on dev variants only" in out.stderr
+    assert "'tint-faintpatch' is a heldout variant; settings are chosen on dev variants only" in out.stderr
