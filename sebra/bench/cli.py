@@ -3,6 +3,7 @@
     sebra bench --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
         [--config sebra/configs/builtin.yaml] [--out benchmarks/results/builtin.csv] [--set KEY=VALUE ...]
     sebra bench --family --role heldout --methods erm,jtt,sebra,oracle --seeds 3 --lane a --threads 1
+    sebra bench --dataset colored_mnist --ratios 0.005,0.01 --methods erm,jtt,lff,sebra,oracle --seeds 3 --lane a
 
 Before the first run every selected method is built once, without training, so a setting its class refuses ends
 the command at once (exit 2, the file and block named) instead of hours into a sweep. Exit status: 0 done, 1 a run
@@ -56,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lane",
         default="main",
-        help="--family: name of this process's results files (run lanes side by side, one thread each)",
+        help="--family, colored_mnist: name of this process's results files (run lanes side by side, one thread "
+        "each)",
+    )
+    p.add_argument(
+        "--ratios",
+        default=None,
+        help="--dataset colored_mnist: comma list of conflict ratios (default 0.005,0.01,0.02,0.05); results in "
+        "benchmarks/results/colored_mnist.csv",
     )
     p.add_argument(
         "--methods", default=None, help="comma list of methods of the config (default: all of them)"
@@ -144,6 +152,10 @@ def _load(args: argparse.Namespace, config: Path) -> tuple[dict[str, Any], list[
 
 
 def _dataset_run(args: argparse.Namespace) -> int | str:
+    if args.dataset == "colored_mnist":
+        return _colored_mnist_run(args)
+    if args.ratios is not None:
+        raise BenchError("--ratios applies to --dataset colored_mnist only")
     out = Path(args.out or f"benchmarks/results/{args.dataset}.csv")
     try:
         done = completed_runs(read_results(out))
@@ -216,6 +228,37 @@ def _family_run(args: argparse.Namespace) -> int | str:
         names,
         out=out,
         runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/family"),
+        lane=args.lane,
+        keep_going=args.keep_going,
+        progress=not args.no_progress,
+    )
+    return f"results in {out}"
+
+
+def _colored_mnist_run(args: argparse.Namespace) -> int | str:
+    from sebra.bench.colored_mnist import parse_ratios, ratio_lane_file, run_colored_mnist
+
+    config = Path(args.config) if args.config else default_config("colored_mnist")
+    cfg, methods, seeds = _load(args, config)
+    ratios = parse_ratios(args.ratios)
+    if not args.lane.replace("-", "").replace("_", "").isalnum():
+        raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
+    out = Path(args.out or "benchmarks/results/colored_mnist.csv")
+    check_methods(cfg, methods)
+    if args.dry_run:
+        for r in ratios:
+            done = completed_runs(read_results(ratio_lane_file(out, r, args.lane)))
+            todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
+            print(f"ratio {r:g}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
+        return 0
+    _set_threads(args.threads)
+    run_colored_mnist(
+        cfg,
+        methods,
+        seeds,
+        ratios,
+        out=out,
+        runs_dir=Path(args.runs_dir),
         lane=args.lane,
         keep_going=args.keep_going,
         progress=not args.no_progress,

@@ -119,9 +119,15 @@ def run_dir(runs_dir: str | Path, dataset: str, method: str, seed: int) -> Path:
     return Path(runs_dir) / dataset / method / f"seed{seed}"
 
 
-def _test_values(module: Any) -> dict[str, float]:
+def _test_values(module: Any, dm: Any = None) -> dict[str, float]:
+    """The test metrics in %; a data module with ``report_metrics(test_results)`` adds its own (Colored MNIST's
+    ``unbiased_acc`` and ``conflicting_acc``)."""
     res = getattr(module, "test_results", {}) or {}
-    return {name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()}
+    out = {name: 100.0 * float(res.get(f"test_{key}", float("nan"))) for name, key in TEST_METRICS.items()}
+    report = getattr(dm, "report_metrics", None)
+    if callable(report):
+        out.update(report(res))
+    return out
 
 
 def run_one(
@@ -183,7 +189,7 @@ def run_one(
         for rule, path in also_best.items():  # the same run under another selection rule, tested first
             if path:
                 trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False)
-                rows += result_rows(f"{method}_{rule}", seed, _test_values(module))
+                rows += result_rows(f"{method}_{rule}", seed, _test_values(module, dm))
         if best:
             trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
         else:
@@ -191,7 +197,7 @@ def run_one(
                 f"bench: {method} seed {seed} saved no checkpoint; testing the final weights", stacklevel=2
             )
             trainer.test(module, datamodule=dm, verbose=False)
-    values = _test_values(module)
+    values = _test_values(module, dm)
     train = dm.train_dataset
     extra = module.extra_metrics()
     rankings = module.produced_rankings()
