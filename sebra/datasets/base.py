@@ -91,15 +91,30 @@ class BiasSpec:
         return out
 
 
+#: Pillow modes holding more than 8 bits per pixel: ``I;16*`` (16-bit PNG / TIFF grayscale) and ``I`` (16-bit PGM,
+#: 32-bit TIFF), whose ``convert("RGB")`` clips every value above 255 to white instead of scaling.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit RGB; wide grayscale (:data:`_WIDE_MODES`) is scaled from the 16-bit range ``0..65535`` to
+    ``0..255`` (rounded; 32-bit values outside the 16-bit range are clipped), not clipped at 255."""
+    if im.mode not in _WIDE_MODES:
+        return im.convert("RGB")
+    wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+    return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+
+
 def decode_image(path: str | Path, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """Read an image file as a uint8 ``[3, H, W]`` tensor (RGB; PNG data in ``.jpg`` files and palettes included).
+    """Read an image file as a uint8 ``[3, H, W]`` tensor (RGB; PNG data in ``.jpg`` files, palettes and 16-bit
+    grayscale, scaled to 8 bits, included).
 
     Raises:
         DatasetError: the file cannot be decoded; the message names it.
     """
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = _to_rgb(im)
             if size is not None:
                 hw = (size, size) if isinstance(size, int) else tuple(size)
                 if im.size != (hw[1], hw[0]):
@@ -107,6 +122,11 @@ def decode_image(path: str | Path, size: int | tuple[int, int] | None = None) ->
             arr = np.asarray(im, dtype=np.uint8).copy()
     except FileNotFoundError as e:
         raise DatasetNotFoundError(f"image file {path} does not exist") from e
+    except Image.DecompressionBombError as e:  # a header claiming far more pixels than any training image has
+        raise DatasetError(
+            f"image file {path} is refused: {e} (its header claims more pixels than Pillow's "
+            "Image.MAX_IMAGE_PIXELS allows); replace or remove it"
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetError(f"image file {path} cannot be decoded as an image: {e}") from e
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

@@ -146,7 +146,10 @@ def read_manifest(
     if (raw == "").any():
         r = int(np.flatnonzero((raw == "").to_numpy())[0])
         raise DatasetError(f"{where}: row {r} (line {r + 2}) has an empty label; expected a class id or name")
-    is_int = raw.str.fullmatch(r"[+-]?\d+").to_numpy()
+    # "0.0, 2.0, 10.0" (pandas' float output) are class ids too: any number with an integral value, never a name
+    # (names would sort as strings: "10.0" before "2.0")
+    num = pd.to_numeric(raw, errors="coerce")
+    is_int = (num.notna() & np.isfinite(num) & (num == num.round())).to_numpy()
     if is_int.any() and not is_int.all():
         a, b = int(np.argmax(is_int)), int(np.argmax(~is_int))
         raise DatasetError(
@@ -155,7 +158,7 @@ def read_manifest(
             "(class ids 0..n-1) or all class names"
         )
     if is_int.all():
-        labels = raw.astype("int64").to_numpy()
+        labels = num.to_numpy().astype(np.int64)
         if (labels < 0).any():
             r = int(np.argmax(labels < 0))
             raise DatasetError(

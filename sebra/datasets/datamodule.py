@@ -21,6 +21,7 @@ every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -38,6 +39,7 @@ from sebra.utils.rng import GeneratorPickling
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MIN_IMAGE_SIZE",
     "SebraDataModule",
     "ShardSampler",
     "augment_batch",
@@ -206,6 +208,24 @@ def datamodule_arguments(cls: type) -> dict[str, inspect.Parameter]:
     return out
 
 
+#: The smallest ``image_size``: below it an image holds too little to learn or rank anything (a ResNet halves its side
+#: five times), so a smaller value is a typo (``3`` for ``32``) rather than a setting.
+MIN_IMAGE_SIZE = 8
+
+
+def _positive_int(
+    owner: str, name: str, value: object, *, low: int = 1, none_ok: bool = False, note: str = ""
+) -> None:
+    """Refuse a data module argument that is not an integer ``>= low``, in one line naming the class and the field
+    (a raw ``DataLoader`` or ``torch.Generator`` error would name neither)."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        alt = " or None" if none_ok else ""
+        extra = f"; {note}" if note else ""
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}{alt}{extra}, got {value!r}")
+
+
 #: The splits each ``setup`` stage reads, decoded up front when the loaders use worker processes.
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("train",)}
 
@@ -241,6 +261,19 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
+        _positive_int(owner, "batch_size", batch_size)
+        _positive_int(owner, "eval_batch_size", eval_batch_size, none_ok=True)
+        _positive_int(owner, "num_workers", num_workers, low=0)
+        _positive_int(
+            owner,
+            "image_size",
+            image_size,
+            low=MIN_IMAGE_SIZE,
+            none_ok=True,
+            note="pixels; None keeps the files' size",
+        )
+        _positive_int(owner, "seed", seed, low=0)
         self.batch_augment = batch_augment
         self.aug_generator = torch.Generator().manual_seed(seed)
         self.batch_size = batch_size

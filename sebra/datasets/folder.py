@@ -8,6 +8,7 @@ Layout (``read_image_folder``): ``root/<split>/<class>/*.{jpg,png,...}`` with ``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,11 +23,20 @@ __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "read_image_folder"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def _images_under(d: Path, exts: set[str]) -> list[Path]:
-    return sorted(
-        (p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-        key=lambda p: p.relative_to(d).as_posix(),
-    )
+def _hidden(rel: Path) -> bool:
+    """Whether a path (relative to the tree's root) is or lies in a dot-file or dot-folder: Jupyter's
+    ``.ipynb_checkpoints/*-checkpoint.png`` copies (duplicate samples), macOS's ``._*`` resource forks (not images)."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _images_under(d: Path, exts: set[str], root: Path, hidden: list[Path]) -> list[Path]:
+    """Image files under ``d`` by relative path; hidden ones (:func:`_hidden`, relative to ``root``) go to
+    ``hidden`` instead."""
+    found = []
+    for p in d.rglob("*"):
+        if p.is_file() and p.suffix.lower() in exts:
+            (hidden if _hidden(p.relative_to(root)) else found).append(p)
+    return sorted(found, key=lambda p: p.relative_to(d).as_posix())
 
 
 def read_image_folder(
@@ -48,6 +58,9 @@ def read_image_folder(
         image_size: resize on decode (needed to cache images of mixed sizes).
         cache: keep decoded uint8 images in memory.
 
+    Dot-files and everything in dot-folders (``.ipynb_checkpoints/``, macOS ``._*``) are skipped, with one warning
+    saying how many.
+
     Raises:
         DatasetNotFoundError: ``root`` (or its class folders) is missing; the message shows the expected tree.
         DatasetError: a split folder names a class train lacks, or a class has no images in a split.
@@ -64,19 +77,32 @@ def read_image_folder(
     if split_dirs and "train" not in split_dirs:
         raise DatasetNotFoundError(f"image folder {root} has {', '.join(split_dirs)}/ but no train/; {tree}")
     layout = split_dirs or {"all": root}
-    class_names = sorted(p.name for p in layout.get("train", root).iterdir() if p.is_dir())
+    class_names = sorted(
+        p.name for p in layout.get("train", root).iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not class_names:
         raise DatasetNotFoundError(f"image folder {layout.get('train', root)} has no class folders; {tree}")
     lookup = {n: i for i, n in enumerate(class_names)}
     rows = []
+    hidden: list[Path] = []
     for s, d in layout.items():
         for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+            if cdir.name.startswith("."):  # .ipynb_checkpoints, .DS_Store folders: not a class
+                hidden += [p for p in cdir.rglob("*") if p.is_file() and p.suffix.lower() in exts]
+                continue
             if cdir.name not in lookup:
                 raise DatasetError(
                     f"image folder {cdir}: class {cdir.name!r} is not a class of {d.parent}/train/ "
                     f"({', '.join(class_names)})"
                 )
-            rows += [(str(p), lookup[cdir.name], s) for p in _images_under(cdir, exts)]
+            rows += [(str(p), lookup[cdir.name], s) for p in _images_under(cdir, exts, root, hidden)]
+    if hidden:
+        first = hidden[0].relative_to(root).as_posix()
+        warnings.warn(
+            f"image folder {root}: skipped {len(hidden)} hidden image file(s) (dot-files and files in "
+            f"dot-folders, e.g. {first}: notebook checkpoints, macOS ._ files)",
+            stacklevel=2,
+        )
     table = pd.DataFrame(rows, columns=["path", "label", "split"])
     table.insert(0, "index", np.arange(len(table), dtype=np.int64))
     split_of = table.pop("split").to_numpy() if split_dirs else None

@@ -146,6 +146,9 @@ def split_table(
     split the :func:`majority_bias_spec` of train. Every class must be in every split.
     """
     nc = len(class_names)
+    if nc < 2:  # it would train, and score 100%, on nothing to tell apart
+        found = f"1 class ({class_names[0]})" if nc else "no class"
+        raise DatasetError(f"{where}: has {found}; a classifier needs at least 2 classes")
     if split_of is None:
         parts = seeded_split(
             len(table), val_fraction, seed, test_fraction=test_fraction, labels=table["label"].to_numpy()

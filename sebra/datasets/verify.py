@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("root", help="data set root (bar: folder or .torch file; csv: the manifest)")
     p.add_argument("--decode", action="store_true", help="decode every image (slow; finds unreadable files)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="the fit's data.init_args.image_size, if set: images are resized, so mixed sizes are fine",
+    )
     p.add_argument("--train-dir", help="urbancars: ratio folder holding train/ when there are several")
     p.add_argument("--base-dir", help="bar .torch: folder the stored paths are relative to")
     p.add_argument("--val-fraction", type=float, default=0.2, help="bar, folder, csv: held-out share (0.2)")
@@ -101,13 +107,30 @@ def _print_table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
         )
 
 
-def _check_files(splits: dict[str, ImageDataset], decode: bool) -> int:
-    """Every image path exists and is not empty (and decodes, with ``decode``); raises an error naming the file."""
+#: The data sets whose data module resizes on decode by default (``image_size=224``), so mixed sizes are fine.
+_RESIZED_BY_DEFAULT = ("bar", "celeba")
+
+
+def _check_files(splits: dict[str, ImageDataset], decode: bool, one_size: bool = False) -> int:
+    """Every image path exists and is not empty (and decodes, with ``decode``); raises an error naming the file.
+
+    With ``decode`` and ``one_size`` (the fit would not resize), the images of a split must also share one size, as
+    a fit needs (its image cache and batches hold one size): refused here, naming two files, not first by the fit.
+    """
     n = 0
     for ds in splits.values():
+        first: tuple[str, tuple[int, ...]] | None = None
         for p in ds.paths or []:
             if decode:
-                decode_image(p)
+                shape = tuple(decode_image(p).shape)
+                if one_size and first is None:
+                    first = (p, shape)
+                elif one_size and shape != first[1]:
+                    raise DatasetError(
+                        f"{ds.name}: image file {p} is {shape[2]}x{shape[1]} pixels but {first[0]} is "
+                        f"{first[1][2]}x{first[1][1]}; a fit needs one size: set data.init_args.image_size "
+                        "(here --image-size) so every image is resized on decode"
+                    )
             else:
                 try:
                     size = Path(p).stat().st_size
@@ -214,9 +237,15 @@ def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, Ima
 def _folder(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.folder import read_image_folder
 
-    return read_image_folder(
-        a.root, val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed, cache=False
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return read_image_folder(
+                a.root, val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed, cache=False
+            )
+        finally:  # e.g. hidden files skipped
+            for w in caught:
+                warn(str(w.message))
 
 
 def _csv(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
@@ -276,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         splits = _READERS[args.dataset](args, warn)
-        n = _check_files(splits, args.decode)
+        one_size = args.image_size is None and args.dataset not in _RESIZED_BY_DEFAULT
+        n = _check_files(splits, args.decode, one_size)
     except (DatasetError, DatasetNotFoundError, ValueError) as e:
         print(f"error: {e}", file=err)
         return 1

@@ -97,6 +97,28 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
         raise InspectError(f"{path}: field 'data.init_args' does not fit {block['class_path']}: {e}") from e
 
 
+def _tail(path: str) -> tuple[str, ...]:
+    """A path's file name and folder, which stay the same when a data set is moved to another root."""
+    return Path(str(path).replace("\\", "/")).parts[-2:]
+
+
+def _check_paths(rankings, dataset: ImageDataset, where: str) -> None:
+    """Refuse a data set whose images are not the ones the rankings were made on: another data set's config whose
+    indices overlap would render its images against these ranks. Compares each shared index's file name and folder
+    (the rankings' ``path`` column; the root may differ, the data set may have been moved)."""
+    paths = dataset.paths
+    if "path" not in rankings.columns or paths is None:
+        return
+    ours = dict(zip(dataset.indices.tolist(), paths))
+    for index, theirs in zip(rankings["index"].tolist(), rankings["path"].tolist()):
+        mine = ours.get(int(index))
+        if mine is not None and _tail(mine) != _tail(theirs):
+            raise InspectError(
+                f"{where}: index {index} is the image {mine} but the rankings' path column has {theirs}; "
+                "the rankings were made on another data set (or split): pass the config they were fitted with"
+            )
+
+
 def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
     if args.data is not None:
         dm = load_datamodule(args.data, args.root)
@@ -106,6 +128,7 @@ def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
             raise InspectError(
                 f"--data {args.data}: the data module has no split {args.split!r} (it has {sorted(splits)})"
             )
+        _check_paths(rankings, splits[args.split], f"--data {args.data}")
         return splits[args.split]
     if "path" in rankings.columns:
         from sebra.inspect.grids import paths_dataset

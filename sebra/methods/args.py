@@ -51,7 +51,7 @@ def require(
     else:
         rng = ""
     ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
-    ok = ok and not (isinstance(value, float) and math.isnan(value))
+    ok = ok and math.isfinite(value)  # nan and inf (lr=inf) are never a setting
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -90,7 +90,7 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "batch_size": {"integer": True, "low": 1, "none_ok": True},
     "rank_bins": {"integer": True, "low": 2, "none_ok": True},
     "num_classes": {"integer": True, "low": 2, "none_ok": True},
-    "seed": {"integer": True},
+    "seed": {"integer": True, "low": 0},
     "lr": {"low": 0, "low_open": True},
     "rank_lr": {"low": 0, "low_open": True},
     "id_lr": {"low": 0, "low_open": True, "none_ok": True},

@@ -40,9 +40,9 @@ def test_folder_tree_with_splits(tmp_path: Path) -> None:
     # indices unique across splits: train 0..4, val 5..6, test 7..9
     assert tr.indices.tolist() == [0, 1, 2, 3, 4]
     assert splits["val"].indices.tolist() == [5, 6] and splits["test"].indices.tolist() == [7, 8, 9]
-    dm = ImageFolderDataModule(str(tmp_path), image_size=4, batch_size=2)
+    dm = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=2)
     dm.setup("fit")
-    assert next(iter(dm.test_dataloader()))["image"].shape == (3, 3, 4, 4)
+    assert next(iter(dm.test_dataloader()))["image"].shape == (3, 3, 8, 8)
 
 
 def test_folder_tree_seeded_split(tmp_path: Path) -> None:
