@@ -1,16 +1,17 @@
 """A label-free check of whether Stage 1 ranked by one shortcut only (a "one-shortcut partition").
 
 When one shortcut is learned far faster than another, Stage 1's first step eliminates exactly the samples aligned with
-the fast one (most of each class, with saturated ``p_y``), and the order within that wave carries nothing of the slow
-shortcut, because the network that eliminated them had not learned it yet (BENCHMARKS.md §7.5). Nothing in the ranking
-table says so, and a user has no group labels to find out.
+the fast one (most of each class), and the order within that wave carries nothing of the slow shortcut, because the
+ranker that eliminated them had not learned it yet (BENCHMARKS.md §7.5). Nothing in the ranking table says so, and a
+user has no group labels to find out.
 
-The probe is a Stage 1 run whose draws are balanced between the previous run's first wave and the rest of each class
-(``SebraModule(repeat_draws="balanced")``): there the fast shortcut no longer predicts the label, so that run's
-ranker learns whatever else separates the classes and orders the first wave by it. If the first run's order within
-its own first wave agrees with the balanced run's order there, both rank by the same things (silent); if it does not
-(Kendall tau below ``min_agreement`` in some class whose first wave held at least ``min_share`` of it), the first run
-was blind to what the balanced run found, and the signal fires. Only the ranks and ``p_y`` of the runs are read.
+The check: the first run's ranker is scored on the active set twice during its first ranking step, at the middle of
+the step and at its end (the scoring that eliminates). Within the wave that leaves at the end, the two ``p_y`` orders
+are compared (Kendall tau, per class). When the wave is graded by what the ranker has settled on (the shortcuts it
+has learned, the core), the order is stable over the second half of the step. When a slower shortcut is still being
+learned, or nothing but one shortcut has been learned and the rest of the order is noise, it is not. The signal
+fires when a class's first wave holds at least ``min_share`` of the class and its order agrees less than
+``min_agreement``. Only ``p_y`` values are read, never labels of groups or attributes.
 
 Thresholds were set on the dev variants of the benchmark family only (BENCHMARKS.md §7.5).
 """
@@ -20,24 +21,25 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import pandas as pd
+import torch
 from scipy.stats import kendalltau
 
-__all__ = ["MIN_AGREEMENT", "MIN_SHARE", "PartitionCheck", "partition_check", "summary_line"]
+__all__ = ["MIN_AGREEMENT", "MIN_SHARE", "PartitionCheck", "summary_line", "wave_stability"]
 
 #: a first wave holding at least this share of its class is a candidate partition
 MIN_SHARE = 0.8
-#: below this Kendall tau between the two runs' orders within that wave, the first run was blind to the second's
-MIN_AGREEMENT = 0.2
+#: below this Kendall tau between the mid-step and end-of-step orders within that wave, the signal fires
+MIN_AGREEMENT = 0.3
 
 
 @dataclass(frozen=True)
 class PartitionCheck:
-    """What :func:`partition_check` found (written to ``ranking_diagnostics.json`` beside ``rankings.csv``).
+    """What :func:`wave_stability` found (written to ``ranking_diagnostics.json`` beside ``rankings.csv``).
 
-    ``status``: ``partition`` (the signal fired), ``graded`` (checked, silent) or ``unchecked`` (no balanced run to
-    compare with). ``first_wave_share`` and ``agreement`` are per class (``agreement`` NaN where not computed);
-    ``worst_class`` is the class with the lowest agreement among the candidates.
+    ``status``: ``partition`` (the signal fired), ``graded`` (checked, silent) or ``unchecked`` (the first step had
+    fewer than two batches, or its mid-step scores were lost to a resume). ``first_wave_share`` and ``agreement``
+    are per class (``agreement`` NaN where not computed); ``worst_class`` is the candidate class with the lowest
+    agreement.
     """
 
     status: str
@@ -60,67 +62,74 @@ class PartitionCheck:
         d["fired"] = self.fired
         return d
 
-
-def _within_wave_agreement(first: pd.DataFrame, probe: pd.DataFrame, label: int) -> tuple[float, float]:
-    """(share of class ``label`` in ``first``'s rank-1 wave, Kendall tau of the two orders within that wave)."""
-    cls = first[first["label"] == label]
-    wave = cls[cls["rank"] == 1]
-    share = len(wave) / max(1, len(cls))
-    if len(wave) < 10:
-        return share, float("nan")
-    pos = probe.set_index("index")["position"]
-    tau = kendalltau(wave["position"].to_numpy(), pos.loc[wave["index"]].to_numpy()).statistic
-    return share, float(tau) if tau == tau else float("nan")
+    @classmethod
+    def from_dict(cls, d: dict) -> PartitionCheck:
+        """The inverse of :meth:`to_dict` (checkpoints keep the check as a dict)."""
+        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields["agreement"] = [float("nan") if v is None else float(v) for v in fields["agreement"]]
+        return cls(**fields)
 
 
-def partition_check(
-    first: pd.DataFrame,
-    probe: pd.DataFrame | None,
+def unchecked(labels: torch.Tensor, wave: torch.Tensor | None, why: str) -> PartitionCheck:
+    """A :class:`PartitionCheck` that could not be made (``why`` says so)."""
+    classes = sorted(int(c) for c in torch.unique(labels))
+    shares = [float(wave[labels == c].float().mean()) if wave is not None else float("nan") for c in classes]
+    return PartitionCheck(
+        "unchecked", shares, [float("nan")] * len(classes), None, MIN_SHARE, MIN_AGREEMENT, why
+    )
+
+
+def wave_stability(
+    labels: torch.Tensor,
+    wave: torch.Tensor,
+    p_mid: torch.Tensor,
+    p_end: torch.Tensor,
     *,
     min_share: float = MIN_SHARE,
     min_agreement: float = MIN_AGREEMENT,
 ) -> PartitionCheck:
-    """Compare a Stage 1 run's ranking table (``first``, uniform draws) with a balanced run's (``probe``).
+    """Compare the mid-step and end-of-step ``p_y`` orders within the first elimination wave, per class.
 
-    Both tables need ``index, label, rank, position`` (the ranking-table columns). ``probe=None``: nothing to
-    compare with (status ``unchecked``; the shares are still reported).
+    Args:
+        labels: ``[N]`` class per training position.
+        wave: ``[N]`` bool, eliminated at the first step.
+        p_mid, p_end: ``[N]`` the ranker's ``p_y`` at the middle and at the end of the first step (NaN where not
+            scored).
     """
-    labels = sorted(int(c) for c in first["label"].unique())
+    labels, wave = torch.as_tensor(labels).cpu(), torch.as_tensor(wave, dtype=torch.bool).cpu()
+    p_mid, p_end = torch.as_tensor(p_mid).double().cpu(), torch.as_tensor(p_end).double().cpu()
+    classes = sorted(int(c) for c in torch.unique(labels))
     shares, taus = [], []
-    for c in labels:
-        if probe is None:
-            cls = first[first["label"] == c]
-            shares.append(float((cls["rank"] == 1).mean()))
+    for c in classes:
+        in_class = labels == c
+        sel = wave & in_class & ~torch.isnan(p_mid) & ~torch.isnan(p_end)
+        shares.append(float((wave & in_class).sum()) / max(1, int(in_class.sum())))
+        if int(sel.sum()) < 10:
             taus.append(float("nan"))
-        else:
-            s, t = _within_wave_agreement(first, probe, c)
-            shares.append(float(s))
-            taus.append(t)
+            continue
+        tau = kendalltau(p_mid[sel].numpy(), p_end[sel].numpy()).statistic
+        taus.append(float(tau) if tau == tau else float("nan"))
     candidates = [i for i, s in enumerate(shares) if s >= min_share and not math.isnan(taus[i])]
     worst = min(candidates, key=lambda i: taus[i]) if candidates else None
-    if probe is None:
-        status = "unchecked"
-        message = (
-            "ranking blindness not checked: it needs a balanced Stage 1 run "
-            "(SebraModule(rank_repeats>=2, repeat_draws='balanced'))"
-        )
-    elif worst is not None and taus[worst] < min_agreement:
+    if worst is not None and taus[worst] < min_agreement:
         status = "partition"
         message = (
-            f"Stage 1's first run ranked class {labels[worst]} by one shortcut only: its first step removed "
-            f"{100 * shares[worst]:.0f}% of the class, and a run with draws balanced against that step orders "
-            f"those samples differently (Kendall tau {taus[worst]:.2f} < {min_agreement}); a second, slower "
-            "shortcut is likely. The combined ranking includes the balanced runs; check it in `sebra inspect`, "
-            "or raise rank_repeats"
+            f"Stage 1 may see one shortcut only: its first step removed {100 * shares[worst]:.0f}% of class "
+            f"{classes[worst]}, and the order within that wave was still changing over the second half of the step "
+            f"(Kendall tau {taus[worst]:.2f} between mid-step and end-of-step p_y, below {min_agreement}): the "
+            "ranker had not yet learned what else separates those samples. Try a longer first step "
+            "(first_step_passes=4 or more) and compare the rankings in `sebra inspect`"
         )
     else:
         status = "graded"
-        message = "the first run's order agrees with the balanced run's: no one-shortcut partition found"
+        message = (
+            "the first elimination wave's order was stable over its step: no one-shortcut partition found"
+        )
     return PartitionCheck(
         status=status,
-        first_wave_share=[float(s) for s in shares],
-        agreement=[float(t) for t in taus],
-        worst_class=None if worst is None else labels[worst],
+        first_wave_share=shares,
+        agreement=taus,
+        worst_class=None if worst is None else classes[worst],
         min_share=float(min_share),
         min_agreement=float(min_agreement),
         message=message,

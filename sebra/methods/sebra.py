@@ -36,6 +36,7 @@ from typing_extensions import override
 from sebra.backbones import Classifier
 from sebra.contrastive import RankContrastiveLoss
 from sebra.datasets.datamodule import ShardSampler
+from sebra.diagnostics import PartitionCheck
 from sebra.export import check_ranking_values, check_rankings, load_rankings
 from sebra.methods.args import Selection
 from sebra.methods.optim import make_optimizer
@@ -85,6 +86,11 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             the first wave is exactly that shortcut's aligned samples and the first run is blind to the slower one
             (BENCHMARKS.md §7.5); balanced draws make the faster shortcut useless to the next ranker, which learns
             the slower one and ranks by it, and the combined ranking carries both.
+        first_step_passes: training draws of each run's *first* ranking step, in multiples of a step's draws
+            (the paper: 1). The first elimination wave is ordered by what the ranker has learned when it is scored;
+            after one pass that is only the fastest shortcut when another is learned several times more slowly
+            (BENCHMARKS.md §7.5). A longer first step lets the slower shortcut be learned before the wave leaves,
+            so its within-step ``p_y`` order grades both; later steps keep their size.
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -134,6 +140,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         within_step: Literal["elimination", "final"] = "elimination",
         rank_repeats: int = 1,
         repeat_draws: Literal["uniform", "balanced"] = "uniform",
+        first_step_passes: float = 1.0,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -196,6 +203,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             raise ValueError(
                 f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}"
             )
+        if not float(first_step_passes) > 0:
+            raise ValueError(f"first_step_passes must be > 0, got {first_step_passes!r}")
         if int(rank_repeats) != rank_repeats or rank_repeats < 1:
             raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
         if rank_only:
@@ -214,6 +223,9 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
         self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
         self._repeat_history: list[pd.DataFrame] = []
+        self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
+        self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
+        self.ranking_check: PartitionCheck | None = None  # the same, once the ranking table exists
         self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
         self.n_dropped = 0  # anchors of the current Stage 2 pair table without a valid positive (logged)
 
@@ -305,6 +317,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             loss = confidence_weighted_loss(logits, batch["label"], self.hparams.beta_inv)
             self.optimizer_step_on(rank_opt, loss)
             self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+            self._maybe_score_mid_step(batch_idx)
             return loss
         loss, parts = self._mitigation_loss(batch)
         self.pairs_seen += len(batch["anchor"]["label"])
@@ -336,6 +349,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             "repeat": self.repeat,
             "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
             "repeat_history": [t.to_dict("list") for t in self._repeat_history],
+            "first_check": self.first_check.to_dict() if self.first_check is not None else None,
             "stage": self.stage,
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
@@ -356,6 +370,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.repeat = state.get("repeat", 0)
         self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
         self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
+        check = state.get("first_check")
+        self.first_check = PartitionCheck.from_dict(check) if check is not None else None
         if state["controller"] is not None:
             if self.controller is not None:
                 self.controller.load_state_dict(state["controller"])

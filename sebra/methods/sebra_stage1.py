@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
-from sebra.diagnostics import PartitionCheck, partition_check
+from sebra.diagnostics import PartitionCheck, unchecked, wave_stability
 from sebra.export import save_rankings
 from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
 from sebra.scoring import score_loader
@@ -54,13 +54,17 @@ class RankingSteps:
         )
 
     def _draws(self) -> int | None:
-        """Training draws for the next ranking step (``None``: the training-set size)."""
+        """Training draws for the next ranking step (``None``: the training-set size); the first step of each run
+        draws ``first_step_passes`` times as many."""
         d = self.hparams.draws_per_step
         if d == "active":
-            return max(1, self.controller.num_active)
+            d = max(1, self.controller.num_active)
+        passes = float(self.hparams.first_step_passes)
+        if self.controller.step == 0 and passes != 1.0:
+            return max(1, round((d if d is not None else len(self.controller)) * passes))
         return d
 
-    def _score(self, every: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(self, every: bool = False, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
         ``every``: every training sample once in eval mode (the final network's scores for ``within_step``).
 
@@ -68,7 +72,7 @@ class RankingSteps:
         """
         dm, ctl = self.datamodule, self.controller
         world, rank = self._replicas()
-        if every or self.hparams.scoring == "full":
+        if every or full or self.hparams.scoring == "full":
             pool = torch.ones_like(ctl.active) if every else ctl.active
             positions = torch.nonzero(pool).squeeze(1)[rank::world]
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
@@ -82,10 +86,42 @@ class RankingSteps:
             device=self.device,
             transform=dm.batch_transform,
             forward_context=self.trainer.precision_plugin.forward_context,
-            train=self.hparams.scoring == "official" and not every,
+            train=self.hparams.scoring == "official" and not every and not full,
         )
         self.ranker.train()
         return positions, scores.p_y
+
+    def _scores_everywhere(self, full: bool = False) -> torch.Tensor:
+        """This step's scores as one ``[N]`` tensor over training positions (NaN where not scored), gathered
+        from every process."""
+        distributed = self._replicas()[0] > 1
+        if distributed:
+            self._sync_ranker_buffers()
+        positions, p_y = self._score(full=full)
+        if distributed:
+            positions, p_y = self._gather_scores(positions, p_y)
+        out = torch.full((len(self.controller),), float("nan"))
+        out[positions] = p_y.float()
+        return out
+
+    def _maybe_score_mid_step(self, batch_idx: int) -> None:
+        """At the middle of the first run's first ranking step, score the active set once (eval mode, no
+        augmentation) for the one-shortcut check (:mod:`sebra.diagnostics`). The global RNG is left as it was, so
+        the ranking does not change."""
+        n = int(self.trainer.num_training_batches)
+        if self.repeat != 0 or self.controller.step != 0 or n < 2 or batch_idx + 1 != n // 2:
+            return
+        with torch.random.fork_rng(devices=[]):
+            self._mid_scores = self._scores_everywhere(full=True)
+
+    def _first_step_check(self, p_end: torch.Tensor) -> PartitionCheck:
+        ctl = self.controller
+        wave = ctl.elim_step == 1
+        if self._mid_scores is None:
+            return unchecked(
+                ctl.labels, wave, "ranking blindness not checked: no mid-step scores of the first step"
+            )
+        return wave_stability(ctl.labels, wave, self._mid_scores, p_end)
 
     def _close_ranking_step(self) -> None:
         ctl = self.controller
@@ -96,6 +132,11 @@ class RankingSteps:
         if distributed:
             positions, p_y = self._gather_scores(positions, p_y)
         ctl.update(positions, p_y)
+        if self.repeat == 0 and ctl.step == 1:
+            p_end = torch.full((len(ctl),), float("nan"))
+            p_end[positions] = p_y.float()
+            self.first_check = self._first_step_check(p_end)
+            self._mid_scores = None
         rec = ctl.history[-1]
         self.log_dict(
             {f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True
@@ -141,7 +182,6 @@ class RankingSteps:
         df = ctl.rankings(within)
         history = ctl.history_frame().assign(repeat=self.repeat)
         repeats = int(self.hparams.rank_repeats)
-        check = partition_check(df, None)
         if repeats > 1:
             self._repeat_tables.append(df)
             self._repeat_history.append(history)
@@ -152,8 +192,6 @@ class RankingSteps:
                 )
                 self._next_repeat()
                 return
-            probe = self._repeat_tables[1] if self.hparams.repeat_draws == "balanced" else None
-            check = partition_check(self._repeat_tables[0], probe)
             df = combine_rankings(self._repeat_tables)
             history = pd.concat(self._repeat_history, ignore_index=True)
         train = self.datamodule.train_dataset
@@ -163,6 +201,7 @@ class RankingSteps:
         if "group" in extra.columns and "group" in df.columns:
             df["group"] = df["group"].astype("int64")
         self.rankings = df
+        check = self.first_check or unchecked(ctl.labels, None, "ranking blindness not checked")
         self.ranking_check: PartitionCheck = check
         log_dir = self.side_file_dir()
         if log_dir is not None:

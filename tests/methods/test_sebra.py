@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -272,9 +273,9 @@ def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer,
     assert trainer.current_epoch == len(hist)  # every ranking step of both runs was one epoch
     with pytest.raises(ValueError, match="rank_repeats must be an integer >= 1"):
         SebraModule(**{**TINY, "rank_repeats": 0})
-    assert model.ranking_check.status == "unchecked"  # uniform repeats: nothing to compare the first run with
     side = json.loads((Path(trainer.log_dir) / "ranking_diagnostics.json").read_text())
-    assert side["status"] == "unchecked" and side["fired"] is False
+    assert side == model.ranking_check.to_dict()  # the check made in the first run's first step
+    assert side["status"] in ("graded", "partition") and len(side["first_wave_share"]) == 2
 
 
 def test_balanced_repeat_draws_are_balanced_over_the_previous_first_wave(tiny_dm, make_trainer):
@@ -285,6 +286,33 @@ def test_balanced_repeat_draws_are_balanced_over_the_previous_first_wave(tiny_dm
     ctl = model.controller  # the second run's
     wave1 = torch.as_tensor(first.loc[ctl.indices.numpy(), "rank"].to_numpy() == 1)
     assert torch.equal(ctl.strata, (~wave1).long())
-    assert model.ranking_check.status in ("graded", "partition")  # checked against the balanced run
     with pytest.raises(ValueError, match="repeat_draws must be one of"):
         SebraModule(**{**TINY, "repeat_draws": "stratified"})
+
+
+def test_first_step_passes_lengthens_only_each_runs_first_step(tiny_dm, make_trainer):
+    class Batches(L.Callback):
+        def __init__(self) -> None:
+            self.per_epoch: list[int] = []
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.per_epoch.append(int(trainer.num_training_batches))
+
+    seen = Batches()
+    model = SebraModule(
+        **{
+            **TINY,
+            "rank_only": True,
+            "max_steps": 2,
+            "rank_repeats": 2,
+            "first_step_passes": 3,
+            "p_critical": 0.999,
+        }
+    )
+    make_trainer(callbacks=[seen]).fit(model, datamodule=tiny_dm)
+    one = len(tiny_dm.splits["train"]) // tiny_dm.batch_size  # draws of a normal step, in batches (rounded)
+    first, second = seen.per_epoch[0], seen.per_epoch[1]
+    assert first == pytest.approx(3 * second, abs=1) and second == pytest.approx(one, abs=1)
+    assert seen.per_epoch[2] == first  # the second run starts with a long step again
+    with pytest.raises(ValueError, match="first_step_passes must be > 0"):
+        SebraModule(**{**TINY, "first_step_passes": 0})
