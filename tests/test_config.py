@@ -109,3 +109,38 @@ def test_mapping_at_and_import_class() -> None:
         import_class("sebra.nope.X", "here")
     with pytest.raises(ConfigError, match=r"here: module 'sebra.methods' has no class 'Nope'"):
         import_class("sebra.methods.Nope", "here")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "model.init_args.lr=abc",
+            "--set model.init_args.lr='abc': ERMModule's lr must be a number, got 'abc'",
+        ),
+        (
+            "data.init_args.batch_size=[1]",
+            "--set data.init_args.batch_size=[1]: BuiltinDataModule's batch_size must be an integer, got [1]",
+        ),
+        (
+            "model.init_args.epochs=true",
+            "--set model.init_args.epochs=True: ERMModule's epochs must be an integer",
+        ),
+    ],
+)
+def test_a_text_for_a_numeric_argument_names_the_key_and_type(override: str, message: str) -> None:
+    """Issue 19: --set p_critical=abc reached the class, which compared it with a number (a raw TypeError)."""
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(FIT_LIKE, [override])
+    assert str(e.value).startswith(message)
+    assert apply_overrides(FIT_LIKE, ["model.init_args.lr=1e-3"])["model"]["init_args"]["lr"] == 0.001
+
+
+def test_the_internal_path_key_is_neither_listed_nor_settable() -> None:
+    cfg = {**FIT_LIKE, "_path": "bench.yaml"}
+    with pytest.raises(
+        ConfigError, match=r"^--set nope: unknown key 'nope' \(there: model, data, trainer\)$"
+    ):
+        apply_overrides(cfg, ["nope=1"])
+    with pytest.raises(ConfigError, match=r"unknown key '_path'"):
+        apply_overrides(cfg, ["_path=elsewhere.yaml"])

@@ -167,6 +167,9 @@ def _dataset_run(args: argparse.Namespace) -> int | str:
         raise BenchError(f"{config}: dataset is {cfg['dataset']!r} but --dataset is {args.dataset!r}")
     ranking_out = Path(args.ranking_out or out.parent / f"ranking_{args.dataset}.csv")
     check_methods(cfg, methods)
+    _check_destinations(
+        ("--out", out.parent), ("--ranking-out", ranking_out.parent), ("--runs-dir", args.runs_dir)
+    )
     if args.dry_run:
         todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
         print(f"{len(todo)} of {len(seeds) * len(methods)} run(s) to do -> {out}")
@@ -188,6 +191,14 @@ def _dataset_run(args: argparse.Namespace) -> int | str:
         progress=not args.no_progress,
     )
     return f"results in {out}, ranking table in {ranking_out}"
+
+
+def _check_destinations(*folders: tuple[str, str | Path]) -> None:
+    """Refuse an unwritable results or runs folder before the first run trains (it would be lost at the write)."""
+    from sebra.utils.files import check_writable
+
+    for what, folder in folders:
+        check_writable(folder, what, BenchError)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -214,6 +225,8 @@ def _family_run(args: argparse.Namespace) -> int | str:
     if not args.lane.replace("-", "").replace("_", "").isalnum():
         raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
     out = Path(args.out or "benchmarks/results/family.csv")
+    runs_dir = Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/family")
+    _check_destinations(("--out", out.parent), ("--runs-dir", runs_dir))
     if args.dry_run:
         for v in names:
             done = completed_runs(read_results(lane_file(out, v, args.lane)))
@@ -227,7 +240,7 @@ def _family_run(args: argparse.Namespace) -> int | str:
         seeds,
         names,
         out=out,
-        runs_dir=Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/family"),
+        runs_dir=runs_dir,
         lane=args.lane,
         keep_going=args.keep_going,
         progress=not args.no_progress,
@@ -245,6 +258,7 @@ def _colored_mnist_run(args: argparse.Namespace) -> int | str:
         raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
     out = Path(args.out or "benchmarks/results/colored_mnist.csv")
     check_methods(cfg, methods)
+    _check_destinations(("--out", out.parent), ("--runs-dir", args.runs_dir))
     if args.dry_run:
         for r in ratios:
             done = completed_runs(read_results(ratio_lane_file(out, r, args.lane)))

@@ -20,6 +20,7 @@ __all__ = [
     "STALE_AFTER_SECONDS",
     "append_record",
     "atomic_write",
+    "check_writable",
     "read_csv_file",
     "remove_stale_temporaries",
 ]
@@ -89,6 +90,32 @@ def remove_stale_temporaries(folder: str | Path, name: str | None = None) -> lis
         except FileNotFoundError:
             continue  # removed meanwhile (its writer finished)
     return removed
+
+
+def check_writable(folder: str | Path, what: str, error: type[Exception] = OSError) -> None:
+    """Refuse, before any work starts, a folder a run will write into but cannot: read-only, a file in the way, or
+    no permission. Otherwise the run trains first and loses its result at the first write.
+
+    Creates (and removes) a probe file in ``folder`` or, when it does not exist yet, in its nearest existing parent
+    (the run creates the rest); nothing is left behind.
+
+    Raises:
+        error: one line naming ``what`` (e.g. ``--out``), the folder and the reason.
+    """
+    folder = Path(folder)
+    probe = folder.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise error(f"{what}: cannot write in {folder}: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sebra-write-check.", dir=probe)
+    except OSError as e:
+        raise error(
+            f"{what}: cannot write in {folder} ({e.strerror or e}: {probe}); pass a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:

@@ -109,3 +109,42 @@ def test_usage(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "--set KEY=VALUE" in capsys.readouterr().out
+
+
+def test_an_unwritable_out_is_refused_before_the_first_run_trains(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Issue 19: a read-only --out was found only at the first write, after that run had trained (and was lost).
+    Root ignores permission bits, so the read-only file system is simulated at the probe; a file in the way is real."""
+    import errno
+
+    import sebra.bench.sweep
+    from sebra.utils import files
+
+    trained = []
+    monkeypatch.setattr(sebra.bench.sweep, "run_bench", lambda *a, **k: trained.append(1))
+    good = _config(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = files.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if Path(dir) == ro:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    base = ["--dataset", "toy", "--config", str(good), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main([*base, "--out", str(ro / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"sebra bench: --out: cannot write in {ro} (Read-only file system: {ro}); pass a writable folder\n"
+    )
+    (tmp_path / "afile").write_text("x")
+    assert main([*base, "--out", str(tmp_path / "afile" / "sub" / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sebra bench: --out: cannot write in") and f"{tmp_path / 'afile'} is a file" in err
+    assert main([*base, "--out", str(tmp_path / "ok" / "r.csv"), "--runs-dir", str(tmp_path / "afile")]) == 2
+    assert "--runs-dir: cannot write in" in capsys.readouterr().err
+    assert not trained and not (tmp_path / "runs").exists() and list(ro.iterdir()) == []

@@ -58,3 +58,17 @@ def test_append_record_adds_rows_with_the_union_of_columns(tmp_path):
     df = pd.read_csv(path)
     assert df["a"].tolist() == [1, 2] and df["b"].tolist()[0] == "x" and df["c"].tolist()[1] == 0.5
     assert [p.name for p in path.parent.iterdir()] == ["trials.csv"]  # no temporary left behind
+
+
+def test_check_writable_probes_and_leaves_nothing(tmp_path) -> None:
+    """A run's destination is probed before any work (issue 19): a file in the way is refused in one line, a
+    missing folder is probed in its nearest parent and not created."""
+    from sebra.utils.files import check_writable
+
+    check_writable(tmp_path / "new" / "deeper", "--out")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OSError, match=r"^--out: cannot write in .*f/sub: .*f is a file, not a folder$"):
+        check_writable(tmp_path / "f" / "sub", "--out")
+    with pytest.raises(ValueError):
+        check_writable(tmp_path / "f", "--runs-dir", ValueError)
