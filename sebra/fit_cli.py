@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import shlex
+import shutil
+import signal
 import sys
 import time
 import warnings
@@ -126,6 +129,37 @@ def _resume_in_place(trainer: Any, ckpt: Path) -> Path | None:
     return folder
 
 
+#: What Lightning writes into a new ``version_N`` before the first checkpoint: the config and the hyper-parameters.
+_RUN_START_FILES = frozenset({"config.yaml", "hparams.yaml"})
+
+
+def _remove_unstarted_run(folder: Path | None, existed: bool) -> None:
+    """Remove the ``version_N`` a failed fit created when it holds nothing to resume or read (only Lightning's
+    config and hyper-parameters, an empty ``checkpoints/``), so failed attempts do not pile up empty versions and
+    the next fit is not ``version_N+1`` beside it. A folder that existed before the fit (a resume) is kept."""
+    if existed or folder is None or not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()):
+            continue
+        if p.name not in _RUN_START_FILES:
+            return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _without_ckpt_path(argv: list[str]) -> list[str]:
+    """The command's arguments less ``--ckpt_path X`` / ``--ckpt_path=X`` (the resume hint gives its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--ckpt_path":
+            skip = True
+        elif not a.startswith("--ckpt_path="):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str]) -> int:
     """``sebra fit [--verbose] [--debug] <LightningCLI arguments>``; returns the exit status."""
     from sebra.cli import debug_requested
@@ -189,6 +223,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
             subclass_mode_model=True,
             subclass_mode_data=True,
             run=False,
+            auto_configure_optimizers=False,  # the methods build their own (optimizer="sgd"/"adam"): no --optimizer
             args=argv,
             trainer_defaults=quiet,
             save_config_kwargs={"overwrite": True},
@@ -234,6 +269,16 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
         # Lightning's "directory exists" notices for the folder resumed in: console.NOISE_WARNINGS (not --verbose)
         if folder is not None:
             print(f"resuming from {ckpt_path} in {folder}", file=sys.stderr)
+    from sebra.utils.files import check_writable
+
+    log_dir = Path(trainer.log_dir) if trainer.log_dir else None
+    existed = log_dir is not None and log_dir.exists()
+    if log_dir is not None:
+        try:  # before training: a read-only run folder would otherwise fail at the first checkpoint
+            check_writable(log_dir, "the run folder (trainer.default_root_dir)")
+        except OSError as e:
+            return fail(str(e), 2, traceback=False)
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C after the first one, and exits
     t = time.time()
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
@@ -251,8 +296,22 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
             out = [{f"test_{k.removeprefix('val_')}": v for k, v in (val[0] if val else {}).items()}]
             model.test_results = out[0]
             split = "val"
+    except (KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, sigint)
+        last = Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"
+        again = shlex.join(["sebra", "fit", *_without_ckpt_path(argv)])
+        if last.is_file():
+            hint = f"resume with {again} --ckpt_path {last}"
+        else:
+            _remove_unstarted_run(log_dir, existed)
+            hint = f"no checkpoint was saved yet; start again with {again}"
+        print(f"sebra fit: interrupted; {hint}", file=sys.stderr)
+        return 130
     except RuntimeError as e:
         if debug or ckpt_path is None or "Error(s) in loading state_dict" not in str(e):
+            _remove_unstarted_run(log_dir, existed)
             raise
         missing, unexpected = (
             len(re.findall(r'"[^"]+"', part))
@@ -275,6 +334,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
         KeyError,
         CheckpointError,
     ) as e:
+        _remove_unstarted_run(log_dir, existed)
         if debug:
             raise
         last = Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"

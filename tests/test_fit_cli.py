@@ -155,3 +155,127 @@ def test_fit_help_says_how_seeds_and_results_work(capsys) -> None:
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "seed_everything" in out and "results.json" in out and "--verbose" in out
+
+
+# ---------------------------------------------------------------------------------- issue 19: fits that end early
+_INTERRUPT_MODULE = """
+from pathlib import Path
+from lightning.pytorch.callbacks import Callback
+
+class InterruptOnce(Callback):
+    '''Ctrl-C at the start of the second epoch, once (a marker file says it happened).'''
+
+    def __init__(self, marker: str):
+        self.marker = Path(marker)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and not self.marker.exists():
+            self.marker.write_text("interrupted")
+            raise KeyboardInterrupt
+"""
+
+
+def _erm_config(tmp_path: Path, root: Path, data: dict | None = None, **trainer: object) -> Path:
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "max_epochs": -1, "default_root_dir": str(root), **trainer},
+        "model": {
+            "class_path": "sebra.methods.ERMModule",
+            "init_args": {"backbone": "test_resnet", "epochs": 2, "selection": "val_acc"},
+        },
+        "data": data or {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
+    }
+    path = tmp_path / "erm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_ctrl_c_says_how_to_resume_and_the_hint_resumes(tmp_path: Path, capsys, monkeypatch) -> None:
+    import shlex
+    import signal
+
+    (tmp_path / "interrupt_once.py").write_text(_INTERRUPT_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    callback = {"class_path": "interrupt_once.InterruptOnce", "init_args": {"marker": str(tmp_path / "m")}}
+    cfg = _erm_config(tmp_path, tmp_path / "runs", callbacks=[callback])
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["fit", "--config", str(cfg)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    last = tmp_path / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert err[-1] == f"sebra fit: interrupted; resume with sebra fit --config {cfg} --ckpt_path {last}"
+    assert signal.getsignal(signal.SIGINT) == before  # Lightning had set it to SIG_IGN
+    assert cli.main(shlex.split(err[-1].partition("resume with ")[2])[1:]) == 0
+    assert (last.parent.parent / "results.json").is_file()
+
+
+def test_a_fit_into_an_unwritable_folder_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    (tmp_path / "afile").write_text("x")
+    root = tmp_path / "afile" / "runs"
+    assert cli.main(["fit", "--config", str(_erm_config(tmp_path, root))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"sebra fit: error: the run folder (trainer.default_root_dir): cannot write in "
+        f"{root / 'lightning_logs' / 'version_0'}: {tmp_path / 'afile'} is a file, not a folder"
+    )
+    assert not any("Stage" in line or "epoch" in line for line in err)  # nothing trained
+
+
+def test_a_failed_fit_leaves_no_empty_version_folder(tmp_path: Path, capsys) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "datasets"))  # dataset_fixtures, as test_bad_input does
+    from dataset_fixtures import write_image
+
+    for c in ("a", "b"):
+        for i in range(5):
+            write_image(tmp_path / "data" / c / f"{i}.png", seed=i, fmt="PNG")
+    write_image(tmp_path / "data" / "b" / "9.png", seed=9, size=(12, 10), fmt="PNG")  # the fit refuses it
+    data = {
+        "class_path": "sebra.datasets.folder.ImageFolderDataModule",
+        "init_args": {"root": str(tmp_path / "data"), "batch_size": 4},
+    }
+    runs = tmp_path / "runs"
+    assert cli.main(["fit", "--config", str(_erm_config(tmp_path, runs, data))]) == 1
+    assert "different sizes" in capsys.readouterr().err
+    assert not (runs / "lightning_logs" / "version_0").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("batch_size", "ImageFolderDataModule: batch_size must be an integer >= 1, got 0"),
+        ("image_size", "ImageFolderDataModule: image_size must be an integer >= 8 or None"),
+    ],
+)
+def test_zero_batch_or_image_size_names_the_field(tmp_path: Path, capsys, field: str, message: str) -> None:
+    data = {
+        "class_path": "sebra.datasets.folder.ImageFolderDataModule",
+        "init_args": {"root": str(tmp_path), field: 0},
+    }
+    runs = tmp_path / "runs"
+    assert cli.main(["fit", "--config", str(_erm_config(tmp_path, runs, data))]) == 2
+    assert capsys.readouterr().err.startswith(f"sebra fit: error: {message}")
+    assert not runs.exists()
+
+
+def test_fit_help_does_not_offer_lightnings_optimizer_options(capsys) -> None:
+    """The methods build their own optimizers (optimizer='sgd'/'adam'); LightningCLI's --optimizer
+    torch.optim.SGD was advertised and failed with 'empty parameter list'."""
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "--optimizer" not in out and "--lr_scheduler" not in out
+    assert "--model.init_args.optimizer" in out or "--model CONFIG" in out
+
+
+def test_a_ckpt_path_refused_by_weights_only_is_one_line(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    import torch
+
+    refused = tmp_path / "code.ckpt"
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, refused)  # not a plain-data checkpoint
+    cfg = _erm_config(tmp_path, tmp_path / "runs")
+    assert cli.main(["fit", "--config", str(cfg), "--ckpt_path", str(refused)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"sebra fit: error: {refused} is not a readable checkpoint")
