@@ -119,8 +119,12 @@ def _check_paths(rankings, dataset: ImageDataset, where: str) -> None:
             )
 
 
-def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
+def _dataset(args: argparse.Namespace, rankings) -> tuple[ImageDataset | None, dict[int, str] | None]:
+    """The split the rankings were made on and its group names, named as the fit's table names them
+    (:func:`sebra.results.group_names`: the data set's own, else ``<class>: bg aligned, ...``)."""
     if args.data is not None:
+        from sebra.results import group_names
+
         dm = load_datamodule(args.data, args.root)
         dm.setup()
         splits = getattr(dm, "splits", None) or {}
@@ -129,12 +133,12 @@ def _dataset(args: argparse.Namespace, rankings) -> ImageDataset | None:
                 f"--data {args.data}: the data module has no split {args.split!r} (it has {sorted(splits)})"
             )
         _check_paths(rankings, splits[args.split], f"--data {args.data}")
-        return splits[args.split]
+        return splits[args.split], group_names(dm) or None
     if "path" in rankings.columns:
         from sebra.inspect.grids import paths_dataset
 
-        return paths_dataset(rankings, args.root, name=str(args.rankings))
-    return None
+        return paths_dataset(rankings, args.root, name=str(args.rankings)), None
+    return None, None
 
 
 def _run(args: argparse.Namespace) -> Path:
@@ -156,11 +160,8 @@ def _run(args: argparse.Namespace) -> Path:
         raise InspectError(
             f"--out {out} is a file; expected a folder for the report (it is created when missing)"
         )
-    dataset = _dataset(args, rankings)
+    dataset, group_names = _dataset(args, rankings)
     class_names = dataset.class_names if dataset is not None else None
-    group_names = (
-        (dataset.bias.group_names or None) if dataset is not None and dataset.bias is not None else None
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing images are reported once below, not per grid
         grids = (

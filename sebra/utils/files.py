@@ -177,7 +177,7 @@ def read_csv_file(
         raise FileNotFoundError(f"{name} does not exist; expected a CSV file with {what}")
     kwargs.setdefault("encoding", "utf-8-sig")  # spreadsheet exports start with a byte-order mark
     try:
-        return pd.read_csv(path, **kwargs)
+        df = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:
         state = "is empty (0 bytes)" if path.stat().st_size == 0 else "holds no CSV header (only blank lines)"
         raise error(f"{name} {state}; expected a CSV file with {what}") from None
@@ -191,6 +191,27 @@ def read_csv_file(
         raise error(
             f"{name} is not a well-formed CSV table ({cause}); expected a CSV file with {what}"
         ) from None
+    if "index_col" not in kwargs and not isinstance(df.index, pd.RangeIndex):
+        _refuse_extra_fields(path, name, what, error, kwargs["encoding"])
+    return df
+
+
+def _refuse_extra_fields(path: Path, name: str, what: str, error: type[Exception], encoding: str) -> None:
+    """pandas reads data rows with one field more than the header (a trailing comma on each row) by taking the
+    first column as the index, so every column shifts by one and the table is silently wrong; name the first such
+    line instead."""
+    import csv
+
+    with open(path, newline="", encoding=encoding) as fh:
+        rows = csv.reader(fh)
+        header = next(rows, [])
+        for line, row in enumerate(rows, start=2):
+            if row and len(row) != len(header):
+                trailing = " (a trailing comma?)" if row[-1] == "" else ""
+                raise error(
+                    f"{name}: line {line} has {len(row)} fields, the header {len(header)}{trailing}; "
+                    f"expected a CSV file with {what}"
+                )
 
 
 def append_record(path: str | Path, record: dict) -> Path:

@@ -236,3 +236,48 @@ def test_inspect_refuses_a_data_set_whose_paths_are_not_the_rankings(tmp_path: P
         inspect_main([str(src), "--data", str(config(tmp_path / "moved")), "--out", str(tmp_path / "o2")])
         == 0
     )
+
+
+def test_inspect_names_groups_as_the_fits_table_does(tmp_path: Path, capsys) -> None:
+    """The report named groups by id (``0``, ``1``) while sebra fit's table says ``cat: bg aligned``."""
+    rows = []
+    for label, bgs in (("cat", (0, 0, 0, 0, 1)), ("dog", (1, 1, 1, 1, 0))):
+        for i, bg in enumerate(bgs):
+            write_image(tmp_path / f"{label}{i}.png", seed=i, fmt="PNG")
+            rows.append(f"{label}{i}.png,{label},{bg},train")
+    write_image(tmp_path / "v0.png", seed=0, fmt="PNG")
+    write_image(tmp_path / "v1.png", seed=1, fmt="PNG")
+    rows += ["v0.png,cat,0,val", "v1.png,dog,1,val"]
+    (tmp_path / "m.csv").write_text("path,label,bg,split\n" + "\n".join(rows) + "\n")
+    train = read_manifest(tmp_path / "m.csv")["train"]
+    rk = pd.DataFrame(
+        {
+            "index": train.indices.numpy(),
+            "label": train.labels.numpy(),
+            "group": train.groups.numpy(),
+            "rank": 1,
+            "p_y": 0.5,
+            "path": train.paths,
+        }
+    )
+    rk["position"] = rk.groupby("label").cumcount() + 1
+    src = save_rankings(rk, tmp_path / "rankings.csv")
+    cfg = tmp_path / "csv.yaml"
+    cfg.write_text(
+        "data:\n  class_path: sebra.datasets.csv_manifest.CSVDataModule\n"
+        f"  init_args:\n    csv_path: {tmp_path / 'm.csv'}\n"
+    )
+    assert inspect_main([str(src), "--data", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    html = (tmp_path / "o" / "report.html").read_text()
+    for name in ("cat: bg aligned", "cat: bg conflicting", "dog: bg aligned", "dog: bg conflicting"):
+        assert name in html, name
+
+
+def test_csv_with_a_trailing_comma_on_each_row_names_the_line(tmp_path: Path) -> None:
+    for i in range(4):
+        write_image(tmp_path / f"{i}.png", seed=i, fmt="PNG")
+    rows = "".join(f"{i}.png,{i % 2},{i % 2},train,\n" for i in range(4))
+    (tmp_path / "m.csv").write_text("path,label,bg,split\n" + rows)
+    with pytest.raises(DatasetError) as e:
+        read_manifest(tmp_path / "m.csv")
+    assert str(e.value).startswith(f"manifest {tmp_path / 'm.csv'}: line 2 has 5 fields, the header 4")

@@ -72,3 +72,20 @@ def test_check_writable_probes_and_leaves_nothing(tmp_path) -> None:
         check_writable(tmp_path / "f" / "sub", "--out")
     with pytest.raises(ValueError):
         check_writable(tmp_path / "f", "--runs-dir", ValueError)
+
+
+def test_read_csv_file_names_a_line_with_more_fields_than_the_header(tmp_path) -> None:
+    """A trailing comma on every data row made pandas take the first column as the index, shifting every column
+    (a manifest then failed with a wrong diagnosis: duplicate images); issue 19."""
+    from sebra.utils.files import read_csv_file
+
+    p = tmp_path / "m.csv"
+    p.write_text("path,label,bg,split\na.png,0,1,train,\nb.png,1,0,train,\n")
+    with pytest.raises(ValueError) as e:
+        read_csv_file(p, "rows", kind="manifest")
+    assert (
+        str(e.value)
+        == f"manifest {p}: line 2 has 5 fields, the header 4 (a trailing comma?); expected a CSV file with rows"
+    )
+    p.write_text("path,label\na.png,0\nb.png,1\n")
+    assert read_csv_file(p, "rows")["path"].tolist() == ["a.png", "b.png"]
