@@ -63,10 +63,10 @@ class Recorder(Callback):
         torch.set_num_threads(1)  # each spawned process: one thread (2 shared cores)
         score = pl_module._score
 
-        def recorded_score():
+        def recorded_score(**kwargs):
             sd = pl_module.ranker.state_dict()
             self.scoring_states.append(torch.cat([v.detach().double().flatten() for v in sd.values()]))
-            return score()
+            return score(**kwargs)
 
         pl_module._score = recorded_score
 

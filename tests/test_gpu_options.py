@@ -63,10 +63,10 @@ class Probe(SebraModule):
         nhwc = args[0].is_contiguous(memory_format=torch.channels_last)
         self.seen.setdefault(f"{self.stage}/{self.phase}/channels_last", set()).add(nhwc)
 
-    def _score(self):
+    def _score(self, **kwargs):
         self.phase = "score"
         try:
-            return super()._score()
+            return super()._score(**kwargs)
         finally:
             self.phase = "train"
 
