@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
+from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset, warn_hidden_skipped
 from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.splits import check_every_class, seeded_split
 
@@ -98,8 +98,10 @@ def read_bar(
         raise DatasetNotFoundError(f"BAR: {d} does not exist; {_TREE}")
     lookup = {n: i for i, n in enumerate(BAR_CLASSES)}
     rows = []
+    hidden = [p for p in d.iterdir() if p.name.startswith(".") and p.suffix.lower() == ".jpg"]
+    warn_hidden_skipped(f"BAR {split}", hidden, d)
     for p in d.iterdir():
-        if not p.is_file() or p.suffix.lower() != ".jpg":
+        if not p.is_file() or p.suffix.lower() != ".jpg" or p.name.startswith("."):
             continue
         m = _NAME.match(p.stem)
         if not m or m.group(1) not in lookup:

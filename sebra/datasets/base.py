@@ -17,6 +17,7 @@ entry per bias attribute (shape ``[0]`` when there are none), so the default col
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ImageDataset",
     "decode_image",
+    "warn_hidden_skipped",
 ]
 
 
@@ -130,6 +132,18 @@ def decode_image(path: str | Path, size: int | tuple[int, int] | None = None) ->
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetError(f"image file {path} cannot be decoded as an image: {e}") from e
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def warn_hidden_skipped(where: str, hidden: Sequence[Path], root: Path) -> None:
+    """Say once how many hidden image files a reader skipped (dot-files and files in dot-folders: Jupyter's
+    ``.ipynb_checkpoints`` copies would be duplicate samples, macOS ``._*`` resource forks are not images)."""
+    if hidden:
+        first = Path(hidden[0]).relative_to(root).as_posix()
+        warnings.warn(
+            f"{where}: skipped {len(hidden)} hidden image file(s) (dot-files and files in dot-folders, e.g. "
+            f"{first}: notebook checkpoints, macOS ._ files)",
+            stacklevel=3,
+        )
 
 
 class _ImageCache:

@@ -222,7 +222,7 @@ def _positive_int(
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         alt = " or None" if none_ok else ""
-        extra = f"; {note}" if note else ""
+        extra = f" ({note})" if note else ""
         raise ValueError(f"{owner}: {name} must be an integer >= {low}{alt}{extra}, got {value!r}")
 
 
@@ -271,7 +271,7 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
             image_size,
             low=MIN_IMAGE_SIZE,
             none_ok=True,
-            note="pixels; None keeps the files' size",
+            note="the side in pixels; None keeps the files' size",
         )
         _positive_int(owner, "seed", seed, low=0)
         self.batch_augment = batch_augment

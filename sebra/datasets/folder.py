@@ -8,14 +8,13 @@ Layout (``read_image_folder``): ``root/<split>/<class>/*.{jpg,png,...}`` with ``
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset
+from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset, warn_hidden_skipped
 from sebra.datasets.splits import SPLITS, UserDataModule, split_table
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "read_image_folder"]
@@ -96,13 +95,7 @@ def read_image_folder(
                     f"({', '.join(class_names)})"
                 )
             rows += [(str(p), lookup[cdir.name], s) for p in _images_under(cdir, exts, root, hidden)]
-    if hidden:
-        first = hidden[0].relative_to(root).as_posix()
-        warnings.warn(
-            f"image folder {root}: skipped {len(hidden)} hidden image file(s) (dot-files and files in "
-            f"dot-folders, e.g. {first}: notebook checkpoints, macOS ._ files)",
-            stacklevel=2,
-        )
+    warn_hidden_skipped(f"image folder {root}", hidden, root)
     table = pd.DataFrame(rows, columns=["path", "label", "split"])
     table.insert(0, "index", np.arange(len(table), dtype=np.int64))
     split_of = table.pop("split").to_numpy() if split_dirs else None

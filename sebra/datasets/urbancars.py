@@ -27,7 +27,13 @@ from typing import Literal
 
 import pandas as pd
 
-from sebra.datasets.base import BiasSpec, DatasetError, DatasetNotFoundError, ImageDataset
+from sebra.datasets.base import (
+    BiasSpec,
+    DatasetError,
+    DatasetNotFoundError,
+    ImageDataset,
+    warn_hidden_skipped,
+)
 from sebra.datasets.datamodule import SebraDataModule
 
 __all__ = [
@@ -159,7 +165,7 @@ def _file_key(p: Path) -> tuple[int, int, str]:
 
 
 def _scan(split_dir: Path) -> pd.DataFrame:
-    present = {p.name for p in split_dir.iterdir() if p.is_dir()}
+    present = {p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
     expected = set(URBANCARS_GROUP_NAMES.values())
     missing, extra = sorted(expected - present), sorted(present - expected)
     if missing:
@@ -173,8 +179,15 @@ def _scan(split_dir: Path) -> pd.DataFrame:
             "obj-{urban,country}_bg-{urban,country}_co_occur_obj-{urban,country}"
         )
     rows = []
+    hidden = [
+        p for p in split_dir.rglob("*.jpg") if any(q.startswith(".") for q in p.relative_to(split_dir).parts)
+    ]
+    warn_hidden_skipped(f"UrbanCars {split_dir}", hidden, split_dir)
     for g, name in URBANCARS_GROUP_NAMES.items():
-        files = sorted((p for p in (split_dir / name).glob("*.jpg") if p.is_file()), key=_file_key)
+        files = sorted(
+            (p for p in (split_dir / name).glob("*.jpg") if p.is_file() and not p.name.startswith(".")),
+            key=_file_key,
+        )
         rows += [(str(p), g >> 2, (g >> 1) & 1, g & 1, g) for p in files]
     table = pd.DataFrame(rows, columns=["path", "label", "bg", "coobj", "group"])
     table.insert(0, "index", range(len(table)))

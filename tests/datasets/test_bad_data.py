@@ -281,3 +281,23 @@ def test_csv_with_a_trailing_comma_on_each_row_names_the_line(tmp_path: Path) ->
     with pytest.raises(DatasetError) as e:
         read_manifest(tmp_path / "m.csv")
     assert str(e.value).startswith(f"manifest {tmp_path / 'm.csv'}: line 2 has 5 fields, the header 4")
+
+
+def test_urbancars_and_bar_skip_hidden_files_and_say_so(tmp_path: Path) -> None:
+    from dataset_fixtures import UC_FOLDERS, make_bar, make_urbancars
+
+    from sebra.datasets.bar import read_bar
+    from sebra.datasets.urbancars import read_urbancars
+
+    make_urbancars(tmp_path / "uc")
+    train = next((tmp_path / "uc" / "urbancars").glob("*/train"))
+    before = len(read_urbancars(tmp_path / "uc", "train", cache=False))
+    (train / UC_FOLDERS[0] / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    write_image(train / ".ipynb_checkpoints" / "1-checkpoint.jpg", seed=1)
+    with pytest.warns(UserWarning, match=r"skipped 2 hidden image file\(s\)"):
+        assert len(read_urbancars(tmp_path / "uc", "train", cache=False)) == before
+    make_bar(tmp_path / "bar")
+    n = len(read_bar(tmp_path / "bar", "train", cache=False))
+    (tmp_path / "bar" / "train" / "._climbing_0.jpg").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.warns(UserWarning, match=r"BAR train: skipped 1 hidden image file\(s\)"):
+        assert len(read_bar(tmp_path / "bar", "train", cache=False)) == n
