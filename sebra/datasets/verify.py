@@ -3,7 +3,8 @@
 Prints a table of image counts per group (or per class when the data set has no groups) and split. Layout errors
 (a missing folder, a malformed file, an image that does not exist or is empty) end with the loader's message and
 exit status 1. Images are only listed (each file exists and is not empty) unless ``--decode`` decodes every one,
-which finds truncated or corrupt files; the summary line says which was done. Counts that differ from the published sizes are printed as warnings and the exit status stays 0, since users
+which finds truncated or corrupt files (and, where the fit does not resize, images of another size than the rest
+of their split: pass ``--image-size`` when the config sets ``image_size``); the summary line says which was done. Counts that differ from the published sizes are printed as warnings and the exit status stays 0, since users
 regenerate UrbanCars and multi-bias CelebA with other sizes.
 
 Examples::
