@@ -108,6 +108,11 @@ def main() -> None:
             record.update({k: 100 * float(res[f"test_{v}"]) for k, v in METRICS.items()})
     record.update(level_scores(model.rankings, dm.splits["train"]))
     record.update(top_bin(model.rankings))
+    if getattr(model.hparams, "repeat_draws", "uniform") == "balanced" and len(model._repeat_tables) > 1:
+        from sebra.diagnostics import probe_agreement
+
+        agree = probe_agreement(model._repeat_tables[0], model._repeat_tables[1])
+        record["probe_agreement"] = " ".join(f"{t:.3f}" for t in agree)
     check = model.ranking_check
     record["check"] = check.status
     record["check_agreement"] = " ".join(f"{t:.3f}" for t in check.agreement)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import pandas as pd
 import torch
 from scipy.stats import kendalltau
 
@@ -139,3 +140,19 @@ def wave_stability(
 def summary_line(check: PartitionCheck) -> str:
     """The one line the commands print (``warning: ...`` when the signal fired)."""
     return ("warning: " if check.fired else "") + check.message
+
+
+def probe_agreement(first: pd.DataFrame, probe: pd.DataFrame) -> list[float]:
+    """Per class: Kendall tau between ``first``'s order (``position``) and ``probe``'s order within ``first``'s
+    rank-1 wave (NaN where the wave has fewer than 10 samples). Both are ranking tables of the same samples;
+    ``probe`` is a run whose draws were balanced against ``first``'s first wave (``repeat_draws="balanced"``)."""
+    pos = probe.set_index("index")["position"]
+    out = []
+    for c in sorted(int(v) for v in first["label"].unique()):
+        wave = first[(first["label"] == c) & (first["rank"] == 1)]
+        if len(wave) < 10:
+            out.append(float("nan"))
+            continue
+        tau = kendalltau(wave["position"].to_numpy(), pos.loc[wave["index"]].to_numpy()).statistic
+        out.append(float(tau) if tau == tau else float("nan"))
+    return out
