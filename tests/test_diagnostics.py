@@ -36,6 +36,7 @@ def test_silent_when_the_order_is_stable():
     assert not check.fired and check.status == "graded"
     assert min(check.agreement) > 0.5
     assert not summary_line(check).startswith("warning")
+    assert "removed 90% of class" in check.message and "can go unseen" in check.message  # never "all clear"
 
 
 def test_small_first_waves_are_not_candidates():
