@@ -76,7 +76,7 @@ def _get(vm: pd.DataFrame, variant: str, method: str, metric: str, col: str = "m
 def check_targets(
     fam: pd.DataFrame, role: str = "heldout", method: str = "sebra", ranker_ref: str = "erm_conf_same_budget"
 ) -> list[tuple[str, str, bool | None]]:
-    """Issue 11's targets on the ``role`` variants for ``method`` (its Stage 1 compared with ``ranker_ref``):
+    """Issue 11's and 17's targets on the ``role`` variants for ``method`` (its Stage 1 compared with ``ranker_ref``):
     ``(target, measured, met)``; ``met`` is None without data."""
     s = heldout_summary(fam, role).set_index(["method", "metric"])["mean"]
     vm = variant_means(fam)
@@ -113,7 +113,25 @@ def check_targets(
         f"{ts:.3f} vs {te:.3f}",
         np.nan if np.isnan(ts + te) else ts > te,
     )
+    tb = g("erm_conf_best_epoch", "kendall_tau_b_3")
+    add(
+        "Sebra Stage 1 τ-b (3 levels) within 0.03 of ERM confidence at its best epoch (upper reference)",
+        f"{ts:.3f} vs {tb:.3f} − 0.03 = {tb - 0.03:.3f}",
+        np.nan if np.isnan(ts + tb) else ts >= tb - 0.03,
+    )
     for v in names:
+        wj = [_get(vm, v, m, "worst_group_acc") for m in (method, "jtt")]
+        add(
+            f"{v}: Sebra worst-group ≥ JTT's",
+            f"{wj[0]:.1f} vs {wj[1]:.1f}",
+            np.nan if np.isnan(sum(wj)) else wj[0] >= wj[1],
+        )
+        tv = [_get(vm, v, m, "kendall_tau_b_3") for m in (method, ranker_ref)]
+        add(
+            f"{v}: Sebra Stage 1 τ-b above ERM confidence at the same budget",
+            f"{tv[0]:.3f} vs {tv[1]:.3f}",
+            np.nan if np.isnan(sum(tv)) else tv[0] > tv[1],
+        )
         ga = [_get(vm, v, m, "gap_a") for m in (method, "erm")]
         gb = [_get(vm, v, m, "gap_b") for m in (method, "erm")]
         add(
