@@ -15,7 +15,6 @@ the two runs may come from different lanes.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from sebra.bench.config import BenchError, check_config
-from sebra.bench.store import COLUMNS, read_results, write_table
-from sebra.bench.sweep import RunFn, derive_same_budget, run_bench
+from sebra.bench.store import COLUMNS, write_table
+from sebra.bench.sweep import RunFn, merge_lanes, run_bench
 
 __all__ = [
     "CMNIST_COLUMNS",
@@ -113,34 +112,14 @@ def merge_colored_mnist(cfg: dict[str, Any], out: str | Path, runs_dir: str | Pa
             by_ratio.setdefault(ratio, []).append(f)
     frames = []
     for ratio in sorted(by_ratio):
-        parts = [read_results(f) for f in by_ratio[ratio]]
-        res = pd.concat(parts, ignore_index=True)
-        res = res[~res["method"].str.endswith("_conf_same_budget")]  # re-derived below, across lanes
-        if res[res["metric"] == "seconds"].duplicated(["method", "seed"], keep=False).any():
-            warnings.warn(
-                f"bench: colored_mnist ratio {ratio:g}: a run was finished in two lanes; keeping the last file's rows",
-                stacklevel=2,
-            )
-        res = res.drop_duplicates(["method", "seed", "metric"], keep="last")
-        derived_path = _derived_file(out, ratio)
-        derived = read_results(derived_path)
-        seeds = sorted(res["seed"].unique().tolist())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            new = derive_same_budget(
-                ratio_config(cfg, ratio),
-                pd.concat([res, derived], ignore_index=True),
-                Path(runs_dir),
-                ratio_dataset(ratio),
-                seeds,
-            )
-        if new:
-            rows = pd.DataFrame([r for _, _, rs in new for r in rs], columns=list(COLUMNS))
-            derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(
-                ["method", "seed", "metric"], keep="last"
-            )
-            write_table(derived_path, derived)
-        res = pd.concat([res, derived], ignore_index=True)
+        res = merge_lanes(
+            ratio_config(cfg, ratio),
+            by_ratio[ratio],
+            _derived_file(out, ratio),
+            runs_dir,
+            ratio_dataset(ratio),
+            f"colored_mnist ratio {ratio:g}",
+        )
         res.insert(0, "ratio", float(ratio))
         frames.append(res)
     merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(CMNIST_COLUMNS))

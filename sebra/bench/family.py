@@ -15,7 +15,6 @@ the run folders keeps them.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from sebra.bench.config import check_config
-from sebra.bench.store import COLUMNS, lane_file, read_results, write_table
-from sebra.bench.sweep import RunFn, derive_same_budget, run_bench
+from sebra.bench.store import lane_file, write_table
+from sebra.bench.sweep import RunFn, merge_lanes, run_bench
 
 __all__ = ["FAMILY_COLUMNS", "family_config", "merge_family", "read_family", "run_family"]
 
@@ -79,34 +78,7 @@ def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> 
         files = sorted(p for p in folder.glob(f"{name}.*.csv") if not p.name.endswith(".derived.csv"))
         if not files:
             continue
-        parts = []
-        for f in files:
-            df = read_results(f)
-            df = df[~df["method"].str.endswith("_conf_same_budget")]  # re-derived below across lanes
-            parts.append(df)
-        res = pd.concat(parts, ignore_index=True)
-        dup = res[res["metric"] == "seconds"].duplicated(["method", "seed"], keep=False)
-        if dup.any():
-            warnings.warn(
-                f"bench: {name}: a run was finished in two lanes; keeping the last file's rows", stacklevel=2
-            )
-        res = res.drop_duplicates(["method", "seed", "metric"], keep="last")
-        derived_path = _derived_file(out, name)
-        derived = read_results(derived_path)
-        vcfg = family_config(cfg, name)
-        seeds = sorted(res["seed"].unique().tolist())
-        with warnings.catch_warnings():  # imported rows have no run folders here: nothing to derive, no noise
-            warnings.simplefilter("ignore", UserWarning)
-            new = derive_same_budget(
-                vcfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), name, seeds
-            )
-        if new:
-            rows = pd.DataFrame([r for _, _, rs in new for r in rs], columns=list(COLUMNS))
-            derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(
-                ["method", "seed", "metric"], keep="last"
-            )
-            write_table(derived_path, derived)
-        res = pd.concat([res, derived], ignore_index=True)
+        res = merge_lanes(family_config(cfg, name), files, _derived_file(out, name), runs_dir, name, name)
         res.insert(0, "role", spec.role)
         res.insert(0, "variant", name)
         frames.append(res)

@@ -23,6 +23,7 @@ from sebra.bench.config import ALSO_SELECT_RULES, BenchError, check_config, conf
 from sebra.bench.rankers import same_budget_rows
 from sebra.bench.run import run_dir, run_one
 from sebra.bench.store import (
+    COLUMNS,
     DONE_METRIC,
     completed_runs,
     ranking_table,
@@ -31,7 +32,7 @@ from sebra.bench.store import (
     write_table,
 )
 
-__all__ = ["RunFn", "derive_same_budget", "owned_methods", "run_bench"]
+__all__ = ["RunFn", "derive_same_budget", "merge_lanes", "owned_methods", "run_bench"]
 
 RunFn = Callable[[dict[str, Any], str, int, Path, str], list[dict[str, Any]]]
 
@@ -90,6 +91,45 @@ def derive_same_budget(
                 continue
             out.append((seed, target, same_budget_rows(pd.read_csv(qfile), name, seed, budget)))
     return out
+
+
+def merge_lanes(
+    cfg: dict[str, Any],
+    files: Sequence[Path],
+    derived_path: Path,
+    runs_dir: str | Path,
+    dataset: str,
+    label: str,
+) -> pd.DataFrame:
+    """One key's results (a family variant, a Colored MNIST ratio) from its lane files, with the cross-lane rows.
+
+    Same-budget ranker rows are dropped from the lane files and derived again from the run folders (the two runs
+    may come from different lanes); rows derived earlier are kept in ``derived_path``, so a later merge without the
+    run folders keeps them. A (method, seed) finished in two lanes keeps the rows of the file that sorts last (a
+    warning naming ``label`` says so).
+    """
+    parts = [read_results(f) for f in files]
+    res = pd.concat(parts, ignore_index=True)
+    res = res[~res["method"].str.endswith("_conf_same_budget")]  # re-derived below, across lanes
+    if res[res["metric"] == "seconds"].duplicated(["method", "seed"], keep=False).any():
+        warnings.warn(
+            f"bench: {label}: a run was finished in two lanes; keeping the last file's rows", stacklevel=2
+        )
+    res = res.drop_duplicates(["method", "seed", "metric"], keep="last")
+    derived = read_results(derived_path)
+    seeds = sorted(res["seed"].unique().tolist())
+    with warnings.catch_warnings():  # imported rows have no run folders here: nothing to derive, no noise
+        warnings.simplefilter("ignore", UserWarning)
+        new = derive_same_budget(
+            cfg, pd.concat([res, derived], ignore_index=True), Path(runs_dir), dataset, seeds
+        )
+    if new:
+        rows = pd.DataFrame([r for _, _, rs in new for r in rs], columns=list(COLUMNS))
+        derived = pd.concat([derived, rows], ignore_index=True).drop_duplicates(
+            ["method", "seed", "metric"], keep="last"
+        )
+        write_table(derived_path, derived)
+    return pd.concat([res, derived], ignore_index=True)
 
 
 def run_bench(
