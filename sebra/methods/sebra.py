@@ -225,9 +225,13 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self._repeat_history: list[pd.DataFrame] = []
         self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
         self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
-        self.ranking_check: PartitionCheck | None = None  # the same, once the ranking table exists
         self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
         self.n_dropped = 0  # anchors of the current Stage 2 pair table without a valid positive (logged)
+
+    @property
+    def ranking_check(self) -> PartitionCheck | None:
+        """The label-free one-shortcut check of this fit's Stage 1 (:mod:`sebra.diagnostics`), once it ranked."""
+        return self.first_check if self.rankings is not None else None
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     @override

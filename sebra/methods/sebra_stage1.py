@@ -91,15 +91,18 @@ class RankingSteps:
         self.ranker.train()
         return positions, scores.p_y
 
-    def _scores_everywhere(self, full: bool = False) -> torch.Tensor:
-        """This step's scores as one ``[N]`` tensor over training positions (NaN where not scored), gathered
-        from every process."""
+    def _gathered_scores(self, every: bool = False, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_score` on every process with rank 0's BatchNorm buffers, gathered (``positions, p_y``)."""
         distributed = self._replicas()[0] > 1
         if distributed:
             self._sync_ranker_buffers()
-        positions, p_y = self._score(full=full)
+        positions, p_y = self._score(every=every, full=full)
         if distributed:
             positions, p_y = self._gather_scores(positions, p_y)
+        return positions, p_y
+
+    def _dense(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
+        """Scores as one ``[N]`` tensor over training positions (NaN where not scored)."""
         out = torch.full((len(self.controller),), float("nan"))
         out[positions] = p_y.float()
         return out
@@ -112,7 +115,7 @@ class RankingSteps:
         if self.repeat != 0 or self.controller.step != 0 or n < 2 or batch_idx + 1 != n // 2:
             return
         with torch.random.fork_rng(devices=[]):
-            self._mid_scores = self._scores_everywhere(full=True)
+            self._mid_scores = self._dense(*self._gathered_scores(full=True))
 
     def _first_step_check(self, p_end: torch.Tensor) -> PartitionCheck:
         ctl = self.controller
@@ -125,17 +128,10 @@ class RankingSteps:
 
     def _close_ranking_step(self) -> None:
         ctl = self.controller
-        distributed = self._replicas()[0] > 1
-        if distributed:
-            self._sync_ranker_buffers()
-        positions, p_y = self._score()
-        if distributed:
-            positions, p_y = self._gather_scores(positions, p_y)
+        positions, p_y = self._gathered_scores()
         ctl.update(positions, p_y)
         if self.repeat == 0 and ctl.step == 1:
-            p_end = torch.full((len(ctl),), float("nan"))
-            p_end[positions] = p_y.float()
-            self.first_check = self._first_step_check(p_end)
+            self.first_check = self._first_step_check(self._dense(positions, p_y))
             self._mid_scores = None
         rec = ctl.history[-1]
         self.log_dict(
@@ -174,11 +170,7 @@ class RankingSteps:
         ctl = self.controller
         within = None
         if self.hparams.within_step == "final":
-            positions, p_y = self._score(every=True)
-            if self._replicas()[0] > 1:
-                positions, p_y = self._gather_scores(positions, p_y)
-            within = torch.full((len(ctl),), float("nan"))
-            within[positions] = p_y.float()
+            within = self._dense(*self._gathered_scores(every=True))
         df = ctl.rankings(within)
         history = ctl.history_frame().assign(repeat=self.repeat)
         repeats = int(self.hparams.rank_repeats)
@@ -201,8 +193,9 @@ class RankingSteps:
         if "group" in extra.columns and "group" in df.columns:
             df["group"] = df["group"].astype("int64")
         self.rankings = df
-        check = self.first_check or unchecked(ctl.labels, None, "ranking blindness not checked")
-        self.ranking_check: PartitionCheck = check
+        if self.first_check is None:  # e.g. a first step of one batch
+            self.first_check = unchecked(ctl.labels, None, "ranking blindness not checked")
+        check = self.first_check
         log_dir = self.side_file_dir()
         if log_dir is not None:
             self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
