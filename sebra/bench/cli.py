@@ -222,8 +222,7 @@ def _family_run(args: argparse.Namespace) -> int | str:
     unknown = [v for v in names if v not in registered()]
     if unknown:
         raise BenchError(f"--variants: unknown variant(s) {unknown}; registered: {', '.join(registered())}")
-    if not args.lane.replace("-", "").replace("_", "").isalnum():
-        raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
+    _check_lane(args.lane)
     out = Path(args.out or "benchmarks/results/family.csv")
     runs_dir = Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/family")
     _check_destinations(("--out", out.parent), ("--runs-dir", runs_dir))
@@ -248,14 +247,26 @@ def _family_run(args: argparse.Namespace) -> int | str:
     return f"results in {out}"
 
 
+def _check_lane(lane: str) -> None:
+    """A lane names a results file (``<out stem>.<lane>.csv``): letters, digits, ``-``, ``_`` and ``.`` (so
+    ``--lane r0.01`` works), not starting with a dot, never a path."""
+    if (
+        not lane
+        or lane.startswith(".")
+        or not lane.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
+        raise BenchError(
+            f"--lane must be letters, digits, '-', '_' or '.', not starting with '.', got {lane!r}"
+        )
+
+
 def _colored_mnist_run(args: argparse.Namespace) -> int | str:
     from sebra.bench.colored_mnist import parse_ratios, ratio_lane_file, run_colored_mnist
 
     config = Path(args.config) if args.config else default_config("colored_mnist")
     cfg, methods, seeds = _load(args, config)
     ratios = parse_ratios(args.ratios)
-    if not args.lane.replace("-", "").replace("_", "").isalnum():
-        raise BenchError(f"--lane must be letters, digits, - or _, got {args.lane!r}")
+    _check_lane(args.lane)
     out = Path(args.out or "benchmarks/results/colored_mnist.csv")
     check_methods(cfg, methods)
     _check_destinations(("--out", out.parent), ("--runs-dir", args.runs_dir))

@@ -97,8 +97,31 @@ def test_family_errors(capsys) -> None:
     assert "unknown variant(s) ['nope']" in capsys.readouterr().err
     assert main(["--family", "--methods", "magic"]) == 2
     assert "no method(s) ['magic']" in capsys.readouterr().err
-    assert main(["--family", "--lane", "a/b", "--dry-run"]) == 2
-    assert "--lane" in capsys.readouterr().err
+    for bad in ("a/b", ".hidden", ""):
+        assert main(["--family", "--lane", bad, "--dry-run"]) == 2
+        assert "--lane" in capsys.readouterr().err
+
+
+def test_lane_may_hold_a_ratio(tmp_path, capsys) -> None:
+    """The documented Colored MNIST sweep names a lane per ratio (``--lane r0.01``)."""
+    out = tmp_path / "cm.csv"
+    assert (
+        main(
+            [
+                "--dataset",
+                "colored_mnist",
+                "--ratios",
+                "0.01",
+                "--lane",
+                "r0.01",
+                "--out",
+                str(out),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    assert "lane r0.01" in capsys.readouterr().out
 
 
 def test_usage(capsys) -> None:
