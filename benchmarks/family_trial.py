@@ -113,6 +113,16 @@ def main() -> None:
 
         agree = probe_agreement(model._repeat_tables[0], model._repeat_tables[1])
         record["probe_agreement"] = " ".join(f"{t:.3f}" for t in agree)
+    first_run = model._repeat_tables[0] if model._repeat_tables else model.rankings
+    if (
+        "p_final" in first_run.columns
+    ):  # within_step="final": elimination vs final order inside the first wave
+        from scipy.stats import kendalltau
+
+        wave = first_run[first_run["rank"] == 1]
+        record["regrade_agreement"] = " ".join(
+            f"{kendalltau(g['p_y'], g['p_final']).statistic:.3f}" for _, g in wave.groupby("label")
+        )
     check = model.ranking_check
     record["check"] = check.status
     record["check_agreement"] = " ".join(f"{t:.3f}" for t in check.agreement)

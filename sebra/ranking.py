@@ -126,6 +126,11 @@ class RankingController(GeneratorPickling):
             class's draws (classes keep their share of the active set), so a shortcut that a previous run's first
             wave followed no longer predicts the label in the draws and the ranker learns the next one. ``None``:
             uniform draws over the active set (the paper).
+        retain: draw weight of an eliminated sample relative to an active one (``0``: eliminated samples leave
+            training, the paper). Above 0 the ranker keeps seeing the samples it already fits, so after a wave
+            that one fast shortcut emptied it learns the slower one from the rest *without* unlearning the fast
+            one (trained on the rest alone it learns the fast shortcut inverted), and its final confidence can
+            grade that wave (``SebraModule(within_step="final")``).
     """
 
     def __init__(
@@ -140,8 +145,11 @@ class RankingController(GeneratorPickling):
         groups: torch.Tensor | None = None,
         seed: int = 0,
         strata: torch.Tensor | None = None,
+        retain: float = 0.0,
     ) -> None:
         check_ranking_args(1.0, p_critical, max_steps)
+        if not 0.0 <= float(retain) <= 1.0:
+            raise ValueError(f"retain must lie in [0, 1], got {retain!r}")
         if unranked not in ("last", "official"):
             raise ValueError(f"unranked must be 'last' or 'official', got {unranked!r}")
         labels = torch.as_tensor(labels, dtype=torch.long).cpu()
@@ -170,11 +178,14 @@ class RankingController(GeneratorPickling):
         self.strata = None if strata is None else torch.as_tensor(strata, dtype=torch.long).cpu()
         if self.strata is not None and (self.strata.shape != (n,) or bool((self.strata < 0).any())):
             raise ValueError(f"strata must hold one id >= 0 per training position ({n})")
+        self.retain = float(retain)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.active = torch.ones(n, dtype=torch.bool)
         self.elim_step = torch.zeros(n, dtype=torch.long)  # 0 = not eliminated (yet)
         self.p_y = torch.full((n,), float("nan"))  # p_y when eliminated, else the latest score
+        self.after_sum = torch.zeros(n, dtype=torch.float64)  # p_y summed from elimination on (observe())
+        self.after_count = torch.zeros(n, dtype=torch.long)
         self.step = 0  # ranking steps completed
         self.history: list[dict] = []
 
@@ -201,10 +212,12 @@ class RankingController(GeneratorPickling):
 
     def draw_weights(self) -> torch.Tensor:
         """Per-position draw weight: 1 on the active set, or (with ``strata``) ``n_active(class) / (S_class *
-        n_active(class, stratum))``, where ``S_class`` counts the class's non-empty strata; 0 when inactive."""
+        n_active(class, stratum))``, where ``S_class`` counts the class's non-empty strata; ``retain`` when
+        inactive (0 by default)."""
         active = self.active.float()
+        kept = self.retain * (~self.active).float()
         if self.strata is None:
-            return active
+            return active + kept
         key = self.labels * (int(self.strata.max()) + 1) + self.strata
         per_cell = torch.bincount(key[self.active], minlength=int(key.max()) + 1).float()
         per_class = torch.bincount(self.labels[self.active], minlength=self.num_classes).float()
@@ -212,7 +225,7 @@ class RankingController(GeneratorPickling):
         occupied = torch.nonzero(per_cell > 0).squeeze(1)
         cells_per_class.index_add_(0, occupied // (int(self.strata.max()) + 1), torch.ones(len(occupied)))
         w = per_class[self.labels] / (cells_per_class[self.labels].clamp(min=1) * per_cell[key].clamp(min=1))
-        return w * active
+        return w * active + kept
 
     def update(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
         """Close one ranking step with the scores of this step's scoring pass.
@@ -248,6 +261,25 @@ class RankingController(GeneratorPickling):
                 rec[f"eliminated_group{g}"] = int((leave & (self.groups == g)).sum())
                 rec[f"active_group{g}"] = int((self.active & (self.groups == g)).sum())
         return rec
+
+    def observe(self, p_y: torch.Tensor) -> None:
+        """Record one scoring of *every* training position (``[N]``, NaN where not scored) after :meth:`update`:
+        each eliminated sample adds its ``p_y`` to its running mean from the step it left on (that step's score
+        included), so later networks keep grading a wave after it has left (:meth:`mean_after`)."""
+        p_y = torch.as_tensor(p_y, dtype=torch.float64).cpu()
+        if p_y.shape != (len(self),):
+            raise ValueError(
+                f"observe needs one score per training position ({len(self)}), got {tuple(p_y.shape)}"
+            )
+        seen = (~self.active) & torch.isfinite(p_y)
+        self.after_sum[seen] += p_y[seen]
+        self.after_count[seen] += 1
+
+    def mean_after(self) -> torch.Tensor:
+        """Per position: mean ``p_y`` over the scorings since elimination (:meth:`observe`); for a sample never
+        eliminated or never observed, its ``p_y`` (the latest score)."""
+        mean = self.after_sum / self.after_count.clamp(min=1)
+        return torch.where(self.after_count > 0, mean, self.p_y.double())
 
     # --- results -----------------------------------------------------------------------------------------------
     def ranks(self) -> torch.Tensor:
@@ -301,6 +333,8 @@ class RankingController(GeneratorPickling):
             "labels": self.labels.clone(),
             "indices": self.indices.clone(),
             "strata": None if self.strata is None else self.strata.clone(),
+            "after_sum": self.after_sum.clone(),
+            "after_count": self.after_count.clone(),
         }
 
     @override
@@ -317,6 +351,9 @@ class RankingController(GeneratorPickling):
         self.history = list(state["history"])
         strata = state.get("strata")
         self.strata = None if strata is None else strata.clone()
+        if "after_sum" in state:  # older checkpoints: nothing observed
+            self.after_sum = state["after_sum"].clone()
+            self.after_count = state["after_count"].clone()
 
 
 class ActiveSetSampler(DistributedSampler):

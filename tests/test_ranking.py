@@ -288,3 +288,46 @@ def test_strata_survive_the_state_dict():
     other.load_state_dict(ctl.state_dict())
     assert torch.equal(other.strata, ctl.strata)
     assert torch.equal(other.draw(50), ctl.draw(50))
+
+
+def test_retained_samples_keep_a_share_of_the_draws_but_never_leave_twice():
+    labels = torch.tensor([0] * 6 + [1] * 4)
+    ctl = RankingController(labels, p_critical=0.5, seed=0, retain=0.25)
+    assert torch.equal(ctl.draw_weights(), torch.ones(10))  # nothing eliminated yet: the paper's draws
+    first = torch.tensor([0.9] * 4 + [0.1] * 2 + [0.9] * 2 + [0.1] * 2)
+    ctl.update(torch.arange(10), first)
+    w = ctl.draw_weights()
+    assert torch.equal(w, torch.where(ctl.active, 1.0, 0.25))
+    draws = ctl.draw(40000)
+    share_eliminated = float((~ctl.active[draws]).float().mean())
+    assert share_eliminated == pytest.approx(6 * 0.25 / (6 * 0.25 + 4), abs=0.01)
+    # eliminated samples are drawn for training but keep the step they left at, whatever they score later
+    ctl.update(torch.arange(10), torch.full((10,), 0.99))
+    assert ctl.ranks().tolist() == [1, 1, 1, 1, 2, 2, 1, 1, 2, 2]
+    paper = RankingController(labels, p_critical=0.5, seed=0)
+    paper.update(torch.arange(10), first)
+    assert float(paper.draw_weights()[~paper.active].sum()) == 0.0
+    with pytest.raises(ValueError, match=r"retain must lie in \[0, 1\]"):
+        RankingController(labels, retain=1.5)
+
+
+def test_mean_after_elimination_grades_a_wave_by_later_scores():
+    labels = torch.tensor([0, 0, 0, 0])
+    ctl = RankingController(labels, p_critical=0.5, seed=0)
+    first = torch.tensor([0.9, 0.8, 0.2, 0.1])
+    ctl.update(torch.arange(4), first)
+    ctl.observe(first)  # the step's own scores count for the two that left
+    later = torch.tensor([0.1, 0.9, 0.95, 0.3])
+    ctl.update(torch.arange(4)[ctl.active], later[ctl.active])  # position 2 leaves at step 2
+    ctl.observe(later)
+    mean = ctl.mean_after()
+    assert mean[:3].tolist() == pytest.approx([0.5, 0.85, 0.95]) and mean[3] == pytest.approx(
+        0.3
+    )  # 3: latest p_y
+    table = ctl.rankings(mean)
+    assert table["index"].tolist() == [1, 0, 2, 3]  # within step 1 the later network's grade wins
+    other = RankingController(labels, p_critical=0.5, seed=0)
+    other.load_state_dict(ctl.state_dict())
+    assert torch.equal(other.mean_after(), mean)
+    with pytest.raises(ValueError, match="one score per training position"):
+        ctl.observe(torch.zeros(3))

@@ -73,8 +73,12 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             Stage 1 network, scored once on every training sample when ranking ends, higher first). When one
             shortcut's aligned samples leave in one wave, the network keeps training on what is left, where the
             other shortcut is still aligned, and learns it; its confidence then grades the early wave by that other
-            shortcut (BENCHMARKS.md §7). The paper leaves the within-step order open (the official code keeps
-            batch order).
+            shortcut (BENCHMARKS.md §7); but after many steps that network has memorised its training set and its
+            order is mostly noise. ``mean``: every training sample is scored at the end of every step, and a
+            sample's key is its mean ``p_y`` from the step it left on: the networks just after a wave left grade it
+            by what they learn next, while late, saturated scores add little (needs ``scoring="full"``; best with
+            ``retain_eliminated > 0``, without which later networks learn the wave's shortcut inverted). The paper
+            leaves the within-step order open (the official code keeps batch order).
         rank_repeats: run Stage 1 this many times, each with a fresh ranker, optimizer and draws (seeds ``seed``,
             ``seed + 1000``, ...), and combine the rankings: within a class, samples are ordered by their mean
             position percentile (:func:`~sebra.ranking.combine_rankings`). One run's order depends on which
@@ -91,6 +95,12 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             after one pass that is only the fastest shortcut when another is learned several times more slowly
             (BENCHMARKS.md §7.5). A longer first step lets the slower shortcut be learned before the wave leaves,
             so its within-step ``p_y`` order grades both; later steps keep their size.
+        retain_eliminated: draw weight of an eliminated sample relative to an active one in the later steps of a
+            run (the paper: 0, eliminated samples leave training). Trained on what is left after a one-shortcut
+            wave, the ranker learns the slower shortcut *and* the fast one inverted (it predicts the wrong class on
+            everything left), so with ``within_step="final"`` its confidence inverts the wave's order; keeping the
+            eliminated samples in the draws at a small weight keeps the fast shortcut's sign, so the final network
+            grades the wave by the slower shortcut (BENCHMARKS.md §7.5).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -137,10 +147,11 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         scoring: Literal["full", "official"] = "full",
         unranked: Literal["last", "official"] = "last",
         draws_per_step: int | Literal["active"] | None = None,
-        within_step: Literal["elimination", "final"] = "elimination",
+        within_step: Literal["elimination", "final", "mean"] = "elimination",
         rank_repeats: int = 1,
         repeat_draws: Literal["uniform", "balanced"] = "uniform",
         first_step_passes: float = 1.0,
+        retain_eliminated: float = 0.0,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -174,7 +185,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             ("ce_on", ce_on, ("positive", "anchor", "both")),
             ("pairs", pairs, ("paper", "official")),
             ("feature_pass", feature_pass, ("official", "shared")),
-            ("within_step", within_step, ("elimination", "final")),
+            ("within_step", within_step, ("elimination", "final", "mean")),
             ("repeat_draws", repeat_draws, ("uniform", "balanced")),
         ):
             if value not in allowed:
@@ -202,6 +213,13 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         ):
             raise ValueError(
                 f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}"
+            )
+        if not 0.0 <= float(retain_eliminated) <= 1.0:
+            raise ValueError(f"retain_eliminated must lie in [0, 1], got {retain_eliminated!r}")
+        if within_step == "mean" and scoring != "full":
+            raise ValueError(
+                f"within_step='mean' scores every sample once per step in eval mode: it needs scoring='full', "
+                f"got scoring={scoring!r}"
             )
         if not float(first_step_passes) > 0:
             raise ValueError(f"first_step_passes must be > 0, got {first_step_passes!r}")

@@ -51,6 +51,7 @@ class RankingSteps:
             groups=groups,
             seed=seed,
             strata=strata,
+            retain=h.retain_eliminated,
         )
 
     def _draws(self) -> int | None:
@@ -128,10 +129,20 @@ class RankingSteps:
 
     def _close_ranking_step(self) -> None:
         ctl = self.controller
-        positions, p_y = self._gathered_scores()
-        ctl.update(positions, p_y)
+        if self.hparams.within_step == "mean":
+            # every sample scored once (eval mode): the active ones decide the eliminations as with scoring="full",
+            # the eliminated ones extend their mean p_y since they left
+            end = self._dense(*self._gathered_scores(every=True))
+            positions = torch.nonzero(ctl.active).squeeze(1)
+            p_y = end[positions]
+            ctl.update(positions, p_y)
+            ctl.observe(end)
+        else:
+            positions, p_y = self._gathered_scores()
+            ctl.update(positions, p_y)
+            end = self._dense(positions, p_y)
         if self.repeat == 0 and ctl.step == 1:
-            self.first_check = self._first_step_check(self._dense(positions, p_y))
+            self.first_check = self._first_step_check(end)
             self._mid_scores = None
         rec = ctl.history[-1]
         self.log_dict(
@@ -171,6 +182,8 @@ class RankingSteps:
         within = None
         if self.hparams.within_step == "final":
             within = self._dense(*self._gathered_scores(every=True))
+        elif self.hparams.within_step == "mean":
+            within = ctl.mean_after()
         df = ctl.rankings(within)
         history = ctl.history_frame().assign(repeat=self.repeat)
         repeats = int(self.hparams.rank_repeats)

@@ -316,3 +316,30 @@ def test_first_step_passes_lengthens_only_each_runs_first_step(tiny_dm, make_tra
     assert seen.per_epoch[2] == first  # the second run starts with a long step again
     with pytest.raises(ValueError, match="first_step_passes must be > 0"):
         SebraModule(**{**TINY, "first_step_passes": 0})
+
+
+def test_retain_eliminated_reaches_every_runs_controller(tiny_dm, make_trainer):
+    model = SebraModule(**{**TINY, "rank_only": True, "rank_repeats": 2, "retain_eliminated": 0.2})
+    make_trainer().fit(model, datamodule=tiny_dm)
+    assert model.repeat == 1 and model.controller.retain == 0.2  # the second run's controller has it too
+    ctl = model.controller
+    w = ctl.draw_weights()
+    assert torch.equal(w[~ctl.active], torch.full((int((~ctl.active).sum()),), 0.2))
+    with pytest.raises(ValueError, match=r"retain_eliminated must lie in \[0, 1\]"):
+        SebraModule(**{**TINY, "retain_eliminated": -0.1})
+
+
+def test_within_step_mean_orders_waves_by_their_scores_since_elimination(tiny_dm, make_trainer):
+    model = SebraModule(**{**TINY, "rank_only": True, "within_step": "mean", "retain_eliminated": 0.1})
+    make_trainer().fit(model, datamodule=tiny_dm)
+    ctl, table = model.controller, model.rankings
+    left = ~ctl.active
+    assert bool((ctl.after_count[left] >= 1).all()) and int(ctl.after_count[ctl.active].sum()) == 0
+    # observed every step from the one it left at on (until ranking ended)
+    assert torch.equal(ctl.after_count[left], ctl.step - ctl.elim_step[left] + 1)
+    mean = pd.Series(ctl.mean_after().numpy(), index=ctl.indices.numpy())
+    np.testing.assert_allclose(table["p_final"].to_numpy(), mean.loc[table["index"]].to_numpy())
+    for _, g in table.groupby(["label", "rank"]):
+        assert g["p_final"].is_monotonic_decreasing
+    with pytest.raises(ValueError, match="needs scoring='full'"):
+        SebraModule(**{**TINY, "within_step": "mean", "scoring": "official"})
