@@ -262,16 +262,22 @@ class RankingController(GeneratorPickling):
                 rec[f"active_group{g}"] = int((self.active & (self.groups == g)).sum())
         return rec
 
-    def observe(self, p_y: torch.Tensor) -> None:
+    def observe(self, p_y: torch.Tensor, window: int | None = None) -> None:
         """Record one scoring of *every* training position (``[N]``, NaN where not scored) after :meth:`update`:
         each eliminated sample adds its ``p_y`` to its running mean from the step it left on (that step's score
-        included), so later networks keep grading a wave after it has left (:meth:`mean_after`)."""
+        included), so later networks keep grading a wave after it has left (:meth:`mean_after`). ``window``: a sample
+        stops adding after that many scorings (``None``: until ranking ends), so the late networks, which have
+        memorised their training set, do not dilute the grade."""
         p_y = torch.as_tensor(p_y, dtype=torch.float64).cpu()
         if p_y.shape != (len(self),):
             raise ValueError(
                 f"observe needs one score per training position ({len(self)}), got {tuple(p_y.shape)}"
             )
         seen = (~self.active) & torch.isfinite(p_y)
+        if window is not None:
+            if int(window) < 1:
+                raise ValueError(f"observe: window must be >= 1 scorings or None, got {window!r}")
+            seen &= self.after_count < int(window)
         self.after_sum[seen] += p_y[seen]
         self.after_count[seen] += 1
 

@@ -331,3 +331,14 @@ def test_mean_after_elimination_grades_a_wave_by_later_scores():
     assert torch.equal(other.mean_after(), mean)
     with pytest.raises(ValueError, match="one score per training position"):
         ctl.observe(torch.zeros(3))
+
+
+def test_mean_after_window_stops_adding_late_scores():
+    labels = torch.tensor([0, 0])
+    ctl = RankingController(labels, p_critical=0.5, max_steps=5, seed=0)
+    ctl.update(torch.arange(2), torch.tensor([0.9, 0.1]))
+    for p in (0.9, 0.5, 0.1):  # the step's own score, then two later ones
+        ctl.observe(torch.tensor([p, 0.1]), window=2)
+    assert ctl.after_count.tolist() == [2, 0] and ctl.mean_after()[0] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        ctl.observe(torch.tensor([0.5, 0.5]), window=0)

@@ -79,6 +79,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             by what they learn next, while late, saturated scores add little (needs ``scoring="full"``; best with
             ``retain_eliminated > 0``, without which later networks learn the wave's shortcut inverted). The paper
             leaves the within-step order open (the official code keeps batch order).
+        mean_window: with ``within_step="mean"``, how many scorings a sample's mean takes, its elimination step's
+            included (``None``: every step until ranking ends; ``2``: the step it left at and the next one).
         rank_repeats: run Stage 1 this many times, each with a fresh ranker, optimizer and draws (seeds ``seed``,
             ``seed + 1000``, ...), and combine the rankings: within a class, samples are ordered by their mean
             position percentile (:func:`~sebra.ranking.combine_rankings`). One run's order depends on which
@@ -148,6 +150,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         unranked: Literal["last", "official"] = "last",
         draws_per_step: int | Literal["active"] | None = None,
         within_step: Literal["elimination", "final", "mean"] = "elimination",
+        mean_window: int | None = None,
         rank_repeats: int = 1,
         repeat_draws: Literal["uniform", "balanced"] = "uniform",
         first_step_passes: float = 1.0,
@@ -216,6 +219,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             )
         if not 0.0 <= float(retain_eliminated) <= 1.0:
             raise ValueError(f"retain_eliminated must lie in [0, 1], got {retain_eliminated!r}")
+        if mean_window is not None and (int(mean_window) != mean_window or mean_window < 1):
+            raise ValueError(f"mean_window must be None or an integer >= 1, got {mean_window!r}")
         if within_step == "mean" and scoring != "full":
             raise ValueError(
                 f"within_step='mean' scores every sample once per step in eval mode: it needs scoring='full', "

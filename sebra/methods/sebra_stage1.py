@@ -136,7 +136,7 @@ class RankingSteps:
             positions = torch.nonzero(ctl.active).squeeze(1)
             p_y = end[positions]
             ctl.update(positions, p_y)
-            ctl.observe(end)
+            ctl.observe(end, self.hparams.mean_window)
         else:
             positions, p_y = self._gathered_scores()
             ctl.update(positions, p_y)

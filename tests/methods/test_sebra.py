@@ -341,5 +341,7 @@ def test_within_step_mean_orders_waves_by_their_scores_since_elimination(tiny_dm
     np.testing.assert_allclose(table["p_final"].to_numpy(), mean.loc[table["index"]].to_numpy())
     for _, g in table.groupby(["label", "rank"]):
         assert g["p_final"].is_monotonic_decreasing
+    with pytest.raises(ValueError, match="mean_window must be None or an integer >= 1"):
+        SebraModule(**{**TINY, "within_step": "mean", "mean_window": 0})
     with pytest.raises(ValueError, match="needs scoring='full'"):
         SebraModule(**{**TINY, "within_step": "mean", "scoring": "official"})
