@@ -15,6 +15,7 @@ the two runs may come from different lanes.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,14 @@ def ratio_config(cfg: dict[str, Any], ratio: float) -> dict[str, Any]:
     return check_config(out, where)
 
 
+_LANE_FILE = re.compile(r"r(\d+(?:\.\d+)?(?:e-?\d+)?)\.(.+)\.csv")
+
+
 def _lane_ratio(path: Path) -> float | None:
-    stem = path.name.split(".")  # r0.005.a.csv -> ["r0", "005", "a", "csv"]
-    head = ".".join(stem[:-2])
-    try:
-        return float(head[1:]) if head.startswith("r") else None
-    except ValueError:
-        return None
+    """The ratio of a lane file ``r<ratio>.<lane>.csv`` (``r0.005.a.csv``, ``r0.01.r0.01.csv``: lanes may hold
+    dots); ``None`` for any other file name."""
+    m = _LANE_FILE.fullmatch(path.name)
+    return float(m.group(1)) if m else None
 
 
 def merge_colored_mnist(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> pd.DataFrame:

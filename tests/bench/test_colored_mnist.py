@@ -68,8 +68,10 @@ def test_lanes_resume_and_merge_with_ratio_column(cfg: dict, tmp_path: Path) -> 
     fake = FakeRun()
     kw = dict(out=out, runs_dir=tmp_path / "runs", progress=False, run_fn=fake)
     run_colored_mnist(cfg, ["erm", "lff"], [0], [0.005, 0.05], lane="a", **kw)
-    run_colored_mnist(cfg, ["erm", "lff"], [1], [0.05], lane="b", **kw)
-    assert ratio_lane_file(out, 0.005, "a").exists() and ratio_lane_file(out, 0.05, "b").exists()
+    run_colored_mnist(
+        cfg, ["erm", "lff"], [1], [0.05], lane="r0.05", **kw
+    )  # the README's lane names hold dots
+    assert ratio_lane_file(out, 0.005, "a").exists() and ratio_lane_file(out, 0.05, "r0.05").exists()
     df = pd.read_csv(out)
     assert tuple(df.columns) == CMNIST_COLUMNS
     done = df[df["metric"] == "seconds"]
