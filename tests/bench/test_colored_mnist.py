@@ -102,3 +102,22 @@ def test_cli_dry_run_and_ratio_only_for_colored_mnist(tmp_path: Path, capsys) ->
         main(["--dataset", "builtin", "--ratios", "0.01", "--dry-run", "--out", str(tmp_path / "b.csv")]) == 2
     )
     assert "--ratios applies to --dataset colored_mnist only" in capsys.readouterr().err
+
+
+def test_markdown_puts_ours_beside_the_published_row() -> None:
+    from sebra.bench.colored_mnist_table import colored_mnist_markdown
+
+    rows = [(0.01, "erm", s, "unbiased_acc", v) for s, v in enumerate([50.0, 52.0, 54.0])]
+    rows += [(0.01, "sebra", 0, "unbiased_acc", 66.4), (0.01, "sebra_val_acc", 0, "unbiased_acc", 1.0)]
+    rows += [(0.05, "erm", 0, "conflicting_acc", 70.0)]
+    md = colored_mnist_markdown(pd.DataFrame(rows, columns=["ratio", "method", "seed", "metric", "value"]))
+    lines = md.splitlines()
+    assert lines[0] == "| method | 1% |"  # the 5% ratio has no unbiased_acc row
+    assert "| **ERM, ours** | 52.00 ± 2.00 |" in lines
+    assert "| ERM, published | 50.34 ± 0.16 |" in lines
+    assert "| **Sebra, ours** | 66.40 (n=1) |" in lines and not any(
+        "published" in x and "Sebra" in x for x in lines
+    )
+    assert colored_mnist_markdown(
+        pd.DataFrame(columns=["ratio", "method", "seed", "metric", "value"])
+    ).startswith("(no")
