@@ -43,11 +43,12 @@ def selected_checkpoint(trainer: L.Trainer, module: L.LightningModule) -> str | 
     ``ckpt_path="best"`` makes Lightning warn about that (it takes the first, which is this one).
     """
     from sebra.methods import SelectionCheckpoint
+    from sebra.methods.checkpoints import is_module_checkpoint
 
     if getattr(module, "selection", None) == "last":
         return None
     for cb in trainer.checkpoint_callbacks:
-        if type(cb) is SelectionCheckpoint and cb.best_model_path:  # the module's own, not a subclass of it
+        if is_module_checkpoint(cb) and isinstance(cb, SelectionCheckpoint) and cb.best_model_path:
             return cb.best_model_path
     return "best"  # none saved: Lightning's own choice (and its message)
 

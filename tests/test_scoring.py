@@ -91,7 +91,11 @@ def test_dataset_scores_keep_the_predictions_score_dataset_drops() -> None:
     out = dataset_scores(net, dm)
     ds = dm.train_eval_dataset
     assert out.pred.shape == (len(ds),) and out.pred.dtype == torch.long
-    assert torch.equal(out.p_y.double(), score_dataset(net, dm))
     x = batch_transform_of(dm)(torch.stack([ds[i]["image"] for i in range(len(ds))]), False)
     with torch.no_grad():
-        assert torch.equal(out.pred, net.eval()(x).argmax(dim=1))
+        logits = net.eval()(x)
+    assert torch.equal(out.pred, logits.argmax(dim=1))
+    # p_y computed here from the logits, not by the function dataset_scores is built from
+    expected = torch.softmax(logits, dim=1).gather(1, ds.labels[:, None]).squeeze(1)
+    assert torch.allclose(out.p_y.double(), expected.double(), atol=1e-6)
+    assert bool((out.pred != ds.labels).any())  # the fill above makes some predictions wrong

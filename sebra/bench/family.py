@@ -25,7 +25,7 @@ from sebra.bench.config import check_config
 from sebra.bench.store import lane_file, write_table
 from sebra.bench.sweep import RunFn, merge_lanes, run_bench
 
-__all__ = ["FAMILY_COLUMNS", "family_config", "merge_family", "read_family", "run_family"]
+__all__ = ["FAMILY_COLUMNS", "family_config", "merge_family", "run_family"]
 
 FAMILY_COLUMNS = ("variant", "role", "method", "seed", "metric", "value")
 DATA_CLASS = "sebra.datasets.family.FamilyDataModule"
@@ -48,20 +48,6 @@ def family_config(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def _derived_file(out: str | Path, variant: str) -> Path:
     return Path(out).parent / "family" / f"{variant}.derived.csv"
-
-
-def read_family(path: str | Path) -> pd.DataFrame:
-    """``family.csv`` as a frame (empty with the right columns when the file does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame(columns=list(FAMILY_COLUMNS))
-    df = pd.read_csv(path)
-    missing = [c for c in FAMILY_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: family results lack the column(s) {missing}; expected {list(FAMILY_COLUMNS)}"
-        )
-    return df[list(FAMILY_COLUMNS)]
 
 
 def merge_family(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> pd.DataFrame:

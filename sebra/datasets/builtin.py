@@ -33,7 +33,6 @@ from sebra.datasets.family import (
     ensure_variant,
     render_variant,
     variant_bias,
-    write_variant,
 )
 from sebra.datasets.family import default_root as variant_root
 from sebra.datasets.generated import GeneratedDataModule
@@ -45,7 +44,6 @@ __all__ = [
     "default_root",
     "ensure_builtin",
     "render_builtin",
-    "write_builtin",
 ]
 
 CLASS_NAMES = ("large", "small")
@@ -93,11 +91,6 @@ def render_builtin(spec: BuiltinSpec = BuiltinSpec()) -> dict[str, dict[str, np.
 def default_root() -> Path:
     """Where the benchmark is written unless told otherwise (``$SEBRA_DATA/builtin`` or ``~/.cache/sebra/builtin``)."""
     return variant_root("builtin")
-
-
-def write_builtin(root: str | Path, spec: BuiltinSpec = BuiltinSpec()) -> Path:
-    """Render and write the benchmark under ``root/urbancars/`` in UrbanCars' layout (atomically); returns ``root``."""
-    return write_variant(root, spec.variant())
 
 
 def ensure_builtin(root: str | Path | None = None, spec: BuiltinSpec = BuiltinSpec()) -> Path:
