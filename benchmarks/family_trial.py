@@ -128,7 +128,7 @@ def main() -> None:
     record["check_agreement"] = " ".join(f"{t:.3f}" for t in check.agreement)
     record["first_wave_share"] = " ".join(f"{t:.3f}" for t in check.first_wave_share)
     record["rank_steps"] = model.controller.step
-    runs = model._repeat_history or [model.controller.history_frame()]
+    runs = [h for _, h in model.ranking_history().groupby("repeat")]
     record["eliminated"] = " | ".join(" ".join(str(int(e)) for e in h["eliminated"]) for h in runs)
     record["seconds"] = time.perf_counter() - t0
     print(json.dumps(record))

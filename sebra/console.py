@@ -17,12 +17,13 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
+
+from sebra.methods.phase import Phase, epoch_phase
 
 __all__ = ["NOISE_WARNINGS", "Phase", "PhaseProgress", "current_phase", "format_duration", "quiet_lightning"]
 
@@ -105,64 +106,13 @@ def quiet_lightning(verbose: bool = False, own_messages: bool = True) -> Iterato
 
 
 # ---------------------------------------------------------------------------------------------------- progress
-@dataclass(frozen=True)
-class Phase:
-    """Where a fit is.
-
-    Attributes:
-        name: the phase (``"Stage 1"``, ``"Stage 1 run 2/3"``, ``"Stage 2"``, ``"ERM"``, ``"JTT identification"``).
-        unit: what it counts (``"ranking step"``, ``"epoch"``).
-        index: the unit in progress, from 1.
-        total: how many units the phase has (at most, with ``early_end``), or ``None``.
-        early_end: the phase may end before ``total`` (Stage 1 ends once every sample is eliminated).
-    """
-
-    name: str
-    unit: str
-    index: int
-    total: int | None = None
-    early_end: bool = False
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _counter(module: Any, name: str) -> int:
-    """The module's counter ``name`` (0 when it has none yet)."""
-    return _int(getattr(module, name, None)) or 0
-
-
 def current_phase(module: L.LightningModule) -> Phase:
-    """The phase ``module`` trains in now, read off its counters: SebraModule's ``stage`` (Stage 1: ``repeat`` and
-    ``controller.step``; Stage 2: the final-phase epochs), JTTModule's (identification, retraining epochs), else
-    ``current_epoch`` of ``hparams.epochs``."""
-    from sebra.methods.jtt import IDENTIFY, RETRAIN
-    from sebra.methods.sebra import MITIGATE, RANK
-
-    h = getattr(module, "hparams", {}) or {}
-    stage = getattr(module, "stage", None)
-    if stage == RANK:
-        repeats = _int(h.get("rank_repeats", 1)) or 1
-        repeat = _counter(module, "repeat")
-        step = _counter(getattr(module, "controller", None), "step") + 1
-        name = f"Stage 1 run {repeat + 1}/{repeats}" if repeats > 1 else "Stage 1"
-        return Phase(name, "ranking step", step, _int(h.get("max_steps")), early_end=True)
-    if stage == MITIGATE:
-        epoch = _counter(module, "final_epoch") + 1
-        return Phase("Stage 2", "epoch", epoch, _int(h.get("epochs")))
-    if stage == IDENTIFY:
-        epoch = _counter(module, "id_epoch") + 1
-        return Phase("JTT identification", "epoch", epoch, _int(h.get("id_epochs")))
-    if stage == RETRAIN:
-        epoch = _counter(module, "final_epoch") + 1
-        return Phase("JTT retraining", "epoch", epoch, _int(h.get("epochs")))
-    name = type(module).__name__
-    name = name.removesuffix("Module") or name
-    return Phase(name, "epoch", module.current_epoch + 1, _int(h.get("epochs")))
+    """The phase ``module`` trains in now: its own :meth:`~sebra.methods.base.BaseMethod.phase` when it has one,
+    else (a LightningModule of the user's) ``current_epoch`` of ``hparams.epochs`` under its class name."""
+    phase = getattr(module, "phase", None)
+    if callable(phase):
+        return phase()
+    return epoch_phase(module)
 
 
 def format_duration(seconds: float) -> str:

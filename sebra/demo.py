@@ -189,7 +189,7 @@ def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     trainer.fit(model, datamodule=dm)
     path = save_rankings(model.rankings, out / "rankings.csv")
     q = level_scores(model.rankings, dm.splits["train"])
-    runs = model._repeat_history or [model.controller.history_frame()]
+    runs = [h for _, h in model.ranking_history().groupby("repeat")]
     steps = "; ".join(str(h["eliminated"].tolist()) for h in runs)
     print(
         f"Stage 1: {len(runs)} run(s), {sum(len(h) for h in runs)} ranking steps in {time.time() - t:.0f} s; "

@@ -82,31 +82,40 @@ def test_format_duration() -> None:
     assert [format_duration(s) for s in (0, 9.6, 75, 3725)] == ["0:00", "0:10", "1:15", "1:02:05"]
 
 
-def _sebra(stage: str, **counters: object) -> SimpleNamespace:
-    h = {"max_steps": 12, "epochs": 8, "rank_repeats": counters.pop("rank_repeats", 1)}
-    return SimpleNamespace(hparams=h, stage=stage, **counters)
+def _sebra(stage: str, rank_repeats: int = 1, **counters: object) -> SebraModule:
+    model = SebraModule(backbone="test_resnet", max_steps=12, epochs=8, rank_repeats=rank_repeats)
+    model.stage = stage
+    for k, v in counters.items():
+        setattr(model, k, v)
+    return model
 
 
 def test_phase_of_each_method_stage() -> None:
     assert current_phase(_sebra("rank", controller=SimpleNamespace(step=1), repeat=0)) == Phase(
         "Stage 1", "ranking step", 2, 12, early_end=True
     )
-    assert current_phase(
-        _sebra("rank", controller=SimpleNamespace(step=0), repeat=1, rank_repeats=3)
-    ).name == ("Stage 1 run 2/3")
+    assert current_phase(_sebra("rank", 3, controller=SimpleNamespace(step=0), repeat=1)).name == (
+        "Stage 1 run 2/3"
+    )
+    assert current_phase(_sebra("rank")) == Phase(
+        "Stage 1", "ranking step", 1, 12, early_end=True
+    )  # before setup
     assert current_phase(_sebra("mitigate", final_epoch=2)) == Phase("Stage 2", "epoch", 3, 8)
-    jtt = SimpleNamespace(hparams={"id_epochs": 2, "epochs": 10}, stage="identify", id_epoch=1, final_epoch=0)
+    jtt = JTTModule(backbone="test_resnet", id_epochs=2, epochs=10)
+    jtt.id_epoch = 1
     assert current_phase(jtt) == Phase("JTT identification", "epoch", 2, 2)
     jtt.stage, jtt.final_epoch = "retrain", 3
     assert current_phase(jtt) == Phase("JTT retraining", "epoch", 4, 10)
+    erm = ERMModule(backbone="test_resnet", epochs=10)
+    assert current_phase(erm) == Phase("ERM", "epoch", 1, 10) == erm.phase()
 
 
-def test_phase_of_a_one_phase_method_is_its_epoch() -> None:
-    class ERMModule:  # the class name is what the line shows
+def test_phase_of_a_module_without_one_is_its_epoch() -> None:
+    class MyNetModule:  # a user's LightningModule: the class name is what the line shows
         hparams = {"epochs": 10}
         current_epoch = 3
 
-    assert current_phase(ERMModule()) == Phase("ERM", "epoch", 4, 10)
+    assert current_phase(MyNetModule()) == Phase("MyNet", "epoch", 4, 10)
 
 
 class _Clock:

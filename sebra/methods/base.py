@@ -21,6 +21,7 @@ from sebra.methods.devices import apply_gpu_options
 from sebra.methods.finite import check_finite_loss
 from sebra.methods.group_layout import group_metric
 from sebra.methods.optim import make_optimizer
+from sebra.methods.phase import Phase, epoch_phase
 from sebra.utils.files import remove_stale_temporaries
 from sebra.utils.rng import GeneratorPickling
 
@@ -51,6 +52,11 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         self.selection = selection
         self.num_classes = num_classes
         self.metrics = torch.nn.ModuleDict()
+
+    def phase(self) -> Phase:
+        """Where this fit is (the console's progress line and the non-finite messages name it): one-phase methods
+        count epochs of ``hparams.epochs``; two-phase methods say their own phase."""
+        return epoch_phase(self)
 
     # --- set-up from the data module ---------------------------------------------------------------------------
     @property

@@ -20,9 +20,9 @@ class NonFiniteScores(NonFiniteError):
 
 def phase_step(module: Any, batch_idx: int | None = None) -> str:
     """Where ``module``'s fit is: ``"Stage 1 ranking step 2"``, ``"ERM epoch 3"``, with the batch when known."""
-    from sebra.console import current_phase  # console imports the methods: imported on use
+    from sebra.methods.phase import epoch_phase
 
-    phase = current_phase(module)
+    phase = module.phase() if callable(getattr(module, "phase", None)) else epoch_phase(module)
     batch = f", batch {batch_idx + 1}" if batch_idx is not None else ""
     return f"{phase.name} {phase.unit} {phase.index}{batch}"
 

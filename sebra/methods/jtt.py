@@ -31,6 +31,7 @@ from typing_extensions import override
 from sebra.backbones import Classifier
 from sebra.methods.args import Selection
 from sebra.methods.optim import cosine_lr, make_optimizer
+from sebra.methods.phase import Phase, as_int
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 from sebra.methods.two_phase import TwoPhaseMethod
 from sebra.scoring import dataset_scores, error_set_rankings
@@ -133,6 +134,13 @@ class JTTModule(TwoPhaseMethod):
                 self.hparams.seed + 1
             )  # the fresh network of the retraining phase
             self._apply_gpu_options(self.id_net, self.net)
+
+    @override
+    def phase(self) -> Phase:
+        h = self.hparams
+        if self.stage == IDENTIFY:
+            return Phase("JTT identification", "epoch", self.id_epoch + 1, as_int(h.get("id_epochs")))
+        return Phase("JTT retraining", "epoch", self.final_epoch + 1, as_int(h.get("epochs")))
 
     def first_network(self) -> nn.Module:
         """The identification network."""

@@ -40,6 +40,7 @@ from sebra.diagnostics import PartitionCheck
 from sebra.export import check_ranking_values, check_rankings, load_rankings
 from sebra.methods.args import Selection
 from sebra.methods.optim import make_optimizer
+from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import RankingSteps
 from sebra.methods.sebra_stage2 import PairDataset, PairMitigation, check_given_rankings, stage2_bins
 from sebra.methods.two_phase import TwoPhaseMethod
@@ -250,6 +251,24 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
         self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
         self.n_dropped = 0  # anchors of the current Stage 2 pair table without a valid positive (logged)
+
+    @override
+    def phase(self) -> Phase:
+        h = self.hparams
+        if self.stage == RANK:
+            repeats = as_int(h.get("rank_repeats")) or 1
+            name = f"Stage 1 run {self.repeat + 1}/{repeats}" if repeats > 1 else "Stage 1"
+            step = (self.controller.step if self.controller is not None else 0) + 1
+            return Phase(name, "ranking step", step, as_int(h.get("max_steps")), early_end=True)
+        return Phase("Stage 2", "epoch", self.final_epoch + 1, as_int(h.get("epochs")))
+
+    def ranking_history(self) -> pd.DataFrame:
+        """Per ranking step of every Stage 1 run so far: the eliminations (``ranking_history.csv``'s rows, with
+        ``repeat``, the run)."""
+        runs = [*self._repeat_history]
+        if self.controller is not None and len(runs) < self.repeat + 1:
+            runs.append(self.controller.history_frame().assign(repeat=self.repeat))
+        return pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
 
     @property
     def ranking_check(self) -> PartitionCheck | None:

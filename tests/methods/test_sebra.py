@@ -237,7 +237,7 @@ def test_within_step_final_orders_each_step_by_the_final_network(tiny_dm, make_t
     by_index = dict(zip(train.indices.tolist(), p.tolist()))
     assert [by_index[i] for i in df["index"]] == pytest.approx(df["p_final"].tolist(), abs=1e-5)
     with pytest.raises(ValueError, match="within_step must be one of"):
-        SebraModule(**{**TINY, "within_step": "mean"})
+        SebraModule(**{**TINY, "within_step": "median"})
 
 
 def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer):
@@ -270,6 +270,7 @@ def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer,
     pd.testing.assert_frame_equal(model.rankings[expected.columns], expected)
     hist = pd.read_csv(Path(trainer.log_dir) / "ranking_history.csv")
     assert sorted(hist["repeat"].unique()) == [0, 1]
+    pd.testing.assert_frame_equal(model.ranking_history()[hist.columns], hist, check_dtype=False)
     assert trainer.current_epoch == len(hist)  # every ranking step of both runs was one epoch
     with pytest.raises(ValueError, match="rank_repeats must be an integer >= 1"):
         SebraModule(**{**TINY, "rank_repeats": 0})
