@@ -23,7 +23,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from sebra.methods.phase import Phase, epoch_phase
+from sebra.methods.phase import Phase, current_phase
 
 __all__ = ["NOISE_WARNINGS", "Phase", "PhaseProgress", "current_phase", "format_duration", "quiet_lightning"]
 
@@ -106,15 +106,6 @@ def quiet_lightning(verbose: bool = False, own_messages: bool = True) -> Iterato
 
 
 # ---------------------------------------------------------------------------------------------------- progress
-def current_phase(module: L.LightningModule) -> Phase:
-    """The phase ``module`` trains in now: its own :meth:`~sebra.methods.base.BaseMethod.phase` when it has one,
-    else (a LightningModule of the user's) ``current_epoch`` of ``hparams.epochs`` under its class name."""
-    phase = getattr(module, "phase", None)
-    if callable(phase):
-        return phase()
-    return epoch_phase(module)
-
-
 def format_duration(seconds: float) -> str:
     """``75`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"``."""
     s = max(0, round(seconds))

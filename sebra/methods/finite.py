@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from sebra.methods.phase import current_phase
+
 __all__ = ["NonFiniteError", "NonFiniteScores", "check_finite_loss", "nonfinite_scores_message", "phase_step"]
 
 
@@ -20,9 +22,7 @@ class NonFiniteScores(NonFiniteError):
 
 def phase_step(module: Any, batch_idx: int | None = None) -> str:
     """Where ``module``'s fit is: ``"Stage 1 ranking step 2"``, ``"ERM epoch 3"``, with the batch when known."""
-    from sebra.methods.phase import epoch_phase
-
-    phase = module.phase() if callable(getattr(module, "phase", None)) else epoch_phase(module)
+    phase = current_phase(module)
     batch = f", batch {batch_idx + 1}" if batch_idx is not None else ""
     return f"{phase.name} {phase.unit} {phase.index}{batch}"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Phase", "as_int", "epoch_phase"]
+__all__ = ["Phase", "as_int", "current_phase", "epoch_phase"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,10 @@ def epoch_phase(module: Any, name: str | None = None) -> Phase:
         cls = type(module).__name__
         name = cls.removesuffix("Module") or cls
     return Phase(name, "epoch", int(getattr(module, "current_epoch", 0)) + 1, as_int(h.get("epochs")))
+
+
+def current_phase(module: Any) -> Phase:
+    """The phase ``module`` trains in now: its own :meth:`~sebra.methods.base.BaseMethod.phase` when it has one,
+    else (a LightningModule of the user's) :func:`epoch_phase`."""
+    phase = getattr(module, "phase", None)
+    return phase() if callable(phase) else epoch_phase(module)
