@@ -103,7 +103,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             wave, the ranker learns the slower shortcut *and* the fast one inverted (it predicts the wrong class on
             everything left), so with ``within_step="final"`` its confidence inverts the wave's order; keeping the
             eliminated samples in the draws at a small weight keeps the fast shortcut's sign, so the final network
-            grades the wave by the slower shortcut (BENCHMARKS.md §7.5).
+            grades the wave by the slower shortcut (BENCHMARKS.md §7.6).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
@@ -185,11 +184,10 @@ class RankingSteps:
         elif self.hparams.within_step == "mean":
             within = ctl.mean_after()
         df = ctl.rankings(within)
-        history = ctl.history_frame().assign(repeat=self.repeat)
         repeats = int(self.hparams.rank_repeats)
         if repeats > 1:
             self._repeat_tables.append(df)
-            self._repeat_history.append(history)
+            self._repeat_history.append(ctl.history_frame().assign(repeat=self.repeat))
             if self.repeat + 1 < repeats:
                 rank_zero_info(
                     f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
@@ -198,7 +196,6 @@ class RankingSteps:
                 self._next_repeat()
                 return
             df = combine_rankings(self._repeat_tables)
-            history = pd.concat(self._repeat_history, ignore_index=True)
         train = self.datamodule.train_dataset
         extra = train.table.drop(columns=["label"]).set_index("index")
         keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
@@ -209,6 +206,7 @@ class RankingSteps:
         if self.first_check is None:  # e.g. a first step of one batch
             self.first_check = unchecked(ctl.labels, None, "ranking blindness not checked")
         check = self.first_check
+        history = self.ranking_history()
         log_dir = self.side_file_dir()
         if log_dir is not None:
             self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
