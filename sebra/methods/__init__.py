@@ -1,6 +1,7 @@
 """Training methods as LightningModules over one harness (data modules, backbones, metrics, selection).
 
-:data:`METHODS` names every method a benchmark config or the command line can pick.
+:data:`METHODS` names every method a benchmark config or the command line can pick; :class:`RankedHeadModule`
+(a mitigation over a trained network and a ranking table) is built by the ranker x mitigation grid instead.
 """
 
 from sebra.methods.base import BaseMethod
@@ -10,6 +11,7 @@ from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
 from sebra.methods.jtt import JTTModule
 from sebra.methods.lff import LfFModule
 from sebra.methods.optim import make_optimizer
+from sebra.methods.ranked_head import RankedHeadModule
 from sebra.methods.sebra import SebraModule
 from sebra.methods.sebra_stage2 import PairDataset
 from sebra.methods.two_phase import TwoPhaseMethod
@@ -33,6 +35,7 @@ __all__ = [
     "LastCheckpoint",
     "LfFModule",
     "PairDataset",
+    "RankedHeadModule",
     "SebraModule",
     "SelectionCheckpoint",
     "TwoPhaseMethod",

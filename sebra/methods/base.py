@@ -25,7 +25,7 @@ from sebra.methods.phase import Phase, epoch_phase
 from sebra.utils.files import remove_stale_temporaries
 from sebra.utils.rng import GeneratorPickling
 
-__all__ = ["BaseMethod"]
+__all__ = ["BaseMethod", "EpochLimited"]
 
 
 class BaseMethod(GeneratorPickling, L.LightningModule):
@@ -249,3 +249,18 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
             return []  # test/validate after fit on the same Trainer: keep the fit's instances (one per purpose)
         self.selection = resolve_selection(self.selection, self.datamodule, type(self).__name__)
         return checkpoint_callbacks(self.selection)
+
+
+class EpochLimited(BaseMethod):
+    """A one-phase method that trains ``hparams.epochs`` epochs and stops the trainer itself (so the Trainer may
+    run with ``max_epochs=-1``), and knows a resumed fit that already ran them all."""
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        if self.current_epoch + 1 >= self.hparams.epochs:
+            self.trainer.should_stop = True
+
+    @override
+    def fit_finished(self) -> bool:
+        """True once every configured epoch has run."""
+        return self.current_epoch >= self.hparams.epochs

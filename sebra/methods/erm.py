@@ -9,13 +9,13 @@ from typing_extensions import override
 
 from sebra.backbones import Classifier
 from sebra.methods.args import Selection
-from sebra.methods.base import BaseMethod
+from sebra.methods.base import EpochLimited
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 
 __all__ = ["ERMModule"]
 
 
-class ERMModule(BaseMethod):
+class ERMModule(EpochLimited):
     """Empirical risk minimisation with cross-entropy.
 
     Args:
@@ -25,7 +25,7 @@ class ERMModule(BaseMethod):
         lr_schedule: ``none`` or ``cosine`` (over ``epochs``).
         sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
             labels, the label-using reference "oracle" of the benchmarks).
-        selection: see :class:`BaseMethod`.
+        selection: see :class:`~sebra.methods.base.BaseMethod`.
         seed: seeds the initialisation and the shuffling / group-balanced draws (``sample_generator``, saved in
             checkpoints).
         channels_last, compile: GPU options, see :class:`~sebra.methods.sebra.SebraModule`.
@@ -86,15 +86,6 @@ class ERMModule(BaseMethod):
         loss = self.loss(logits, batch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
-
-    @override
-    def on_train_epoch_end(self) -> None:
-        if self.current_epoch + 1 >= self.hparams.epochs:
-            self.trainer.should_stop = True
-
-    def fit_finished(self) -> bool:
-        """True once every configured epoch has run."""
-        return self.current_epoch >= self.hparams.epochs
 
     # --- checkpoints: the shuffling resumes where it stopped ----------------------------------------------------
     @override
