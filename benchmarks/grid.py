@@ -45,10 +45,18 @@ def grid_table(df: pd.DataFrame, metric: str = "worst_group_acc") -> pd.DataFram
     return table
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table (pandas' ``to_markdown`` needs the optional ``tabulate``)."""
+    head = ["ranker", *map(str, table.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([str(i), *(str(v) for v in row)]) + " |" for i, row in table.iterrows()]
+    return "\n".join(lines)
+
+
 def merge(out: Path) -> pd.DataFrame:
-    parts = [pd.read_csv(p) for p in sorted((RESULTS / "grid").glob("*.csv"))]
+    parts = [pd.read_csv(p, dtype={"mitigation": str}) for p in sorted((RESULTS / "grid").glob("*.csv"))]
     df = pd.concat(parts, ignore_index=True)
-    df["mitigation"] = df["mitigation"].fillna("")
+    df["mitigation"] = df["mitigation"].astype(object).fillna("")
     df = df.drop_duplicates(["variant", "ranker", "mitigation", "seed", "metric"], keep="last")
     atomic_write(out, lambda tmp: df[GRID_COLUMNS].to_csv(tmp, index=False))
     return df
@@ -70,7 +78,7 @@ def main() -> None:
         df = merge(RESULTS / "grid.csv")
         for role, sub in df.groupby("role"):
             print(f"\n## {role} (worst-group %, mean ± std over seeds of the mean over variants)\n")
-            print(grid_table(sub).to_markdown())
+            print(markdown(grid_table(sub)))
         return
     torch.set_num_threads(a.threads)
     names = a.variants or variants(a.role)
@@ -79,7 +87,7 @@ def main() -> None:
             raise SystemExit(f"grid: {name!r} is a {variant(name).role} variant, not {a.role}")
     lane = RESULTS / "grid" / f"{a.lane}.csv"
     lane.parent.mkdir(parents=True, exist_ok=True)
-    held = pd.read_csv(lane) if lane.exists() else pd.DataFrame(columns=GRID_COLUMNS)
+    held = pd.read_csv(lane, dtype={"mitigation": str}) if lane.exists() else pd.DataFrame(columns=GRID_COLUMNS)
 
     def save(rows: list[dict]) -> None:
         nonlocal held
@@ -90,7 +98,7 @@ def main() -> None:
     for seed in a.seeds:
         for name in names:
             mine = held[(held["variant"] == name) & (held["seed"] == seed)]
-            done = set(zip(mine["ranker"], mine["mitigation"].fillna("")))
+            done = set(zip(mine["ranker"], mine["mitigation"].astype(object).fillna("")))
             cfg = family_config(base, name)
             run_cell(
                 cfg,
