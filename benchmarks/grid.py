@@ -87,7 +87,9 @@ def main() -> None:
             raise SystemExit(f"grid: {name!r} is a {variant(name).role} variant, not {a.role}")
     lane = RESULTS / "grid" / f"{a.lane}.csv"
     lane.parent.mkdir(parents=True, exist_ok=True)
-    held = pd.read_csv(lane, dtype={"mitigation": str}) if lane.exists() else pd.DataFrame(columns=GRID_COLUMNS)
+    held = (
+        pd.read_csv(lane, dtype={"mitigation": str}) if lane.exists() else pd.DataFrame(columns=GRID_COLUMNS)
+    )
 
     def save(rows: list[dict]) -> None:
         nonlocal held
