@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from sebra.bench.family import family_config
-from sebra.bench.grid import GRID_COLUMNS, run_cell
+from sebra.bench.grid import GRID_COLUMNS, RANKERS, run_cell
 from sebra.datasets.family import variant, variants
 from sebra.presets import builtin_config
 from sebra.utils.files import atomic_write
@@ -68,6 +68,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="*", default=None, help="default: every variant of --role")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--mitigations", nargs="*", default=["ranked_head", "stage2"])
+    p.add_argument("--rankers", nargs="*", default=list(RANKERS), choices=RANKERS)
     p.add_argument("--erm-conf-epoch", type=int, default=1)
     p.add_argument("--lane", default="a")
     p.add_argument("--runs-dir", default="runs/grid")
@@ -109,6 +110,7 @@ def main() -> None:
                 seed,
                 a.runs_dir,
                 mitigations=tuple(a.mitigations),
+                rankers=tuple(a.rankers),
                 erm_conf_epoch=a.erm_conf_epoch,
                 done=done,
                 on_rows=save,
