@@ -77,9 +77,9 @@ def main() -> None:
     labels, idx = train.labels.numpy(), evalds.indices.numpy()
     base = load_rankings(a.rankings) if a.rankings else None
     weights = np.ones(len(train))
-    if base is not None:
-        first = base.set_index("index").loc[idx, "rank"].to_numpy() == 1
-        weights[first] = a.first_wave_weight
+    ranks = base.set_index("index").loc[idx, "rank"].to_numpy() if base is not None else None
+    if ranks is not None:
+        weights[ranks == 1] = a.first_wave_weight
     fold = folds_of(labels, a.folds, a.seed)
     scores = np.zeros((a.epochs, len(train)))
     t0 = time.perf_counter()
@@ -115,8 +115,7 @@ def main() -> None:
                 "pure": tau3(pure, evalds),
                 "seconds": round(seconds, 1),
             }
-            if base is not None:
-                ranks = base.set_index("index").loc[idx, "rank"].to_numpy()
+            if ranks is not None:
                 lex = order_table(pd.DataFrame({"index": idx, "label": labels, "rank": ranks, "p_y": s}))
                 record.update(
                     stage1=tau3(base, evalds),

@@ -24,6 +24,7 @@ import torch
 
 from sebra.bench.family import family_config
 from sebra.bench.grid import GRID_COLUMNS, RANKERS, run_cell
+from sebra.bench.tables import format_mean_std
 from sebra.datasets.family import variant, variants
 from sebra.presets import builtin_config
 from sebra.utils.files import atomic_write
@@ -36,9 +37,7 @@ def grid_table(df: pd.DataFrame, metric: str = "worst_group_acc") -> pd.DataFram
     sub = df[(df["metric"] == metric) & (df["mitigation"].fillna("") != "")]
     per_seed = sub.groupby(["ranker", "mitigation", "seed"])["value"].mean()
     stats = per_seed.groupby(["ranker", "mitigation"]).agg(["mean", "std", "count"])
-    cell = stats.apply(
-        lambda r: f"{r['mean']:.1f} ± {0 if pd.isna(r['std']) else r['std']:.1f} ({int(r['count'])})", axis=1
-    )
+    cell = stats.apply(lambda r: f"{format_mean_std(r['mean'], r['std'])} ({int(r['count'])})", axis=1)
     table = cell.unstack("mitigation")
     tau = df[(df["metric"] == "kendall_tau_b_3") & (df["mitigation"].fillna("") == "")]
     table["τ-b (3)"] = tau.groupby("ranker")["value"].mean().round(3)

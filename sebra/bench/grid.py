@@ -34,6 +34,7 @@ import torch
 
 from sebra.bench.run import run_dir, run_one
 from sebra.export import load_rankings, save_rankings
+from sebra.ranking import number_positions
 from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, error_set_rankings
 
@@ -61,8 +62,7 @@ def true_level_rankings(train: Any, seed: int) -> pd.DataFrame:
             "p_y": 1.0 - (levels[order] + 1) / (levels.max() + 2.0),
         }
     )
-    df.insert(3, "position", df.groupby("label").cumcount().to_numpy() + 1)
-    return df
+    return number_positions(df)[["index", "label", "rank", "position", "p_y"]]
 
 
 def _epoch_scores(erm_dir: Path, epoch: int) -> pd.DataFrame:
