@@ -38,7 +38,7 @@ def grid_table(df: pd.DataFrame, metric: str = "worst_group_acc") -> pd.DataFram
     per_seed = sub.groupby(["ranker", "mitigation", "seed"])["value"].mean()
     stats = per_seed.groupby(["ranker", "mitigation"]).agg(["mean", "std", "count"])
     cell = stats.apply(lambda r: f"{format_mean_std(r['mean'], r['std'])} ({int(r['count'])})", axis=1)
-    table = cell.unstack("mitigation")
+    table = cell.unstack("mitigation").fillna("–")  # a (ranker, mitigation) not run
     tau = df[(df["metric"] == "kendall_tau_b_3") & (df["mitigation"].fillna("") == "")]
     table["τ-b (3)"] = tau.groupby("ranker")["value"].mean().round(3)
     return table
