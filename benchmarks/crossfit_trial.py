@@ -8,7 +8,9 @@ sees the slow shortcut on gradient-dot but memorises the conflicting samples on 
 sample with a network trained on the *other* folds cannot memorise it. Each fold's network is the benchmark's ERM
 network (test_resnet, AdamW 1e-3, weight decay 0.05, batch 128, crop+flip); with ``--rankings`` the samples of that
 ranking's first wave (``rank == 1``) are drawn at ``--first-wave-weight`` of the others' rate, so the network trains
-mostly on what Stage 1 left (where the slow shortcut is still aligned), as ``retain_eliminated`` does.
+mostly on what Stage 1 left (where the slow shortcut is still aligned), as ``retain_eliminated`` does. With
+``--balance-waves`` each class's first wave and its remainder weigh the same: the fast shortcut is aligned in the one
+and inverted in the other, so it predicts nothing, while the slow one is aligned in both.
 
 Printed and appended to ``--out`` per epoch: tau-b (3 levels) of the held-out ``p_y`` order alone (``pure``), of
 Stage 1's waves re-ordered inside by it (``lex``), and of both orders combined by mean position (``combined``);
@@ -60,6 +62,11 @@ def main() -> None:
         "--rankings", default=None, help="a Stage 1 rankings.csv whose first wave is down-weighted"
     )
     p.add_argument("--first-wave-weight", type=float, default=1.0)
+    p.add_argument(
+        "--balance-waves",
+        action="store_true",
+        help="weight each class's first wave and the rest of it equally (the fast shortcut carries nothing)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/crossfit_trials.csv")
@@ -78,8 +85,15 @@ def main() -> None:
     base = load_rankings(a.rankings) if a.rankings else None
     weights = np.ones(len(train))
     ranks = base.set_index("index").loc[idx, "rank"].to_numpy() if base is not None else None
-    if ranks is not None:
+    if ranks is not None and a.balance_waves:
+        for c in np.unique(labels):
+            for wave in (ranks == 1, ranks != 1):
+                members = (labels == c) & wave
+                weights[members] = 1.0 / max(1, int(members.sum()))
+    elif ranks is not None:
         weights[ranks == 1] = a.first_wave_weight
+    elif a.balance_waves:
+        raise SystemExit("crossfit_trial: --balance-waves needs --rankings (the waves are Stage 1's)")
     fold = folds_of(labels, a.folds, a.seed)
     scores = np.zeros((a.epochs, len(train)))
     t0 = time.perf_counter()
@@ -108,7 +122,7 @@ def main() -> None:
                 "variant": a.variant,
                 "seed": a.seed,
                 "rankings": a.rankings or "",
-                "first_wave_weight": a.first_wave_weight,
+                "first_wave_weight": "balanced" if a.balance_waves else a.first_wave_weight,
                 "folds": a.folds,
                 "epoch": e + 1,
                 "scores": kind,

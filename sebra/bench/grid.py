@@ -18,7 +18,11 @@ table as its only knowledge of the ranker:
 
 * ``stage2``: Sebra's Stage 2 as the config ships it (``SebraModule(rankings=...)``);
 * ``ranked_head``: rank-balanced last-layer retraining of the ERM run's last network
-  (:class:`~sebra.methods.ranked_head.RankedHeadModule`).
+  (:class:`~sebra.methods.ranked_head.RankedHeadModule`);
+* ``rank_upsampled``: ERM from scratch with draws weighted by rank bin, JTT's retraining with the table for its
+  error set (:class:`~sebra.methods.rank_upsampled.RankUpsampledModule`; the config's ``erm`` settings);
+* ``rank_dro``: GroupDRO over (class, rank bin) pseudo-groups (:class:`~sebra.methods.rank_group_dro.RankGroupDROModule`;
+  the config's ``groupdro`` settings, ``uniform`` sampling: its ``group_balanced`` draws read the true groups).
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ __all__ = ["GRID_COLUMNS", "MITIGATIONS", "RANKERS", "parse_mitigation", "run_ce
 
 GRID_COLUMNS = ["variant", "role", "ranker", "mitigation", "seed", "metric", "value"]
 RANKERS = ("sebra", "erm_conf", "error_set", "true_levels")
-MITIGATIONS = ("stage2", "ranked_head")
+MITIGATIONS = ("stage2", "ranked_head", "rank_upsampled", "rank_dro")
+_FROM_SCRATCH = {
+    "rank_upsampled": ("erm", "sebra.methods.rank_upsampled.RankUpsampledModule"),
+    "rank_dro": ("groupdro", "sebra.methods.rank_group_dro.RankGroupDROModule"),
+}
 _ENTRY = {"bench": {"also_select": [], "confidence_ranker": None}, "trainer": {}}
 
 
@@ -161,6 +169,14 @@ def _mitigation_entry(cfg: dict[str, Any], mitigation: str, rankings: Path, erm_
                 "init_args": {"checkpoint": str(erm_ckpt), "rankings": str(rankings), **settings},
             },
         }
+    if mitigation in _FROM_SCRATCH:
+        method, class_path = _FROM_SCRATCH[mitigation]
+        args = copy.deepcopy(cfg["methods"][method]["model"]["init_args"])
+        args.update(sampling="uniform", rankings=str(rankings), **settings)
+        entry = {**copy.deepcopy(_ENTRY), "model": {"class_path": class_path, "init_args": args}}
+        if "trainer" in cfg["methods"][method]:
+            entry["trainer"] = copy.deepcopy(cfg["methods"][method]["trainer"])
+        return entry
     raise ValueError(f"grid: unknown mitigation {mitigation!r}; expected one of {MITIGATIONS}")
 
 

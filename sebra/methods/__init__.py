@@ -1,7 +1,8 @@
 """Training methods as LightningModules over one harness (data modules, backbones, metrics, selection).
 
-:data:`METHODS` names every method a benchmark config or the command line can pick; :class:`RankedHeadModule`
-(a mitigation over a trained network and a ranking table) is built by the ranker x mitigation grid instead.
+:data:`METHODS` names every method a benchmark config or the command line can pick. The mitigations that consume a
+ranking table (:class:`RankedHeadModule`, :class:`RankUpsampledModule`, :class:`RankGroupDROModule`; Sebra's Stage 2
+is ``SebraModule(rankings=...)``) are built by the ranker x mitigation grid instead.
 """
 
 from sebra.methods.base import BaseMethod
@@ -11,6 +12,8 @@ from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
 from sebra.methods.jtt import JTTModule
 from sebra.methods.lff import LfFModule
 from sebra.methods.optim import make_optimizer
+from sebra.methods.rank_group_dro import RankGroupDROModule
+from sebra.methods.rank_upsampled import RankUpsampledModule
 from sebra.methods.ranked_head import RankedHeadModule
 from sebra.methods.sebra import SebraModule
 from sebra.methods.sebra_stage2 import PairDataset
@@ -35,6 +38,8 @@ __all__ = [
     "LastCheckpoint",
     "LfFModule",
     "PairDataset",
+    "RankGroupDROModule",
+    "RankUpsampledModule",
     "RankedHeadModule",
     "SebraModule",
     "SelectionCheckpoint",

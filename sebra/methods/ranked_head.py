@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.export import check_ranking_values, check_rankings, load_rankings
 from sebra.methods.args import Selection, require
 from sebra.methods.base import EpochLimited
+from sebra.methods.rank_table import given_rankings
 from sebra.methods.sebra_stage2 import check_given_rankings
 
 __all__ = ["RankedHeadModule", "least_spurious", "load_classifier"]
@@ -115,12 +115,7 @@ class RankedHeadModule(EpochLimited):
             require(type(self).__name__, name, getattr(self.hparams, name), integer=True, low=low)
         require(type(self).__name__, "lr", lr, low=0, low_open=True)
         require(type(self).__name__, "weight_decay", weight_decay, low=0)
-        if isinstance(rankings, pd.DataFrame):
-            check_rankings(rankings, "RankedHeadModule(rankings=...)")
-            check_ranking_values(rankings, "RankedHeadModule(rankings=...)")
-            self.given_rankings = rankings
-        else:
-            self.given_rankings = load_rankings(rankings)
+        self.given_rankings = given_rankings(rankings, type(self).__name__)
         self.net: Classifier | None = None
         self.chosen: np.ndarray | None = None  # dataset indices of the samples that train the head
         self.shuffle_generator = torch.Generator().manual_seed(seed)

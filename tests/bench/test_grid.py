@@ -39,7 +39,7 @@ def test_mitigation_specs_name_their_settings() -> None:
 
 
 def test_one_cell_runs_every_ranker_under_every_mitigation_and_resumes(cfg, tmp_path) -> None:
-    mitigations = ("ranked_head:per_class=2,epochs=2", "stage2")
+    mitigations = ("ranked_head:per_class=2,epochs=2", "stage2", "rank_upsampled:bins=2", "rank_dro:bins=2")
     rows = pd.DataFrame(run_cell(cfg, "toy", "dev", 0, tmp_path, mitigations=mitigations))
     assert set(rows.columns) == {"variant", "role", "ranker", "mitigation", "seed", "metric", "value"}
     pairs = set(zip(rows["ranker"], rows["mitigation"]))
@@ -52,6 +52,9 @@ def test_one_cell_runs_every_ranker_under_every_mitigation_and_resumes(cfg, tmp_
     assert len(wga) == 1 + len(RANKERS) * len(mitigations)
     head = rows[(rows["metric"] == "head_samples")]["value"]
     assert (head == 4).all()  # two per class, whatever the ranker
+    fits = tmp_path / "toy" / "seed0" / "fits"
+    dro = [p for p in fits.rglob("hparams.yaml") if "rank_dro" in str(p)]
+    assert dro and all("sampling: uniform" in p.read_text() for p in dro)  # never the true groups' draws
     for ranker in RANKERS:  # each ranker's table is kept for inspection, in the one checked format
         load_rankings(tmp_path / "toy" / "seed0" / f"rankings_{ranker}.csv")
     again = run_cell(cfg, "toy", "dev", 0, tmp_path, mitigations=mitigations, done=pairs)

@@ -73,3 +73,12 @@ class TinyDataModule(SebraDataModule):
 
     def build_splits(self) -> dict[str, ImageDataset]:
         return tiny_splits(self.data_seed)
+
+
+def ranked_table(train: ImageDataset, key: np.ndarray) -> pd.DataFrame:
+    """A ranking table of ``train`` ordered per class by ``key`` descending (the first is the most spurious)."""
+    df = pd.DataFrame({"index": train.indices.numpy(), "label": train.labels.numpy(), "p_y": key})
+    df = df.sort_values(["label", "p_y"], ascending=[True, False]).reset_index(drop=True)
+    df.insert(2, "rank", 1)
+    df.insert(3, "position", df.groupby("label").cumcount() + 1)
+    return df

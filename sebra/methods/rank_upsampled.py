@@ -1,0 +1,71 @@
+"""Rank-upsampled ERM: JTT's retraining step with the ranking table in place of JTT's own error set.
+
+JTT (Liu et al., ICML 2021) draws the samples its identification network got wrong ``upweight`` times as often as
+the rest. Here the table decides instead, on a graded scale rather than two levels: each class's ranked order is cut
+into ``bins`` equal parts (the bins Stage 2 pairs on) and part ``b`` (``0`` = most spurious) is drawn with weight
+``upweight ** (b / (bins - 1))``, so the least spurious part is drawn ``upweight`` times as often as the most
+spurious one. It reads only the table and the data module: it does not know which ranker made the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from typing_extensions import override
+
+from sebra.methods.args import require
+from sebra.methods.erm import ERMModule
+from sebra.methods.rank_table import given_rankings, position_bins
+from sebra.methods.sampling import weighted_loader
+
+__all__ = ["RankUpsampledModule", "bin_weights"]
+
+
+def bin_weights(bins: torch.Tensor, num_bins: int, upweight: float) -> torch.Tensor:
+    """Draw weight per sample from its rank bin: geometric from 1 (bin 0) to ``upweight`` (bin ``num_bins - 1``)."""
+    return torch.as_tensor(upweight, dtype=torch.float64) ** (bins.double() / (num_bins - 1))
+
+
+class RankUpsampledModule(ERMModule):
+    """ERM trained from scratch on draws weighted by the ranking (no group labels).
+
+    Args:
+        rankings: the ranking table (DataFrame or a ``rankings.csv`` path) of the training split.
+        bins: per-class equal-size bins of the ranked order (>= 2).
+        upweight: draw weight of the least spurious bin relative to the most spurious one (JTT's lambda_up for
+            its two levels; geometric in between).
+        **kwargs: :class:`~sebra.methods.erm.ERMModule`'s arguments (network, optimizer, epochs, selection,
+            seed); ``sampling`` must stay ``uniform``: the ranking replaces it.
+    """
+
+    def __init__(
+        self, rankings: pd.DataFrame | str, bins: int = 10, upweight: float = 20.0, **kwargs: Any
+    ) -> None:
+        if kwargs.get("sampling", "uniform") != "uniform":
+            raise ValueError(
+                f"RankUpsampledModule: sampling must be 'uniform' (the ranking sets the draws), got "
+                f"{kwargs['sampling']!r}"
+            )
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["rankings"])
+        require(type(self).__name__, "bins", bins, integer=True, low=2)
+        require(type(self).__name__, "upweight", upweight, low=1)
+        self.given_rankings = given_rankings(rankings, type(self).__name__)
+        self.draw_weights: torch.Tensor | None = None  # per training position
+
+    @override
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.draw_weights is None:
+            bins = position_bins(
+                self.given_rankings, self.datamodule.train_dataset, self.hparams.bins, "RankUpsampledModule"
+            )
+            self.draw_weights = bin_weights(bins, self.hparams.bins, self.hparams.upweight)
+
+    @override
+    def train_loader(self, dm: Any) -> DataLoader:
+        """Seeded draws with replacement, weighted by rank bin."""
+        return weighted_loader(dm, self.draw_weights, self.sample_generator)
