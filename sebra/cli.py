@@ -1,4 +1,4 @@
-"""The ``sebra`` command: ``demo``, ``rank``, ``fit``, ``data verify``, ``inspect``, ``bench``.
+"""The ``sebra`` command: ``demo``, ``rank``, ``fit``, ``mitigate``, ``data verify``, ``inspect``, ``bench``.
 
 This module only dispatches: ``sebra fit`` is Lightning's own CLI (:mod:`sebra.fit_cli`), the others are small argparse
 front ends in their packages. ``demo``, ``rank`` and ``fit`` mute Lightning's own messages unless ``--verbose``.
@@ -21,6 +21,8 @@ commands:
   fit           the full pipeline from a config: sebra fit --config configs/urbancars.yaml; ends with the
                 results table, also in <log_dir>/results.json and results.csv
                 (resume: add --ckpt_path <log_dir>/checkpoints/last.ckpt; --debug shows tracebacks)
+  mitigate      one mitigation on a rankings.csv you have: sebra mitigate --rankings rankings.csv
+                --method <stage2|ranked_head|rank_upsampled|rank_dro> --config <fit config>; the fit's results table
   data verify   check a data set on disk: sebra data verify <urbancars|bar|celeba|folder|csv> <root>
   inspect       grids, elimination curves and report.html from a rankings.csv
   bench         benchmark methods x seeds and write the results table
@@ -86,6 +88,10 @@ def _dispatch(cmd: str, rest: list[str]) -> int:
         from sebra.fit_cli import main as fit_main
 
         return fit_main(rest)
+    if cmd == "mitigate":
+        from sebra.mitigate import main as mitigate_main
+
+        return mitigate_main(rest)
     if cmd == "data":
         if not rest or rest[0] != "verify":
             print("usage: sebra data verify <dataset> <root> [options]", file=sys.stderr)

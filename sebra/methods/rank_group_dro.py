@@ -9,6 +9,7 @@ made the table, and it never reads the data set's group labels.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -32,7 +33,7 @@ class RankGroupDROModule(GroupDROModule):
             ``uniform`` (``group_balanced`` draws by the true groups, and equal-size bins are balanced already).
     """
 
-    def __init__(self, rankings: pd.DataFrame | str, bins: int = 10, **kwargs: Any) -> None:
+    def __init__(self, rankings: str | Path | pd.DataFrame, bins: int = 10, **kwargs: Any) -> None:
         if kwargs.get("sampling", "uniform") != "uniform":
             raise ValueError(
                 f"RankGroupDROModule: sampling must be 'uniform' (group_balanced would read the true groups), "

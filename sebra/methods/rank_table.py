@@ -3,6 +3,7 @@ training position: what every mitigation that consumes a ranking needs, and all 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from sebra.methods.sebra_stage2 import check_given_rankings, stage2_bins
 __all__ = ["given_rankings", "position_bins"]
 
 
-def given_rankings(rankings: pd.DataFrame | str, owner: str) -> pd.DataFrame:
+def given_rankings(rankings: str | Path | pd.DataFrame, owner: str) -> pd.DataFrame:
     """The table itself (checked: columns and values) or the ``rankings.csv`` at that path (checked on load)."""
     if isinstance(rankings, pd.DataFrame):
         check_rankings(rankings, f"{owner}(rankings=...)")

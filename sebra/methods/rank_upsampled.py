@@ -9,6 +9,7 @@ spurious one. It reads only the table and the data module: it does not know whic
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -42,7 +43,7 @@ class RankUpsampledModule(ERMModule):
     """
 
     def __init__(
-        self, rankings: pd.DataFrame | str, bins: int = 10, upweight: float = 20.0, **kwargs: Any
+        self, rankings: str | Path | pd.DataFrame, bins: int = 10, upweight: float = 20.0, **kwargs: Any
     ) -> None:
         if kwargs.get("sampling", "uniform") != "uniform":
             raise ValueError(

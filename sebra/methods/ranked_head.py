@@ -99,7 +99,7 @@ class RankedHeadModule(EpochLimited):
     def __init__(
         self,
         checkpoint: str,
-        rankings: pd.DataFrame | str,
+        rankings: str | Path | pd.DataFrame,
         per_class: int = 100,
         epochs: int = 100,
         batch_size: int = 64,

@@ -174,7 +174,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         rank_bins: int | None = None,
         batch_size: int | None = None,
         selection: Selection = "val_wga",
-        rankings: pd.DataFrame | str | None = None,
+        rankings: str | Path | pd.DataFrame | None = None,
         seed: int = 0,
         num_classes: int | None = None,
         channels_last: bool = False,
