@@ -1,4 +1,5 @@
-"""The main job: Sebra and ERM on the built-in benchmark, one table; and ``sebra rank`` (Stage 1 only).
+"""The main job: Sebra and ERM on the built-in benchmark, one table; and ``sebra rank`` (Stage 1 only, or a simpler
+ranker: ERM confidence, JTT's error set, each writing the same rankings.csv).
 
 The settings are :mod:`sebra.presets` (the same the benchmarks use), so the demo shows what BENCHMARKS.md measures.
 """
@@ -174,14 +175,65 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     return 0
 
 
+#: ``sebra rank --ranker``: every ranker writes the same ranking table (rankings.csv).
+RANKERS = ("sebra", "erm_conf", "error_set")
+
+
 def rank_main(argv: list[str] | None = None) -> int:
-    """``sebra rank``: Stage 1 only; returns the exit status."""
-    return _run(_parser("sebra rank", "Stage 1 only: rank the training samples.", "runs/rank"), argv, _rank)
+    """``sebra rank``: rank the training samples only (Sebra's Stage 1, or a simpler ranker); returns the exit status."""
+    p = _parser("sebra rank", "Rank the training samples (Stage 1 only, or a simpler ranker).", "runs/rank")
+    p.add_argument(
+        "--ranker",
+        choices=RANKERS,
+        default="sebra",
+        help="sebra: Stage 1 (default); erm_conf: the config's ERM network after --epoch epochs, per class by "
+        "p_y; error_set: that network's errors last (JTT's two levels, p_y order inside a level)",
+    )
+    p.add_argument(
+        "--epoch", type=int, default=1, help="erm_conf / error_set: ERM epochs before scoring (a setting)"
+    )
+    return _run(p, argv, _rank)
+
+
+def _rank_by_erm(a: argparse.Namespace, settings: dict[str, dict[str, Any]], dm: Any, out: Path) -> int:
+    """ERM trained ``--epoch`` epochs, scored once on the training split: its confidence or its error set."""
+    from sebra.scoring import confidence_rankings, dataset_scores, error_set_rankings
+
+    model = ERMModule(**{**settings["erm"], "epochs": a.epoch, "seed": a.seed})
+    t = time.time()
+    make_trainer(out, "rank", [PhaseProgress()]).fit(model, datamodule=dm)
+    train = dm.train_eval_dataset
+    scores = dataset_scores(model.net, dm, train)
+    if a.ranker == "erm_conf":
+        table = confidence_rankings(train.indices, train.labels, scores.p_y.double())
+    else:  # an error is a wrong argmax (p_y < 0.5 says so only with two classes)
+        frame = pd.DataFrame(
+            {
+                "index": train.indices.numpy(),
+                "label": train.labels.numpy(),
+                "p_y": scores.p_y.double().numpy(),
+                "pred": scores.pred.numpy(),
+            }
+        )
+        table = error_set_rankings(frame)
+    path = save_rankings(table, out / "rankings.csv")
+    print(f"{a.ranker}: ERM after {a.epoch} epoch(s), scored in {time.time() - t:.0f} s")
+    q = level_scores(table, dm.splits["train"])
+    print(
+        "ranking quality (4 levels): tau-b {kendall_tau_b:.3f}, weighted tau {weighted_tau:.3f}; "
+        "(3 levels): tau-b {kendall_tau_b_3:.3f}".format(**q)
+    )
+    print(f"rankings: {path}")
+    return 0
 
 
 def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
+    if a.ranker != "sebra" and a.epoch < 1:
+        raise ValueError(f"sebra rank: --epoch must be >= 1, got {a.epoch}")
     L.seed_everything(a.seed, verbose=False)
     dm = BuiltinDataModule(root=a.root, **settings["data"])
+    if a.ranker != "sebra":
+        return _rank_by_erm(a, settings, dm, Path(a.out))
     model = SebraModule(**{**settings["sebra"], "rank_only": True, "seed": a.seed})
     out = Path(a.out)
     trainer = make_trainer(out, "rank", [PhaseProgress()])

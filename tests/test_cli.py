@@ -21,7 +21,7 @@ from sebra.results import COLUMNS
 def test_usage_lists_every_command(argv: list[str], capsys) -> None:
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "rank", "fit", "data verify", "inspect", "bench", "--verbose"):
+    for command in ("demo", "rank", "fit", "mitigate", "data verify", "inspect", "bench", "--verbose"):
         assert command in out
 
 

@@ -93,3 +93,25 @@ def test_a_setting_without_key_or_equals_sign_is_refused(bad: str, built: list[d
     assert cli.main(["rank", "--set", bad]) == 2
     assert "sebra rank: error: --set: expected key=value" in capsys.readouterr().err
     assert built == []  # refused before anything was built
+
+
+@pytest.mark.parametrize("ranker", ["erm_conf", "error_set"])
+def test_rank_by_a_simpler_ranker_writes_the_same_checked_table(ranker, monkeypatch, tmp_path, capsys) -> None:
+    from tiny_data import TinyDataModule
+
+    from sebra.export import load_rankings
+
+    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
+    assert demo.rank_main(["--out", str(tmp_path), "--ranker", ranker, "--epoch", "1"]) == 0
+    table = load_rankings(tmp_path / "rankings.csv")  # the one checked format
+    assert len(table) == 16 and f"rankings: {tmp_path / 'rankings.csv'}" in capsys.readouterr().out
+    for _, cls in table.groupby("label"):
+        cls = cls.sort_values("position")
+        if ranker == "erm_conf":  # one sample per rank, most confident first
+            assert (cls["rank"] == cls["position"]).all() and cls["p_y"].is_monotonic_decreasing
+        else:  # two levels: correct first, then the error set
+            assert set(cls["rank"]) <= {1, 2} and cls["rank"].is_monotonic_increasing
+
+
+def test_rank_refuses_an_epoch_below_one(tmp_path) -> None:
+    assert cli.main(["rank", "--out", str(tmp_path), "--ranker", "erm_conf", "--epoch", "0"]) == 2
