@@ -96,7 +96,9 @@ def test_a_setting_without_key_or_equals_sign_is_refused(bad: str, built: list[d
 
 
 @pytest.mark.parametrize("ranker", ["erm_conf", "error_set"])
-def test_rank_by_a_simpler_ranker_writes_the_same_checked_table(ranker, monkeypatch, tmp_path, capsys) -> None:
+def test_rank_by_a_simpler_ranker_writes_the_same_checked_table(
+    ranker, monkeypatch, tmp_path, capsys
+) -> None:
     from tiny_data import TinyDataModule
 
     from sebra.export import load_rankings
