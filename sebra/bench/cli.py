@@ -46,6 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
         "results in benchmarks/results/family.csv",
     )
     p.add_argument(
+        "--grid",
+        action="store_true",
+        help="--family: the ranker x mitigation grid (sebra.bench.grid) instead of methods; rows in "
+        "benchmarks/results/grid/<lane>.csv, merged into grid.csv with one table per role",
+    )
+    p.add_argument(
+        "--mitigations",
+        nargs="+",
+        default=None,
+        help="--grid: mitigation specs, space-separated (stage2, stage2:contrastive_weight=1, "
+        "ranked_head:per_class=200,epochs=20,lr=0.01, rank_upsampled, rank_dro); default: each with its defaults",
+    )
+    p.add_argument(
+        "--rankers",
+        default=None,
+        help="--grid: comma list of rankers (default: sebra,erm_conf,error_set,true_levels)",
+    )
+    p.add_argument(
+        "--erm-conf-epoch",
+        type=int,
+        default=1,
+        help="--grid: the ERM epoch the erm_conf and error_set rankers read",
+    )
+    p.add_argument(
         "--variants", default=None, help="--family: comma list of variants (default: those of --role)"
     )
     p.add_argument(
@@ -103,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sebra bench``; returns the exit status (0 ok, 1 a run failed, 2 bad arguments/config)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.grid and not args.family:
+        parser.error("--grid runs on the benchmark family: add --family")
+    if args.family and args.grid:
+        return _as_command(lambda: _grid_run(args))
     if args.family:
         return _as_command(lambda: _family_run(args))
     if args.dataset is None:
@@ -245,6 +273,55 @@ def _family_run(args: argparse.Namespace) -> int | str:
         progress=not args.no_progress,
     )
     return f"results in {out}"
+
+
+def _grid_run(args: argparse.Namespace) -> int | str:
+    from sebra.bench.grid import MITIGATIONS, RANKERS, parse_mitigation
+    from sebra.bench.grid_runs import grid_table, markdown_table, merge_grid, run_grid
+    from sebra.datasets.family import variants as registered
+
+    if args.role is None:
+        raise BenchError("--grid needs --role (dev to choose settings, heldout to report)")
+    config = Path(args.config) if args.config else default_config("builtin")
+    cfg = load_config(config, args.set)
+    names = (
+        [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else registered(args.role)
+    )
+    rankers = tuple(r.strip() for r in (args.rankers or ",".join(RANKERS)).split(",") if r.strip())
+    bad = [r for r in rankers if r not in RANKERS]
+    if bad:
+        raise BenchError(f"--rankers: unknown ranker(s) {bad}; expected some of {', '.join(RANKERS)}")
+    mitigations = tuple(args.mitigations or MITIGATIONS)
+    try:
+        for spec in mitigations:
+            parse_mitigation(spec)
+        seeds = parse_seeds(args.seeds)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    _check_lane(args.lane)
+    runs_dir = Path(args.runs_dir if args.runs_dir != "runs/bench" else "runs/grid")
+    _check_destinations(("benchmarks/results", Path("benchmarks/results")), ("--runs-dir", runs_dir))
+    _set_threads(args.threads)
+    try:
+        lane = run_grid(
+            cfg,
+            args.role,
+            names,
+            seeds,
+            mitigations,
+            rankers=rankers,
+            erm_conf_epoch=args.erm_conf_epoch,
+            lane=args.lane,
+            runs_dir=runs_dir,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except (ValueError, KeyError) as e:
+        raise BenchError(str(e)) from None
+    df = merge_grid()
+    for role, sub in df.groupby("role"):
+        print(f"\n## {role} (worst-group %, mean ± std over seeds of the mean over variants)\n")
+        print(markdown_table(grid_table(sub)))
+    return f"grid rows in {lane}, merged into benchmarks/results/grid.csv"
 
 
 def _check_lane(lane: str) -> None:
