@@ -11,7 +11,10 @@ Rankers (:data:`RANKERS`):
   read from the ERM run's per-epoch scores;
 * ``error_set``: JTT's error set of that epoch's network (two levels, random order inside a level, so it carries
   only what the error set carries);
-* ``true_levels``: the number of conflicting attributes (label-using: the upper reference), random within a level.
+* ``true_levels``: the number of conflicting attributes (label-using: the upper reference), random within a level;
+* ``sebra_erm``: Sebra's Stage 1 and ``erm_conf`` fused, per class by mean position percentile
+  (:func:`sebra.ranking.combine_rankings`), one sample per rank: label-free, one ERM epoch more than Stage 1 (issue 17's
+  "fusing with an early ERM-confidence order").
 
 Mitigations (:data:`MITIGATIONS`), each a method of the config run by :func:`sebra.bench.run.run_one` with the
 table as its only knowledge of the ranker:
@@ -38,14 +41,14 @@ import torch
 
 from sebra.bench.run import run_dir, run_one
 from sebra.export import load_rankings, save_rankings
-from sebra.ranking import number_positions
+from sebra.ranking import combine_rankings, number_positions
 from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, error_set_rankings
 
 __all__ = ["GRID_COLUMNS", "MITIGATIONS", "RANKERS", "parse_mitigation", "run_cell", "true_level_rankings"]
 
 GRID_COLUMNS = ["variant", "role", "ranker", "mitigation", "seed", "metric", "value"]
-RANKERS = ("sebra", "erm_conf", "error_set", "true_levels")
+RANKERS = ("sebra", "erm_conf", "error_set", "true_levels", "sebra_erm")
 MITIGATIONS = ("stage2", "ranked_head", "rank_upsampled", "rank_dro")
 _FROM_SCRATCH = {
     "rank_upsampled": ("erm", "sebra.methods.rank_upsampled.RankUpsampledModule"),
@@ -126,6 +129,9 @@ def make_rankings(
             elif ranker == "erm_conf":
                 s = _epoch_scores(erm_dir, erm_conf_epoch)
                 table = confidence_rankings(s["index"], s["label"], s["p_y"])
+            elif ranker == "sebra_erm":  # after both (RANKERS' order)
+                fused = combine_rankings([load_rankings(out["sebra"][0]), load_rankings(out["erm_conf"][0])])
+                table = fused.assign(rank=fused["position"])
             elif ranker == "error_set":
                 # p_y < 0.5: exactly the misclassified samples with two classes (the family's)
                 s = _epoch_scores(erm_dir, erm_conf_epoch).assign(error=lambda d: d["p_y"] < 0.5)

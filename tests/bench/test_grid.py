@@ -8,6 +8,7 @@ from tiny_data import tiny_splits
 
 from sebra.bench.grid import RANKERS, parse_mitigation, run_cell, true_level_rankings
 from sebra.export import check_ranking_values, check_rankings, load_rankings
+from sebra.ranking import combine_rankings
 
 
 def test_true_levels_rank_by_the_number_of_conflicting_attributes() -> None:
@@ -57,5 +58,9 @@ def test_one_cell_runs_every_ranker_under_every_mitigation_and_resumes(cfg, tmp_
     assert dro and all("sampling: uniform" in p.read_text() for p in dro)  # never the true groups' draws
     for ranker in RANKERS:  # each ranker's table is kept for inspection, in the one checked format
         load_rankings(tmp_path / "toy" / "seed0" / f"rankings_{ranker}.csv")
+    cell = tmp_path / "toy" / "seed0"
+    fused = load_rankings(cell / "rankings_sebra_erm.csv")
+    both = combine_rankings([load_rankings(cell / f"rankings_{r}.csv") for r in ("sebra", "erm_conf")])
+    assert fused["index"].tolist() == both["index"].tolist() and (fused["rank"] == fused["position"]).all()
     again = run_cell(cfg, "toy", "dev", 0, tmp_path, mitigations=mitigations, done=pairs)
     assert again == []
