@@ -63,12 +63,13 @@ def ratio_dataset(ratio: float) -> str:
 
 
 def ratio_lane_file(out: str | Path, ratio: float, lane: str) -> Path:
-    """A lane's resumable results file for one ratio (``<out dir>/colored_mnist/r<ratio>.<lane>.csv``)."""
-    return Path(out).parent / "colored_mnist" / f"r{ratio:g}.{lane}.csv"
+    """A lane's resumable results file for one ratio (``<out dir>/<out stem>/r<ratio>.<lane>.csv``: the default
+    ``colored_mnist.csv`` keeps its lanes in ``colored_mnist/``, and a trial's ``--out`` keeps its own apart)."""
+    return Path(out).parent / Path(out).stem / f"r{ratio:g}.{lane}.csv"
 
 
 def _derived_file(out: str | Path, ratio: float) -> Path:
-    return Path(out).parent / "colored_mnist" / f"r{ratio:g}.derived.csv"
+    return Path(out).parent / Path(out).stem / f"r{ratio:g}.derived.csv"
 
 
 def ratio_config(cfg: dict[str, Any], ratio: float) -> dict[str, Any]:
@@ -101,12 +102,12 @@ def _lane_ratio(path: Path) -> float | None:
 
 
 def merge_colored_mnist(cfg: dict[str, Any], out: str | Path, runs_dir: str | Path) -> pd.DataFrame:
-    """Merge every lane file under ``<out dir>/colored_mnist/`` into ``out``; returns the merged table.
+    """Merge every lane file under ``<out dir>/<out stem>/`` into ``out``; returns the merged table.
 
     A (method, seed) finished in two lanes keeps the rows of the file that sorts last (a warning says so).
     """
     out = Path(out)
-    folder = out.parent / "colored_mnist"
+    folder = out.parent / out.stem
     by_ratio: dict[float, list[Path]] = {}
     for f in sorted(folder.glob("r*.csv")):
         ratio = _lane_ratio(f)
