@@ -128,5 +128,7 @@ def test_a_trial_out_file_keeps_its_lanes_apart_from_the_protocol_results() -> N
 
     main = ratio_lane_file("benchmarks/results/colored_mnist.csv", 0.01, "a")
     trial = ratio_lane_file("benchmarks/results/colored_mnist_lr_trial.csv", 0.01, "a")
-    assert main.as_posix() == "benchmarks/results/colored_mnist/r0.01.a.csv"  # where the protocol's lanes have been
+    assert (
+        main.as_posix() == "benchmarks/results/colored_mnist/r0.01.a.csv"
+    )  # where the protocol's lanes have been
     assert trial.parent != main.parent and trial.name == main.name
