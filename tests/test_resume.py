@@ -261,3 +261,31 @@ def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path, dra
     resumed = SebraModule(**settings)
     _trainer(tmp_path / "second").fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
+
+
+@pytest.mark.parametrize("rank_by", ["fused", "confidence"])
+def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str) -> None:
+    settings = {
+        **SETTINGS,
+        "max_steps": 2,
+        "epochs": 1,
+        "rank_by": rank_by,
+        "confidence_steps": 2,
+        "rank_bins": 3,
+    }
+    ref = SebraModule(**settings)
+    ref_trace = Trace()
+    _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
+    crash_at = ref.controller.step + 1  # the confidence run's second epoch
+    first = SebraModule(**settings)
+    with pytest.raises(Crash):
+        _trainer(tmp_path / "first", CrashAt(crash_at)).fit(first, datamodule=_dm())
+    ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)["sebra"]
+    assert saved["confidence_run"] and saved["confidence_steps_done"] == 1 and saved["stage"] == "rank"
+    assert (saved["stage1_table"] is not None) == (rank_by == "fused")
+    trace = Trace()
+    resumed = SebraModule(**settings)
+    _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
+    assert trace.batches[crash_at] == ref_trace.batches[crash_at]  # the same confidence-run order
+    pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)

@@ -104,6 +104,17 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             everything left), so with ``within_step="final"`` its confidence inverts the wave's order; keeping the
             eliminated samples in the draws at a small weight keeps the fast shortcut's sign, so the final network
             grades the wave by the slower shortcut (BENCHMARKS.md §7.6).
+        rank_by: what the ranking table is made of. ``elimination`` (the paper): the elimination runs above.
+            ``confidence``: no elimination; a ranker trained with plain cross-entropy (ERM, the rank optimizer) for
+            ``confidence_steps`` epochs scores every training sample once, and each class is ordered by ``p_y``,
+            higher first (one sample per rank). ``fused``: the elimination runs, then that confidence run from a
+            fresh ranker, the two orders combined per class by mean position percentile. When one shortcut is learned
+            many times faster than the other, the first elimination wave is exactly its aligned samples and carries
+            nothing of the slower one, while an early ERM network's confidence already grades by both on some data
+            (BENCHMARKS.md §7.8). Both need ``rank_bins`` (one sample per rank). The ``rank_*`` optimizer settings
+            and the data module's batch size apply to the confidence run too.
+        confidence_steps: epochs of the confidence run (``rank_by`` ``confidence`` or ``fused``), a setting chosen
+            without labels (1: ERM confidence after one epoch, the grid's ``erm_conf`` ranker).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -156,6 +167,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         repeat_draws: Literal["uniform", "balanced"] = "uniform",
         first_step_passes: float = 1.0,
         retain_eliminated: float = 0.0,
+        rank_by: Literal["elimination", "confidence", "fused"] = "elimination",
+        confidence_steps: int = 1,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -191,6 +204,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             ("feature_pass", feature_pass, ("official", "shared")),
             ("within_step", within_step, ("elimination", "final", "mean")),
             ("repeat_draws", repeat_draws, ("uniform", "balanced")),
+            ("rank_by", rank_by, ("elimination", "confidence", "fused")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -231,6 +245,13 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             raise ValueError(f"first_step_passes must be > 0, got {first_step_passes!r}")
         if int(rank_repeats) != rank_repeats or rank_repeats < 1:
             raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
+        if int(confidence_steps) != confidence_steps or confidence_steps < 1:
+            raise ValueError(f"confidence_steps must be an integer >= 1, got {confidence_steps!r}")
+        if rank_by != "elimination" and rankings is None and rank_bins is None:
+            raise ValueError(
+                f"rank_by={rank_by!r} ranks one sample per rank, so Stage 2 must pair on position bins: "
+                "set rank_bins (e.g. 10)"
+            )
         if rank_only:
             self.hparams.epochs = 0  # Stage 1, then done
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
@@ -245,6 +266,11 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.pair_generator = torch.Generator().manual_seed(seed + 1)
         self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
         self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
+        # the confidence run (rank_by "confidence": from the start; "fused": after the elimination runs)
+        self.confidence_run = rank_by == "confidence" and self.given_rankings is None
+        self.confidence_steps_done = 0
+        self.confidence_seed = seed  # with the run's epoch, seeds its draw order
+        self._stage1_table: pd.DataFrame | None = None  # the elimination runs' table, kept for "fused"
         self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
         self._repeat_history: list[pd.DataFrame] = []
         self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
@@ -255,6 +281,13 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     @override
     def phase(self) -> Phase:
         h = self.hparams
+        if self.stage == RANK and self.confidence_run:
+            return Phase(
+                "Stage 1 confidence run",
+                "epoch",
+                self.confidence_steps_done + 1,
+                as_int(h.get("confidence_steps")),
+            )
         if self.stage == RANK:
             repeats = as_int(h.get("rank_repeats")) or 1
             name = f"Stage 1 run {self.repeat + 1}/{repeats}" if repeats > 1 else "Stage 1"
@@ -295,11 +328,14 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         )
 
     def epochs_needed(self) -> int:
-        """``max_steps`` per Stage 1 run (none with given rankings) plus the Stage 2 ``epochs``."""
-        repeats = int(self.hparams.rank_repeats)
-        return self.hparams.epochs + (
-            0 if self.given_rankings is not None else self.hparams.max_steps * repeats
-        )
+        """``max_steps`` per Stage 1 elimination run and the confidence run's epochs (none with given rankings)
+        plus the Stage 2 ``epochs``."""
+        h = self.hparams
+        if self.given_rankings is not None:
+            return h.epochs
+        elimination = 0 if h.rank_by == "confidence" else h.max_steps * int(h.rank_repeats)
+        confidence = 0 if h.rank_by == "elimination" else int(h.confidence_steps)
+        return h.epochs + elimination + confidence
 
     def end_first_phase_epoch(self) -> None:
         """Close the ranking step (Stage 2 starts when ranking is over)."""
@@ -311,11 +347,15 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         return {"": self.rankings} if self.rankings is not None else {}
 
     def extra_metrics(self) -> dict[str, float]:
-        """``rank_steps``: the ranking steps Stage 1 took (NaN when the rankings were given)."""
+        """``rank_steps``: the ranking steps Stage 1's (last) elimination run took (NaN when the rankings were
+        given, 0 with ``rank_by="confidence"``); ``confidence_steps`` when a confidence run ranked too."""
         if self.rankings is None:
             return {}
         ctl = self.controller
-        return {"rank_steps": float(ctl.step if ctl is not None else float("nan"))}
+        out = {"rank_steps": float(ctl.step if ctl is not None else float("nan"))}
+        if ctl is not None and self.hparams.rank_by != "elimination":
+            out["confidence_steps"] = float(self.confidence_steps_done)
+        return out
 
     # --- set-up ------------------------------------------------------------------------------------------------
     @override
@@ -342,6 +382,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     # --- the training loader, per stage ------------------------------------------------------------------------
     def train_loader(self, dm: Any) -> DataLoader:
         """Called by :class:`SebraDataModule.train_dataloader` every epoch."""
+        if self.stage == RANK and self.confidence_run:
+            return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=self.confidence_sampler())
         if self.stage == RANK:
             sampler = ActiveSetSampler(self.controller, self._draws(), *self._replicas())
             return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=sampler)
@@ -360,7 +402,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         rank_opt, opt = self.optimizers()
         if self.stage == RANK:
             logits = self.ranker(batch["image"])
-            loss = confidence_weighted_loss(logits, batch["label"], self.hparams.beta_inv)
+            beta_inv = 0.0 if self.confidence_run else self.hparams.beta_inv  # plain CE in the confidence run
+            loss = confidence_weighted_loss(logits, batch["label"], beta_inv)
             self.optimizer_step_on(rank_opt, loss)
             self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
             self._maybe_score_mid_step(batch_idx)
@@ -395,6 +438,10 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             "repeat": self.repeat,
             "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
             "repeat_history": [t.to_dict("list") for t in self._repeat_history],
+            "confidence_run": self.confidence_run,
+            "confidence_steps_done": self.confidence_steps_done,
+            "confidence_seed": self.confidence_seed,
+            "stage1_table": self._stage1_table.to_dict("list") if self._stage1_table is not None else None,
             "first_check": self.first_check.to_dict() if self.first_check is not None else None,
             "stage": self.stage,
             "controller": self.controller.state_dict() if self.controller is not None else None,
@@ -416,6 +463,11 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.repeat = state.get("repeat", 0)
         self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
         self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
+        self.confidence_run = state.get("confidence_run", False)
+        self.confidence_steps_done = state.get("confidence_steps_done", 0)
+        self.confidence_seed = state.get("confidence_seed", self.confidence_seed)
+        table = state.get("stage1_table")
+        self._stage1_table = pd.DataFrame(table) if table is not None else None
         check = state.get("first_check")
         self.first_check = PartitionCheck.from_dict(check) if check is not None else None
         if state["controller"] is not None:

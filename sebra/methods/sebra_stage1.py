@@ -1,20 +1,23 @@
 """Sebra's Stage 1 inside :class:`~sebra.methods.sebra.SebraModule`: the ranking state, scoring the ranker at the
 end of each ranking step (sharded and gathered under data parallelism), the eliminations, and the ranking table
-when ranking ends (combined over ``rank_repeats`` runs)."""
+when ranking ends (combined over ``rank_repeats`` runs, and with ``rank_by`` ``"confidence"`` or ``"fused"`` a
+plain cross-entropy ranker's confidence after ``confidence_steps`` passes)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
+from sebra.datasets.datamodule import ShardSampler
 from sebra.diagnostics import PartitionCheck, unchecked, wave_stability
 from sebra.export import save_rankings
 from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
-from sebra.scoring import score_loader
+from sebra.scoring import confidence_rankings, score_loader
 from sebra.utils.files import atomic_write
 
 __all__ = ["RankingSteps"]
@@ -27,6 +30,13 @@ class RankingSteps:
     A ranking step is one Lightning epoch: the ranker trains on draws from the active set, then
     :meth:`_close_ranking_step` scores it and eliminates; when the controller is done, :meth:`_finish_ranking` builds
     ``rankings`` (or starts the next of ``rank_repeats`` runs) and the module moves on to Stage 2.
+
+    The confidence run (``rank_by`` ``"confidence"``: instead of the elimination runs; ``"fused"``: after them) is
+    ERM for ``confidence_steps`` epochs: a fresh ranker, plain cross-entropy, one pass per step over every training
+    sample in a seeded order, nothing eliminated; then every sample is scored once (eval mode) and ranked per class
+    by ``p_y``, higher first (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the
+    elimination runs' by mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination
+    controller is kept through the confidence run: its history and steps stay those of the elimination runs.
     """
 
     def _new_controller(
@@ -112,7 +122,13 @@ class RankingSteps:
         augmentation) for the one-shortcut check (:mod:`sebra.diagnostics`). The global RNG is left as it was, so
         the ranking does not change."""
         n = int(self.trainer.num_training_batches)
-        if self.repeat != 0 or self.controller.step != 0 or n < 2 or batch_idx + 1 != n // 2:
+        if (
+            self.confidence_run
+            or self.repeat != 0
+            or self.controller.step != 0
+            or n < 2
+            or batch_idx + 1 != n // 2
+        ):
             return
         with torch.random.fork_rng(devices=[]):
             self._mid_scores = self._dense(*self._gathered_scores(full=True))
@@ -127,6 +143,9 @@ class RankingSteps:
         return wave_stability(ctl.labels, wave, self._mid_scores, p_end)
 
     def _close_ranking_step(self) -> None:
+        if self.confidence_run:
+            self._close_confidence_step()
+            return
         ctl = self.controller
         if self.hparams.within_step == "mean":
             # every sample scored once (eval mode): the active ones decide the eliminations as with scoring="full",
@@ -196,6 +215,64 @@ class RankingSteps:
                 self._next_repeat()
                 return
             df = combine_rankings(self._repeat_tables)
+        if self.hparams.rank_by == "fused":
+            rank_zero_info(
+                f"Stage 1 elimination done after {ctl.step} ranking steps; the confidence run "
+                f"({self.hparams.confidence_steps} epoch(s) of cross-entropy) starts from a fresh ranker"
+            )
+            self._stage1_table = df
+            self._start_confidence_run(self.hparams.seed + 1000 * repeats)
+            return
+        self._publish_rankings(df, f"after {ctl.step} ranking steps")
+
+    # --- the confidence run --------------------------------------------------------------------------------------
+    def _start_confidence_run(self, seed: int) -> None:
+        """Train a fresh ranker with plain cross-entropy from the next epoch on (``rank_by="fused"``)."""
+        self.confidence_run = True
+        self.confidence_steps_done = 0
+        self.confidence_seed = seed
+        self._reset_ranker(seed)
+
+    def confidence_positions(self) -> list[int]:
+        """This epoch's training positions in the confidence run: every sample once, in an order seeded by the
+        run's seed and epoch (the same on every process, and however often the loader is rebuilt), this process's
+        strided share (padded to equal length)."""
+        n = len(self.controller)
+        order = torch.Generator().manual_seed(self.confidence_seed * 1009 + self.confidence_steps_done)
+        perm = torch.randperm(n, generator=order)
+        world, rank = self._replicas()
+        if world > 1:
+            size = -(-n // world)
+            perm = torch.cat([perm, perm[: size * world - n]])[rank::world]
+        return perm.tolist()
+
+    def confidence_sampler(self) -> ShardSampler:
+        """The confidence run's sampler (already this process's share)."""
+        return ShardSampler(self.confidence_positions(), *self._replicas())
+
+    def _close_confidence_step(self) -> None:
+        self.confidence_steps_done += 1
+        total = int(self.hparams.confidence_steps)
+        rank_zero_info(f"confidence run: epoch {self.confidence_steps_done} of {total} done")
+        if self.confidence_steps_done < total:
+            return
+        ctl = self.controller
+        p_y = self._dense(*self._gathered_scores(every=True))
+        df = confidence_rankings(ctl.indices, ctl.labels, p_y)
+        if self._stage1_table is not None:
+            fused = combine_rankings([self._stage1_table, df])
+            df = fused.assign(rank=fused["position"])  # one sample per rank, as the confidence order has
+        note = f"after {total} confidence epoch(s)" + (
+            f" fused with {ctl.step} ranking steps" if self._stage1_table is not None else ""
+        )
+        self._publish_rankings(df, note)
+
+    # --- the ranking table -------------------------------------------------------------------------------------
+    def _publish_rankings(self, df: pd.DataFrame, note: str) -> None:
+        """Make ``df`` the fit's ranking table: the training split's paths, attributes and groups joined on the
+        dataset index, the side files written, and Stage 2 started (or the fit ended)."""
+        ctl = self.controller
+        repeats = int(self.hparams.rank_repeats)
         train = self.datamodule.train_dataset
         extra = train.table.drop(columns=["label"]).set_index("index")
         keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
@@ -203,8 +280,13 @@ class RankingSteps:
         if "group" in extra.columns and "group" in df.columns:
             df["group"] = df["group"].astype("int64")
         self.rankings = df
-        if self.first_check is None:  # e.g. a first step of one batch
-            self.first_check = unchecked(ctl.labels, None, "ranking blindness not checked")
+        if self.first_check is None:  # e.g. a first step of one batch, or no elimination run
+            reason = (
+                "ranking blindness not checked: rank_by='confidence' has no elimination wave"
+                if self.hparams.rank_by == "confidence"
+                else "ranking blindness not checked"
+            )
+            self.first_check = unchecked(ctl.labels, None, reason)
         check = self.first_check
         history = self.ranking_history()
         log_dir = self.side_file_dir()
@@ -215,9 +297,14 @@ class RankingSteps:
                 log_dir / "ranking_diagnostics.json",
                 lambda tmp: Path(tmp).write_text(json.dumps(check.to_dict(), indent=1)),
             )
-        runs = f" (run {self.repeat + 1} of {repeats}; rankings combined)" if repeats > 1 else ""
+        runs = (
+            f" (run {self.repeat + 1} of {repeats}; rankings combined)"
+            if repeats > 1 and self.hparams.rank_by != "confidence"
+            else ""
+        )
+        left = f", {ctl.num_active} never eliminated" if self.hparams.rank_by != "confidence" else ""
         rank_zero_info(
-            f"Stage 1 done after {ctl.step} ranking steps{runs}, {ctl.num_active} never eliminated"
+            f"Stage 1 done {note}{runs}{left}"
             + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
         )
         self.start_final_phase()
@@ -228,13 +315,18 @@ class RankingSteps:
         its draws are balanced between the previous run's first elimination wave and the rest of each class."""
         self.repeat += 1
         seed = self.hparams.seed + 1000 * self.repeat
-        fresh = self.make_classifier(seed)
-        self.ranker.load_state_dict(fresh.state_dict())
-        rank_opt = self.optimizers()[0]
-        getattr(rank_opt, "optimizer", rank_opt).state.clear()
+        self._reset_ranker(seed)
         old = self.controller
         strata = None
         if self.hparams.repeat_draws == "balanced":
             # the previous run's first wave vs the rest: the shortcut that wave followed stops predicting the label
             strata = (old.elim_step != 1).long()
         self.controller = self._new_controller(old.labels, old.indices, old.groups, seed, strata)
+
+    def _reset_ranker(self, seed: int) -> None:
+        """Re-initialise the ranker in place from ``seed`` (the optimizer keeps its parameters; its state is
+        cleared)."""
+        fresh = self.make_classifier(seed)
+        self.ranker.load_state_dict(fresh.state_dict())
+        rank_opt = self.optimizers()[0]
+        getattr(rank_opt, "optimizer", rank_opt).state.clear()

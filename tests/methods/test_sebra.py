@@ -346,3 +346,98 @@ def test_within_step_mean_orders_waves_by_their_scores_since_elimination(tiny_dm
         SebraModule(**{**TINY, "within_step": "mean", "mean_window": 0})
     with pytest.raises(ValueError, match="needs scoring='full'"):
         SebraModule(**{**TINY, "within_step": "mean", "scoring": "official"})
+
+
+class _EpochBatches(L.Callback):
+    """Per epoch: the dataset indices trained on and the loss logged (the confidence run's draws)."""
+
+    def __init__(self) -> None:
+        self.indices: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if "index" in batch:
+            self.indices.setdefault(trainer.current_epoch, []).extend(batch["index"].tolist())
+
+
+def test_rank_by_confidence_ranks_each_class_by_an_erm_rankers_p_y(tiny_dm, make_trainer, tmp_path):
+    from sebra.scoring import score_dataset
+
+    seen = _EpochBatches()
+    model = SebraModule(
+        **{**TINY, "rank_only": True, "rank_by": "confidence", "confidence_steps": 2, "rank_bins": 4}
+    )
+    trainer = make_trainer(callbacks=[seen])
+    trainer.fit(model, datamodule=tiny_dm)
+    train = tiny_dm.splits["train"]
+    assert trainer.current_epoch == 2 and model.controller.step == 0  # two confidence epochs, no elimination
+    for epoch in (0, 1):  # every training sample exactly once per epoch, in two different orders
+        assert sorted(seen.indices[epoch]) == sorted(train.indices.tolist())
+    assert seen.indices[0] != seen.indices[1]
+    df = model.rankings
+    # the final ranker's own scores of the training set, per class higher p_y first, one sample per rank
+    p_y = score_dataset(model.ranker, tiny_dm).numpy()
+    by_index = dict(zip(train.indices.tolist(), p_y))
+    np.testing.assert_allclose(df["p_y"], [by_index[i] for i in df["index"]], rtol=1e-5, atol=1e-6)
+    for _, cls in df.groupby("label"):
+        assert cls["p_y"].is_monotonic_decreasing
+        assert cls["rank"].tolist() == cls["position"].tolist()
+    assert model.extra_metrics() == {"rank_steps": 0.0, "confidence_steps": 2.0}
+    assert model.ranking_check.status == "unchecked" and "rank_by='confidence'" in model.ranking_check.message
+    assert (Path(trainer.log_dir) / "rankings.csv").exists()
+
+
+def test_rank_by_confidence_trains_with_plain_cross_entropy(tiny_dm, make_trainer):
+    import sebra.methods.sebra as sebra_module
+
+    seen: list[float] = []
+    real = sebra_module.confidence_weighted_loss
+
+    def spy(logits, labels, beta_inv):
+        seen.append(beta_inv)
+        return real(logits, labels, beta_inv)
+
+    sebra_module.confidence_weighted_loss = spy
+    try:
+        model = SebraModule(
+            **{**TINY, "rank_only": True, "rank_by": "fused", "beta_inv": 0.5, "rank_bins": 4}
+        )
+        make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
+    finally:
+        sebra_module.confidence_weighted_loss = real
+    assert (
+        0.5 in seen and seen[-1] == 0.0
+    )  # the elimination run's weighted loss, then the confidence run's CE
+    assert seen == sorted(seen, reverse=True)  # CE only after the elimination run ended
+
+
+def test_rank_by_fused_combines_the_elimination_table_with_the_confidence_order(tiny_dm, make_trainer):
+    from sebra.ranking import combine_rankings
+    from sebra.scoring import confidence_rankings, score_dataset
+
+    model = SebraModule(**{**TINY, "rank_only": True, "rank_by": "fused", "rank_bins": 4})
+    trainer = make_trainer(logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=tiny_dm)
+    stage1 = model._stage1_table
+    assert stage1 is not None and model.controller.step >= 1
+    assert (
+        trainer.current_epoch == model.controller.step + 1
+    )  # the elimination steps, then one confidence epoch
+    train = tiny_dm.splits["train"]
+    conf = confidence_rankings(train.indices, train.labels, score_dataset(model.ranker, tiny_dm))
+    expected = combine_rankings([stage1, conf])
+    got = model.rankings
+    assert got["index"].tolist() == expected["index"].tolist()
+    assert got["rank"].tolist() == got["position"].tolist()
+    assert not got["index"].equals(stage1["index"])  # the confidence order moved samples
+    assert model.ranking_history()["step"].max() == model.controller.step  # history: the elimination run's
+
+
+def test_rank_by_needs_rank_bins_and_valid_confidence_steps():
+    with pytest.raises(ValueError, match="set rank_bins"):
+        SebraModule(**{**TINY, "rank_by": "confidence"})
+    with pytest.raises(ValueError, match="rank_by must be one of"):
+        SebraModule(**{**TINY, "rank_by": "erm", "rank_bins": 4})
+    with pytest.raises(ValueError, match="confidence_steps must be an integer >= 1"):
+        SebraModule(**{**TINY, "rank_by": "fused", "rank_bins": 4, "confidence_steps": 0})
+    assert SebraModule(**{**TINY, "rank_by": "fused", "rank_bins": 4}).epochs_needed() == 3 + 1 + 2
+    assert SebraModule(**{**TINY, "rank_by": "confidence", "rank_bins": 4}).epochs_needed() == 1 + 2
