@@ -19,6 +19,12 @@ other, the order is as stable as a graded one (the ranker has not started on the
 silent. It fires when the order is still moving, as on farm-dot-border with a 4-pass first step. The silent message
 says so. The threshold was set on dev variants only. :func:`probe_agreement` (a balanced run as the probe) was
 tried and did not separate them either.
+
+**The second check, with** ``rank_by="fused"`` (:func:`tail_agreement`): Stage 2 draws its positives from the least
+spurious part of each class's order, so that is where a blind ranking hurts. When Stage 1 and a plain ERM network's
+confidence (the fused ranking's two halves) disagree about *which* samples are least spurious, the elimination order
+saw something else than what ERM learns first; on the dev variants this separates the blind rankings from the
+graded ones (BENCHMARKS.md §7.9). It replaces the first check when a confidence run ranked.
 """
 
 from __future__ import annotations
@@ -30,12 +36,26 @@ import pandas as pd
 import torch
 from scipy.stats import kendalltau
 
-__all__ = ["MIN_AGREEMENT", "MIN_SHARE", "PartitionCheck", "summary_line", "wave_stability"]
+__all__ = [
+    "MIN_AGREEMENT",
+    "MIN_SHARE",
+    "MIN_TAIL_OVERLAP",
+    "TAIL",
+    "PartitionCheck",
+    "summary_line",
+    "tail_agreement",
+    "wave_stability",
+]
 
 #: a first wave holding at least this share of its class is a candidate partition
 MIN_SHARE = 0.8
 #: below this Kendall tau between the mid-step and end-of-step orders within that wave, the signal fires
 MIN_AGREEMENT = 0.3
+#: the least spurious share of each class that :func:`tail_agreement` compares (Stage 2's top bin at 10 bins)
+TAIL = 0.1
+#: below this overlap of the two least spurious tails in some class, :func:`tail_agreement` fires (set on dev
+#: variants only: BENCHMARKS.md §7.9)
+MIN_TAIL_OVERLAP = 0.8
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,9 @@ class PartitionCheck:
     ``status``: ``partition`` (the signal fired), ``graded`` (checked, silent) or ``unchecked`` (the first step had
     fewer than two batches, or its mid-step scores were lost to a resume). ``first_wave_share`` and ``agreement``
     are per class (``agreement`` NaN where not computed); ``worst_class`` is the candidate class with the lowest
-    agreement.
+    agreement. ``signal`` names the check: ``wave_stability`` (``agreement``: Kendall tau, mid-step vs end of step)
+    or ``tail_agreement`` (``agreement``: the overlap of the two least spurious tails; ``min_share`` then holds the
+    tail's share of the class and ``min_agreement`` the overlap threshold).
     """
 
     status: str
@@ -55,6 +77,7 @@ class PartitionCheck:
     min_share: float
     min_agreement: float
     message: str
+    signal: str = "wave_stability"  # which check made it: wave_stability or tail_agreement
 
     @property
     def fired(self) -> bool:
@@ -71,7 +94,7 @@ class PartitionCheck:
     @classmethod
     def from_dict(cls, d: dict) -> PartitionCheck:
         """The inverse of :meth:`to_dict` (checkpoints keep the check as a dict)."""
-        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}  # older checkpoints lack ``signal``
         fields["agreement"] = [float("nan") if v is None else float(v) for v in fields["agreement"]]
         return cls(**fields)
 
@@ -145,6 +168,68 @@ def wave_stability(
         min_share=float(min_share),
         min_agreement=float(min_agreement),
         message=message,
+    )
+
+
+def tail_agreement(
+    elimination: pd.DataFrame,
+    confidence: pd.DataFrame,
+    *,
+    tail: float = TAIL,
+    min_overlap: float = MIN_TAIL_OVERLAP,
+) -> PartitionCheck:
+    """Per class, the share of ``confidence``'s least spurious ``tail`` (its last positions) that ``elimination``
+    also puts in its least spurious ``tail``; the signal fires when some class's share is below ``min_overlap``.
+
+    Args:
+        elimination: Stage 1's elimination ranking table (``index, label, rank, position``).
+        confidence: an ERM-confidence ranking table of the same samples (``index, label, position``).
+        tail: the share of each class compared (``ceil(tail * class size)`` samples, at least one).
+        min_overlap: the overlap below which the signal fires.
+
+    ``first_wave_share`` holds each class's share eliminated at the first step (rank 1), ``agreement`` the overlaps.
+    """
+    if not 0 < tail < 1:
+        raise ValueError(f"tail_agreement: tail must lie in (0, 1), got {tail!r}")
+    a = elimination.set_index("index")
+    b = confidence.set_index("index")
+    if not a.index.sort_values().equals(b.index.sort_values()):
+        raise ValueError("tail_agreement: the two ranking tables rank different samples (dataset index)")
+    classes = sorted(int(c) for c in a["label"].unique())
+    shares, overlaps = [], []
+    for c in classes:
+        ea, eb = a[a["label"] == c], b[b["label"] == c]
+        k = max(1, math.ceil(tail * len(ea)))
+        last_a = set(ea.nlargest(k, "position").index)
+        last_b = set(eb.nlargest(k, "position").index)
+        overlaps.append(len(last_a & last_b) / k)
+        shares.append(float((ea["rank"] == 1).mean()))
+    worst = min(range(len(classes)), key=lambda i: overlaps[i]) if classes else None
+    pct = round(100 * tail)
+    if worst is not None and overlaps[worst] < min_overlap:
+        status = "partition"
+        message = (
+            f"Stage 1 may see one shortcut only: in class {classes[worst]} only {100 * overlaps[worst]:.0f}% of "
+            f"the {pct}% least spurious samples by an ERM network's confidence are among Stage 1's {pct}% least "
+            f"spurious (below {100 * min_overlap:.0f}%), so the two orders saw different shortcuts; the fused "
+            "ranking keeps both, but compare it with rank_by='confidence' on your validation split and look at "
+            "both tails in `sebra inspect`"
+        )
+    else:
+        status = "graded"
+        message = (
+            f"no one-shortcut signal: Stage 1 and ERM confidence agree on each class's {pct}% least spurious "
+            f"samples (overlap at least {100 * min_overlap:.0f}%)"
+        )
+    return PartitionCheck(
+        status=status,
+        first_wave_share=shares,
+        agreement=overlaps,
+        worst_class=None if worst is None else classes[worst],
+        min_share=float(tail),
+        min_agreement=float(min_overlap),
+        message=message,
+        signal="tail_agreement",
     )
 
 

@@ -3,9 +3,11 @@ the end of the first ranking step, stays silent when it is stable, and ignores s
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
 import torch
 
-from sebra.diagnostics import PartitionCheck, summary_line, unchecked, wave_stability
+from sebra.diagnostics import PartitionCheck, summary_line, tail_agreement, unchecked, wave_stability
 
 
 def _scores(stable: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -54,3 +56,46 @@ def test_unscored_samples_are_left_out_and_unchecked_says_why():
     u = unchecked(labels, wave, "not checked: because")
     assert u.status == "unchecked" and not u.fired and u.message == "not checked: because"
     assert u.to_dict()["agreement"] == [None, None]
+
+
+def _tables(moved: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two classes of 100 ranked twice; the second order moves ``moved`` of class 1's 10 least spurious samples
+    (the last positions) to the front."""
+    rows_a, rows_b = [], []
+    for c in (0, 1):
+        idx = list(range(100 * c, 100 * c + 100))
+        order_b = idx[90 : 90 + moved] + idx[:90] + idx[90 + moved :] if c == 1 else idx
+        for pos, i in enumerate(idx, 1):
+            rows_a.append(
+                {"index": i, "label": c, "rank": 1 if pos <= 80 else 2, "position": pos, "p_y": 0.5}
+            )
+        for pos, i in enumerate(order_b, 1):
+            rows_b.append({"index": i, "label": c, "rank": pos, "position": pos, "p_y": 0.5})
+    return pd.DataFrame(rows_a), pd.DataFrame(rows_b)
+
+
+def test_tail_agreement_fires_when_the_least_spurious_tails_differ():
+    check = tail_agreement(*_tables(moved=5))
+    assert check.fired and check.signal == "tail_agreement" and check.worst_class == 1
+    assert check.agreement == [1.0, 0.5] and check.first_wave_share == [0.8, 0.8]
+    assert (
+        "only 50% of the 10% least spurious" in summary_line(check)
+        and "rank_by='confidence'" in check.message
+    )
+    assert PartitionCheck.from_dict(check.to_dict()) == check
+
+
+def test_tail_agreement_is_silent_when_they_agree_and_checks_its_input():
+    check = tail_agreement(*_tables(moved=1), min_overlap=0.8)
+    assert not check.fired and check.agreement == [1.0, 0.9]
+    a, b = _tables(moved=0)
+    with pytest.raises(ValueError, match="rank different samples"):
+        tail_agreement(a, b.iloc[1:])
+    with pytest.raises(ValueError, match="tail must lie in"):
+        tail_agreement(a, b, tail=1.5)
+
+
+def test_older_checks_without_a_signal_field_still_load():
+    d = wave_stability(*_scores(stable=True)).to_dict()
+    del d["signal"]
+    assert PartitionCheck.from_dict(d).signal == "wave_stability"

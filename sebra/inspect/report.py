@@ -220,7 +220,13 @@ def write_report(
             f'<section id="check" class="{"warning" if fired else "check"}"><h2>Ranking check</h2>'
             f"<p>{'<strong>Warning:</strong> ' if fired else ''}{escape(str(d.get('message', '')))}</p>"
             + _table(
-                ["class", "share of the class in the first wave", "agreement with the balanced run"],
+                [
+                    "class",
+                    "share of the class in the first wave",
+                    "least spurious tail shared with ERM confidence"
+                    if d.get("signal") == "tail_agreement"
+                    else "agreement of the first wave's order, mid-step vs end of step",
+                ],
                 [
                     [_class_name(c, class_names), _fmt(sh), "–" if ag is None else _fmt(ag)]
                     for c, sh, ag in zip(labels, d.get("first_wave_share", []), d.get("agreement", []))

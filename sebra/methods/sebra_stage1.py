@@ -14,7 +14,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
 from sebra.datasets.datamodule import ShardSampler
-from sebra.diagnostics import PartitionCheck, unchecked, wave_stability
+from sebra.diagnostics import PartitionCheck, tail_agreement, unchecked, wave_stability
 from sebra.export import save_rankings
 from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
 from sebra.scoring import confidence_rankings, score_loader
@@ -260,6 +260,8 @@ class RankingSteps:
         p_y = self._dense(*self._gathered_scores(every=True))
         df = confidence_rankings(ctl.indices, ctl.labels, p_y)
         if self._stage1_table is not None:
+            # the two halves' least spurious tails, where Stage 2 draws its positives (sebra.diagnostics)
+            self.first_check = tail_agreement(self._stage1_table, df)
             fused = combine_rankings([self._stage1_table, df])
             df = fused.assign(rank=fused["position"])  # one sample per rank, as the confidence order has
         note = f"after {total} confidence epoch(s)" + (

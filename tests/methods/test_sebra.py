@@ -430,6 +430,9 @@ def test_rank_by_fused_combines_the_elimination_table_with_the_confidence_order(
     assert got["rank"].tolist() == got["position"].tolist()
     assert not got["index"].equals(stage1["index"])  # the confidence order moved samples
     assert model.ranking_history()["step"].max() == model.controller.step  # history: the elimination run's
+    from sebra.diagnostics import tail_agreement
+
+    assert model.ranking_check == tail_agreement(stage1, conf)  # the check of the two halves' tails
 
 
 def test_rank_by_needs_rank_bins_and_valid_confidence_steps():
