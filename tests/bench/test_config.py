@@ -114,7 +114,13 @@ def test_the_shipped_config_loads_with_its_values() -> None:
         assert m["model"] == raw["methods"][name]["model"]
     assert cfg["methods"]["sebra_single_rank"]["model"]["init_args"] == {
         **cfg["methods"]["sebra"]["model"]["init_args"],
+        "rank_by": "elimination",
         "rank_repeats": 1,
+    }
+    assert cfg["methods"]["sebra"]["model"]["init_args"]["rank_by"] == "fused"  # shipped: BENCHMARKS.md §7.9
+    assert cfg["methods"]["sebra_elimination"]["model"]["init_args"] == {
+        **cfg["methods"]["sebra"]["model"]["init_args"],
+        "rank_by": "elimination",
     }
     assert set(selection_rules(cfg).values()) == {"val_wga"}
     assert config_methods(cfg, "erm, sebra") == ["erm", "sebra"]
