@@ -1,6 +1,7 @@
 """The multi-seed reference the demo prints under its own table: mean ± std over seeds per method and metric.
 
-    python benchmarks/reference.py --results benchmarks/results/builtin.csv --out sebra/configs/builtin_reference.csv
+    python benchmarks/reference.py --results benchmarks/results/builtin.csv benchmarks/results/fused/builtin.csv \
+        --out sebra/configs/builtin_reference.csv
 
 Reads a ``sebra bench`` results file (rows ``method,seed,metric,value``) and writes a small CSV with columns
 ``method,metric,mean,std,seeds`` (sample std, ``ddof=1``, empty for a single seed), atomically (temporary file, then
@@ -41,17 +42,34 @@ def reference_table(results: pd.DataFrame) -> pd.DataFrame:
     return agg[list(COLUMNS)].reset_index(drop=True)
 
 
+def merged_results(paths: list[str | Path]) -> pd.DataFrame:
+    """The rows of several results files; a method present in a later file replaces its rows from the earlier
+    ones (``sebra`` re-run under changed settings, the other methods kept from the first file)."""
+    frames: list[pd.DataFrame] = []
+    for path in paths:
+        new = read_results(path)
+        frames = [f[~f["method"].isin(set(new["method"]))] for f in frames] + [new]
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", default="benchmarks/results/builtin.csv", help="a sebra bench results CSV")
+    p.add_argument(
+        "--results",
+        nargs="+",
+        default=["benchmarks/results/builtin.csv"],
+        help="sebra bench results CSVs; a method in a later file replaces its rows from the earlier ones "
+        "(a re-run of one method under changed settings)",
+    )
     p.add_argument("--out", default="sebra/configs/builtin_reference.csv")
     a = p.parse_args(argv)
-    if not Path(a.results).exists():
-        raise SystemExit(f"reference: {a.results} does not exist")
+    for path in a.results:
+        if not Path(path).exists():
+            raise SystemExit(f"reference: {path} does not exist")
     try:
-        table = reference_table(read_results(a.results))
+        table = reference_table(merged_results(a.results))
     except BenchError as e:
-        raise SystemExit(f"reference: {a.results}: {e}") from e
+        raise SystemExit(f"reference: {', '.join(a.results)}: {e}") from e
     out = atomic_write(a.out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     n = table["method"].nunique()
     print(f"{len(table)} rows ({n} methods) -> {out}")

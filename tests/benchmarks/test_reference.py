@@ -82,11 +82,13 @@ def test_script_refuses_a_missing_results_file(tmp_path: Path) -> None:
 
 
 def test_packaged_reference_matches_the_bench_results() -> None:
-    """The shipped file is the script's output for benchmarks/results/builtin.csv (BENCHMARKS.md §4)."""
-    from sebra.bench.store import read_results
-
+    """The shipped file is the script's output for benchmarks/results/builtin.csv with Sebra's rows from the re-run
+    of the shipped settings, fused/builtin.csv (BENCHMARKS.md §4, §6)."""
     ns = runpy.run_path(str(SCRIPT))
-    expected = ns["reference_table"](read_results(ROOT / "benchmarks" / "results" / "builtin.csv"))
+    results = ROOT / "benchmarks" / "results"
+    expected = ns["reference_table"](
+        ns["merged_results"]([results / "builtin.csv", results / "fused" / "builtin.csv"])
+    )
     shipped = pd.read_csv(REFERENCE_FILE)
     assert (
         shipped[["method", "metric", "seeds"]].values.tolist()
@@ -142,3 +144,17 @@ def test_demo_prints_the_shipped_reference() -> None:
     for method in ("sebra", "erm"):  # the packaged numbers, as the demo formats them
         mean, std = ref.loc[(method, "worst_group_acc"), ["mean", "std"]]
         assert f"{mean:.1f} ± {std:.1f}" in text
+
+
+def test_a_later_results_file_replaces_a_methods_rows(tmp_path: Path) -> None:
+    first = _fake_results(tmp_path / "a.csv")
+    pd.DataFrame(
+        [("sebra", s, "worst_group_acc", 50.0 + s) for s in range(3)],
+        columns=["method", "seed", "metric", "value"],
+    ).to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "ref.csv"
+    _run("--results", str(first), str(tmp_path / "b.csv"), "--out", str(out))
+    got = pd.read_csv(out).set_index(["method", "metric"])
+    assert got.loc[("sebra", "worst_group_acc"), "mean"] == pytest.approx(51.0)  # the later file's rows
+    assert ("sebra", "avg_acc") not in got.index  # none of the earlier sebra rows kept
+    assert got.loc[("erm", "worst_group_acc"), "mean"] == pytest.approx(6.0)  # other methods from the first
