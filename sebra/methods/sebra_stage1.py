@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
-from sebra.datasets.datamodule import ShardSampler
+from sebra.datasets.datamodule import ShardSampler, shard_positions
 from sebra.diagnostics import PartitionCheck, tail_agreement, unchecked, wave_stability
 from sebra.export import save_rankings
 from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
@@ -237,14 +237,10 @@ class RankingSteps:
         """This epoch's training positions in the confidence run: every sample once, in an order seeded by the
         run's seed and epoch (the same on every process, and however often the loader is rebuilt), this process's
         strided share (padded to equal length)."""
-        n = len(self.controller)
         order = torch.Generator().manual_seed(self.confidence_seed * 1009 + self.confidence_steps_done)
-        perm = torch.randperm(n, generator=order)
-        world, rank = self._replicas()
-        if world > 1:
-            size = -(-n // world)
-            perm = torch.cat([perm, perm[: size * world - n]])[rank::world]
-        return perm.tolist()
+        perm = torch.randperm(len(self.controller), generator=order)
+        share, _ = shard_positions(len(perm), *self._replicas())
+        return perm[share].tolist()
 
     def confidence_sampler(self) -> ShardSampler:
         """The confidence run's sampler (already this process's share)."""
