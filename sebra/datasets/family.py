@@ -298,11 +298,16 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="spent", note="spent held-out; randomly placed coloured square and background tint; B (tint) the stronger"),
     VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="spent", note="spent held-out; coloured frame and background texture; A (frame) measured the stronger"),
     VariantSpec("farm-objcolor-symbol", Shortcut("objcolor", 0.3), Shortcut("symbol", 0.5), grouping="farm_wild", role="spent", note="spent held-out; farm vs wild animals; animal colour and corner symbol, measured about equally strong"),
-    # the second held-out set (issue 17), registered before any trial on the new dev variants; kinds or strengths no
-    # dev variant uses; two with a large learning-speed difference
-    VariantSpec("tint-faintpatch", Shortcut("tint", 0.8), Shortcut("patch", 0.15), role="heldout", speed=(10, 75), note="strong background tint (10 steps) and a faint randomly placed square (75 steps); the fast shortcut is A"),
-    VariantSpec("farm-faintsymbol-stripes", Shortcut("symbol", 0.12), Shortcut("stripes", 0.9), grouping="farm_wild", stronger=1, role="heldout", speed=(105, 5), note="farm vs wild; a faint corner symbol (105 steps) and strong background stripes (5 steps); the fast shortcut is B"),
-    VariantSpec("objcolor-gradient", Shortcut("objcolor", 0.5), Shortcut("gradient", 0.3), role="heldout", speed=(5, 25), note="animal colour (5 steps) and a weak background ramp (25 steps): both learned within the first pass"),
+    # the second held-out set (issue 17), registered before any trial on the new dev variants; looked at four times
+    # (BENCHMARKS.md §7.5, §7.8, §9.1, §7.9), so spent
+    VariantSpec("tint-faintpatch", Shortcut("tint", 0.8), Shortcut("patch", 0.15), role="spent", speed=(10, 75), note="spent held-out; strong background tint (10 steps) and a faint randomly placed square (75 steps); the fast shortcut is A"),
+    VariantSpec("farm-faintsymbol-stripes", Shortcut("symbol", 0.12), Shortcut("stripes", 0.9), grouping="farm_wild", stronger=1, role="spent", speed=(105, 5), note="spent held-out; farm vs wild; a faint corner symbol (105 steps) and strong background stripes (5 steps); the fast shortcut is B"),
+    VariantSpec("objcolor-gradient", Shortcut("objcolor", 0.5), Shortcut("gradient", 0.3), role="spent", speed=(5, 25), note="spent held-out; animal colour (5 steps) and a weak background ramp (25 steps): both learned within the first pass"),
+    # the third held-out set (issue 17, tenth session), registered in a commit of its own before any trial of this
+    # session; kinds or strengths no dev variant uses; two with a large learning-speed difference, one control
+    VariantSpec("objcolor-faintdot", Shortcut("objcolor", 0.7), Shortcut("dot", 0.5), role="heldout", speed=(5, 210), note="strong animal colour (5 steps) and a faint 2 px corner dot (210 steps: 3.5 passes); the fast shortcut is A"),
+    VariantSpec("farm-faintsymbol-tint", Shortcut("symbol", 0.15), Shortcut("tint", 0.6), grouping="farm_wild", stronger=1, role="heldout", speed=(70, 5), note="farm vs wild; a faint corner symbol (70 steps) and a background tint (5 steps); the fast shortcut is B"),
+    VariantSpec("blur-patch", Shortcut("blur", 0.6), Shortcut("patch", 0.35), role="heldout", speed=(25, 50), note="blurred animal (25 steps) and a randomly placed square (50 steps): both learned within the first pass (a control)"),
 )}
 # fmt: on
 
