@@ -15,6 +15,9 @@ Rankers (:data:`RANKERS`):
 * ``sebra_erm``: Sebra's Stage 1 and ``erm_conf`` fused, per class by mean position percentile
   (:func:`sebra.ranking.combine_rankings`), one sample per rank: label-free, one ERM epoch more than Stage 1 (issue 17's
   "fusing with an early ERM-confidence order").
+* ``erm_curve``: the mean ERM ``p_y`` over epochs 1..:data:`ERM_CURVE_EPOCHS` (a per-sample learning-speed statistic:
+  learned early, high at every scoring point; learned late, high only at the last), read from the same scores;
+* ``sebra_erm_curve``: Stage 1 and ``erm_curve`` fused as ``sebra_erm`` fuses them.
 
 Mitigations (:data:`MITIGATIONS`), each a method of the config run by :func:`sebra.bench.run.run_one` with the
 table as its only knowledge of the ranker:
@@ -48,7 +51,9 @@ from sebra.scoring import confidence_rankings, error_set_rankings
 __all__ = ["GRID_COLUMNS", "MITIGATIONS", "RANKERS", "parse_mitigation", "run_cell", "true_level_rankings"]
 
 GRID_COLUMNS = ["variant", "role", "ranker", "mitigation", "seed", "metric", "value"]
-RANKERS = ("sebra", "erm_conf", "error_set", "true_levels", "sebra_erm")
+RANKERS = ("sebra", "erm_conf", "error_set", "true_levels", "sebra_erm", "erm_curve", "sebra_erm_curve")
+#: Epochs the ``erm_curve`` ranker averages (a fixed setting, taken from dev tau-b: benchmarks/confidence_trial.py).
+ERM_CURVE_EPOCHS = 3
 MITIGATIONS = ("stage2", "ranked_head", "rank_upsampled", "rank_dro")
 _FROM_SCRATCH = {
     "rank_upsampled": ("erm", "sebra.methods.rank_upsampled.RankUpsampledModule"),
@@ -129,8 +134,13 @@ def make_rankings(
             elif ranker == "erm_conf":
                 s = _epoch_scores(erm_dir, erm_conf_epoch)
                 table = confidence_rankings(s["index"], s["label"], s["p_y"])
-            elif ranker == "sebra_erm":  # after both (RANKERS' order)
-                fused = combine_rankings([load_rankings(out["sebra"][0]), load_rankings(out["erm_conf"][0])])
+            elif ranker == "erm_curve":
+                s = pd.concat([_epoch_scores(erm_dir, e) for e in range(1, ERM_CURVE_EPOCHS + 1)])
+                s = s.groupby(["index", "label"], as_index=False)["p_y"].mean()
+                table = confidence_rankings(s["index"], s["label"], s["p_y"])
+            elif ranker in ("sebra_erm", "sebra_erm_curve"):  # after both (RANKERS' order)
+                other = "erm_conf" if ranker == "sebra_erm" else "erm_curve"
+                fused = combine_rankings([load_rankings(out["sebra"][0]), load_rankings(out[other][0])])
                 table = fused.assign(rank=fused["position"])
             elif ranker == "error_set":
                 # p_y < 0.5: exactly the misclassified samples with two classes (the family's)

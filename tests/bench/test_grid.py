@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from tiny_data import tiny_splits
 
-from sebra.bench.grid import RANKERS, parse_mitigation, run_cell, true_level_rankings
+from sebra.bench.grid import ERM_CURVE_EPOCHS, RANKERS, parse_mitigation, run_cell, true_level_rankings
 from sebra.export import check_ranking_values, check_rankings, load_rankings
 from sebra.ranking import combine_rankings
 
@@ -62,5 +62,10 @@ def test_one_cell_runs_every_ranker_under_every_mitigation_and_resumes(cfg, tmp_
     fused = load_rankings(cell / "rankings_sebra_erm.csv")
     both = combine_rankings([load_rankings(cell / f"rankings_{r}.csv") for r in ("sebra", "erm_conf")])
     assert fused["index"].tolist() == both["index"].tolist() and (fused["rank"] == fused["position"]).all()
+    scores = pd.read_csv(tmp_path / "toy" / "erm_base" / "erm" / "seed0" / "confidence_by_epoch.csv")
+    mean = scores[scores["epoch"] <= ERM_CURVE_EPOCHS].groupby("index")["p_y"].mean()
+    curve = load_rankings(cell / "rankings_erm_curve.csv")
+    for _, cls in curve.groupby("label"):  # ordered by the mean over the first epochs, highest first
+        assert mean.loc[cls.sort_values("position")["index"]].is_monotonic_decreasing
     again = run_cell(cfg, "toy", "dev", 0, tmp_path, mitigations=mitigations, done=pairs)
     assert again == []
