@@ -42,7 +42,9 @@ def _order(frame: pd.DataFrame, epochs: range) -> pd.DataFrame:
 
 def trial_rows(runs: Path, name: str, seeds: list[int], max_epochs: int) -> list[dict]:
     if variant(name).role != "dev":
-        raise SystemExit(f"confidence_trial: {name!r} is a {variant(name).role} variant; trials run on dev only")
+        raise SystemExit(
+            f"confidence_trial: {name!r} is a {variant(name).role} variant; trials run on dev only"
+        )
     dm = FamilyDataModule(name)
     dm.setup("fit")
     train = dm.train_dataset

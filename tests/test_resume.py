@@ -263,14 +263,15 @@ def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path, dra
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
 
 
-@pytest.mark.parametrize("rank_by", ["fused", "confidence"])
-def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str) -> None:
+@pytest.mark.parametrize(("rank_by", "score"), [("fused", "last"), ("confidence", "last"), ("fused", "mean")])
+def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str, score: str) -> None:
     settings = {
         **SETTINGS,
         "max_steps": 2,
         "epochs": 1,
         "rank_by": rank_by,
         "confidence_steps": 2,
+        "confidence_score": score,
         "rank_bins": 3,
     }
     ref = SebraModule(**settings)
@@ -284,6 +285,7 @@ def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str) -> None:
     saved = torch.load(ckpt, weights_only=False)["sebra"]
     assert saved["confidence_run"] and saved["confidence_steps_done"] == 1 and saved["stage"] == "rank"
     assert (saved["stage1_table"] is not None) == (rank_by == "fused")
+    assert (saved["confidence_sum"] is not None) == (score == "mean")  # the first epoch's scores, kept
     trace = Trace()
     resumed = SebraModule(**settings)
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)

@@ -115,6 +115,12 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             and the data module's batch size apply to the confidence run too.
         confidence_steps: epochs of the confidence run (``rank_by`` ``confidence`` or ``fused``), a setting chosen
             without labels (1: ERM confidence after one epoch, the grid's ``erm_conf`` ranker).
+        confidence_score: what orders the confidence run. ``last``: ``p_y`` after its last epoch. ``mean``: the mean
+            ``p_y`` over scorings after each of its epochs (every sample scored once per epoch, eval mode), a
+            per-sample learning-speed statistic: a sample of a shortcut learned in the first epoch scores high at
+            every point, one the ranker needs more epochs for only at the later ones, so the order is graded by how
+            early each sample is learned instead of by one network's snapshot (the grid's ``erm_curve`` ranker,
+            BENCHMARKS.md §7.10). It costs one scoring pass per epoch.
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -169,6 +175,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         retain_eliminated: float = 0.0,
         rank_by: Literal["elimination", "confidence", "fused"] = "elimination",
         confidence_steps: int = 1,
+        confidence_score: Literal["last", "mean"] = "last",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -205,6 +212,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             ("within_step", within_step, ("elimination", "final", "mean")),
             ("repeat_draws", repeat_draws, ("uniform", "balanced")),
             ("rank_by", rank_by, ("elimination", "confidence", "fused")),
+            ("confidence_score", confidence_score, ("last", "mean")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -270,6 +278,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.confidence_run = rank_by == "confidence" and self.given_rankings is None
         self.confidence_steps_done = 0
         self.confidence_seed = seed  # with the run's epoch, seeds its draw order
+        self.confidence_sum: torch.Tensor | None = None  # confidence_score="mean": p_y summed over its epochs
         self._stage1_table: pd.DataFrame | None = None  # the elimination runs' table, kept for "fused"
         self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
         self._repeat_history: list[pd.DataFrame] = []
@@ -441,6 +450,7 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             "confidence_run": self.confidence_run,
             "confidence_steps_done": self.confidence_steps_done,
             "confidence_seed": self.confidence_seed,
+            "confidence_sum": self.confidence_sum.tolist() if self.confidence_sum is not None else None,
             "stage1_table": self._stage1_table.to_dict("list") if self._stage1_table is not None else None,
             "first_check": self.first_check.to_dict() if self.first_check is not None else None,
             "stage": self.stage,
@@ -466,6 +476,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         self.confidence_run = state.get("confidence_run", False)
         self.confidence_steps_done = state.get("confidence_steps_done", 0)
         self.confidence_seed = state.get("confidence_seed", self.confidence_seed)
+        total = state.get("confidence_sum")
+        self.confidence_sum = torch.tensor(total, dtype=torch.float32) if total is not None else None
         table = state.get("stage1_table")
         self._stage1_table = pd.DataFrame(table) if table is not None else None
         check = state.get("first_check")

@@ -33,8 +33,8 @@ class RankingSteps:
 
     The confidence run (``rank_by`` ``"confidence"``: instead of the elimination runs; ``"fused"``: after them) is
     ERM for ``confidence_steps`` epochs: a fresh ranker, plain cross-entropy, one pass per step over every training
-    sample in a seeded order, nothing eliminated; then every sample is scored once (eval mode) and ranked per class
-    by ``p_y``, higher first (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the
+    sample in a seeded order, nothing eliminated; then every sample is scored once (eval mode; with
+    ``confidence_score="mean"`` after every epoch, and averaged) and ranked per class by ``p_y``, higher first (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the
     elimination runs' by mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination
     controller is kept through the confidence run: its history and steps stay those of the elimination runs.
     """
@@ -231,6 +231,7 @@ class RankingSteps:
         self.confidence_run = True
         self.confidence_steps_done = 0
         self.confidence_seed = seed
+        self.confidence_sum = None
         self._reset_ranker(seed)
 
     def confidence_positions(self) -> list[int]:
@@ -249,19 +250,27 @@ class RankingSteps:
     def _close_confidence_step(self) -> None:
         self.confidence_steps_done += 1
         total = int(self.hparams.confidence_steps)
+        mean = self.hparams.confidence_score == "mean"
+        if mean or self.confidence_steps_done == total:
+            p_y = self._dense(*self._gathered_scores(every=True))
+            if mean:  # learning speed: scored after every epoch, ranked by the mean
+                self.confidence_sum = p_y if self.confidence_sum is None else self.confidence_sum + p_y
         rank_zero_info(f"confidence run: epoch {self.confidence_steps_done} of {total} done")
         if self.confidence_steps_done < total:
             return
         ctl = self.controller
-        p_y = self._dense(*self._gathered_scores(every=True))
+        if mean:
+            p_y = self.confidence_sum / total
         df = confidence_rankings(ctl.indices, ctl.labels, p_y)
         if self._stage1_table is not None:
             # the two halves' least spurious tails, where Stage 2 draws its positives (sebra.diagnostics)
             self.first_check = tail_agreement(self._stage1_table, df)
             fused = combine_rankings([self._stage1_table, df])
             df = fused.assign(rank=fused["position"])  # one sample per rank, as the confidence order has
-        note = f"after {total} confidence epoch(s)" + (
-            f" fused with {ctl.step} ranking steps" if self._stage1_table is not None else ""
+        note = (
+            f"after {total} confidence epoch(s)"
+            + (" (mean p_y)" if mean else "")
+            + (f" fused with {ctl.step} ranking steps" if self._stage1_table is not None else "")
         )
         self._publish_rankings(df, note)
 

@@ -386,6 +386,38 @@ def test_rank_by_confidence_ranks_each_class_by_an_erm_rankers_p_y(tiny_dm, make
     assert (Path(trainer.log_dir) / "rankings.csv").exists()
 
 
+class _EpochScores(L.Callback):
+    """The ranker's scores of the training set at the end of every epoch (before the module closes the epoch)."""
+
+    def __init__(self, dm) -> None:
+        self.dm, self.scores = dm, []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        from sebra.scoring import score_dataset
+
+        was_training = pl_module.ranker.training
+        self.scores.append(score_dataset(pl_module.ranker, self.dm).numpy())
+        pl_module.ranker.train(was_training)
+
+
+def test_confidence_score_mean_ranks_by_the_mean_p_y_over_the_epochs(tiny_dm, make_trainer):
+    seen = _EpochScores(tiny_dm)
+    settings = {**TINY, "rank_only": True, "rank_by": "confidence", "confidence_steps": 3, "rank_bins": 4}
+    model = SebraModule(**settings, confidence_score="mean")
+    make_trainer(logger=False, enable_checkpointing=False, callbacks=[seen]).fit(model, datamodule=tiny_dm)
+    assert len(seen.scores) == 3
+    train = tiny_dm.splits["train"]
+    by_index = dict(zip(train.indices.tolist(), np.mean(seen.scores, axis=0)))
+    df = model.rankings
+    np.testing.assert_allclose(df["p_y"], [by_index[i] for i in df["index"]], rtol=1e-5, atol=1e-6)
+    for _, cls in df.groupby("label"):
+        assert cls["p_y"].is_monotonic_decreasing
+    last = dict(zip(train.indices.tolist(), seen.scores[-1]))
+    assert not np.allclose(df["p_y"], [last[i] for i in df["index"]], atol=1e-4)  # not the last snapshot
+    with pytest.raises(ValueError, match="confidence_score must be one of"):
+        SebraModule(**settings, confidence_score="median")
+
+
 def test_rank_by_confidence_trains_with_plain_cross_entropy(tiny_dm, make_trainer):
     import sebra.methods.sebra as sebra_module
 
