@@ -294,6 +294,10 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     # added for issue 17 (learning speed): one shortcut learned within the first pass, the other >= 5x more slowly
     VariantSpec("gradient-dot", Shortcut("gradient", 0.6), Shortcut("dot", 0.6), role="dev", speed=(10, 250), note="background brightness ramp (learned in 10 steps) and a 2 px corner dot (250 steps: 4 passes); the fast shortcut is A"),
     VariantSpec("farm-dot-border", Shortcut("dot", 0.8), Shortcut("border", 0.9), grouping="farm_wild", stronger=1, role="dev", speed=(175, 5), note="farm vs wild; a 2 px corner dot (175 steps) and a strong coloured frame (5 steps); the fast shortcut is B"),
+    # added in the tenth session (issue 17): the slow shortcut learned just beyond the first pass (1-2 passes), as on
+    # the spent second held-out set, which the dev set above (4 passes or within the first) did not represent
+    VariantSpec("stripes-faintpatch", Shortcut("stripes", 0.8), Shortcut("patch", 0.2), role="dev", speed=(5, 100), note="strong background stripes (5 steps) and a faint randomly placed square (100 steps: 1.7 passes); the fast shortcut is A"),
+    VariantSpec("farm-faintgradient-border", Shortcut("gradient", 0.15), Shortcut("border", 0.7), grouping="farm_wild", stronger=1, role="dev", speed=(75, 5), note="farm vs wild; a faint background ramp (75 steps: 1.25 passes) and a coloured frame (5 steps); the fast shortcut is B"),
     # the first held-out set: looked at twice (issues 11 and 17), so spent; kept for its rows, not for new claims
     VariantSpec("patch-tint", Shortcut("patch", 0.6), Shortcut("tint", 0.3), stronger=1, role="spent", note="spent held-out; randomly placed coloured square and background tint; B (tint) the stronger"),
     VariantSpec("border-stripes", Shortcut("border", 0.4), Shortcut("stripes", 0.4), role="spent", note="spent held-out; coloured frame and background texture; A (frame) measured the stronger"),
