@@ -3,16 +3,80 @@ that names the class, the argument, what is allowed and the value given."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
-from typing import Any, Literal
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
 
-from sebra.methods.optim import OPTIMIZERS
-
-__all__ = ["ARG_CHOICES", "ARG_RULES", "SELECTIONS", "Selection", "check_args", "check_backbone", "require"]
+__all__ = [
+    "ARG_RULES",
+    "SELECTIONS",
+    "LRSchedule",
+    "Optimizer",
+    "Sampling",
+    "Selection",
+    "check_args",
+    "check_backbone",
+    "check_choices",
+    "literal_choices",
+    "require",
+]
 
 Selection = Literal["val_wga", "val_acc", "last"]
-SELECTIONS = ("val_wga", "val_acc", "last")
+SELECTIONS: tuple[str, ...] = get_args(Selection)
+#: The optimizers :func:`sebra.methods.optim.make_optimizer` builds.
+Optimizer = Literal["sgd", "adam", "adamw"]
+LRSchedule = Literal["none", "cosine"]
+#: ``uniform`` draws, or each (class, bias attributes) group equally often (uses group labels).
+Sampling = Literal["uniform", "group_balanced"]
+
+
+@functools.cache
+def literal_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The allowed values of every constructor argument of ``cls`` typed as a ``Literal`` (also ``Literal | None``,
+    where ``None`` is then allowed), read from the signatures of ``cls.__init__`` and its bases'.
+
+    The type is the one statement of what an argument may be: jsonargparse checks it for ``sebra fit`` and
+    :func:`check_choices` checks it for Python callers, so no list of allowed values is written twice.
+    """
+    out: dict[str, tuple[Any, ...]] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or not inspect.isfunction(init):
+            continue
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # an annotation that does not evaluate here: such a class is checked by hand
+            continue
+        for name in inspect.signature(init).parameters:
+            allowed = _literal_values(hints.get(name))
+            if allowed is not None:
+                out[name] = allowed
+    return out
+
+
+def _literal_values(hint: Any) -> tuple[Any, ...] | None:
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        parts = [_literal_values(a) if a is not type(None) else (None,) for a in get_args(hint)]
+        if all(p is not None for p in parts) and any(p != (None,) for p in parts):
+            return tuple(v for p in parts for v in p)  # type: ignore[union-attr]
+    return None
+
+
+def check_choices(owner: type, values: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a value outside its argument's ``Literal`` (:func:`literal_choices`), naming the
+    class, the argument, the allowed values and the value given."""
+    choices = literal_choices(owner)
+    for name, value in values.items():
+        allowed = choices.get(name)
+        if allowed is not None and not any(value == a and type(value) is type(a) for a in allowed):
+            shown = ", ".join("None" if a is None else str(a) for a in allowed)
+            raise ValueError(f"{owner.__name__}: {name} must be one of {shown}, got {value!r}")
 
 
 def require(
@@ -105,26 +169,15 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "eta": {"low": 0},
     "adjustment": {"low": 0},
 }
-ARG_CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": OPTIMIZERS,
-    "rank_optimizer": OPTIMIZERS,
-    "lr_schedule": ("none", "cosine"),
-}
 
 
 def check_args(owner: str, rules: dict[str, dict[str, Any]] | None = None, /, **values: Any) -> None:
-    """Check constructor arguments against :data:`ARG_RULES` / :data:`ARG_CHOICES` (``rules`` overrides them);
-    ``backbone`` must be a timm model name (:func:`check_backbone`). Raises ``ValueError`` naming ``owner``, the
-    argument, what is allowed and the value given."""
+    """Check numeric constructor arguments against :data:`ARG_RULES` (``rules`` overrides them); ``backbone`` must
+    be a timm model name (:func:`check_backbone`). Raises ``ValueError`` naming ``owner``, the argument, what is
+    allowed and the value given. Choices (``Literal`` types) are :func:`check_choices`'."""
     rules = {**ARG_RULES, **(rules or {})}
     for name, value in values.items():
         if name == "backbone":
             check_backbone(owner, value)
-        elif name in ARG_CHOICES:
-            case_free = name.endswith("optimizer")  # make_optimizer reads SGD as sgd
-            if not isinstance(value, str) or (value.lower() if case_free else value) not in ARG_CHOICES[name]:
-                raise ValueError(
-                    f"{owner}: {name} must be one of {', '.join(ARG_CHOICES[name])}, got {value!r}"
-                )
         else:
             require(owner, name, value, **rules[name])

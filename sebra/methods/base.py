@@ -15,7 +15,7 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import ARG_CHOICES, ARG_RULES, SELECTIONS, Selection, check_args
+from sebra.methods.args import ARG_RULES, Selection, check_args, check_choices
 from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint, resolve_selection
 from sebra.methods.devices import apply_gpu_options
 from sebra.methods.finite import check_finite_loss
@@ -47,8 +47,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
 
     def __init__(self, selection: Selection = "val_wga", num_classes: int | None = None) -> None:
         super().__init__()
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        check_choices(type(self), {"selection": selection})
         self.selection = selection
         self.num_classes = num_classes
         self.metrics = torch.nn.ModuleDict()
@@ -92,11 +91,12 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
         return Path(log_dir) if log_dir and trainer.is_global_zero else None
 
     def check_hparams(self, rules: dict[str, dict[str, Any]] | None = None) -> None:
-        """Check every saved hyper-parameter that :mod:`sebra.methods.args` has a rule for (``rules`` overrides
-        them), in signature order; raises ``ValueError`` naming the class, the argument and the value."""
-        checked = {
-            k: v for k, v in self.hparams.items() if k in ARG_RULES or k in ARG_CHOICES or k == "backbone"
-        }
+        """Check every saved hyper-parameter: each one typed as a ``Literal`` against its type
+        (:func:`~sebra.methods.args.check_choices`), each one :mod:`sebra.methods.args` has a numeric rule for
+        against it (``rules`` overrides them), in signature order; raises ``ValueError`` naming the class, the
+        argument and the value."""
+        check_choices(type(self), dict(self.hparams))
+        checked = {k: v for k, v in self.hparams.items() if k in ARG_RULES or k == "backbone"}
         check_args(type(self).__name__, rules, **checked)
 
     def _remove_stale_temporaries(self) -> None:

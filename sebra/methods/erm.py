@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection
+from sebra.methods.args import LRSchedule, Optimizer, Sampling, Selection
 from sebra.methods.base import EpochLimited
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 
@@ -37,12 +37,12 @@ class ERMModule(EpochLimited):
         pretrained: bool = False,
         weights_file: str | None = None,
         epochs: int = 15,
-        optimizer: str = "adamw",
+        optimizer: Optimizer = "adamw",
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 0.05,
-        lr_schedule: str = "none",
-        sampling: str = "uniform",
+        lr_schedule: LRSchedule = "none",
+        sampling: Sampling = "uniform",
         selection: Selection = "val_wga",
         seed: int = 0,
         num_classes: int | None = None,
@@ -52,8 +52,6 @@ class ERMModule(EpochLimited):
         super().__init__(selection=selection, num_classes=num_classes)
         self.save_hyperparameters()
         self.check_hparams()
-        if sampling not in ("uniform", "group_balanced"):
-            raise ValueError(f"sampling must be 'uniform' or 'group_balanced', got {sampling!r}")
         self.sample_generator = torch.Generator().manual_seed(seed)
         self.net: Classifier | None = None
 

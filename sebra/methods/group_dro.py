@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-from sebra.methods.args import Selection, check_args
+from sebra.methods.args import LRSchedule, Optimizer, Sampling, Selection, check_args
 from sebra.methods.erm import ERMModule
 
 __all__ = ["GroupDROLoss", "GroupDROModule"]
@@ -135,12 +135,12 @@ class GroupDROModule(ERMModule):
         pretrained: bool = False,
         weights_file: str | None = None,
         epochs: int = 15,
-        optimizer: str = "adamw",
+        optimizer: Optimizer = "adamw",
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 0.05,
-        lr_schedule: str = "none",
-        sampling: str = "uniform",
+        lr_schedule: LRSchedule = "none",
+        sampling: Sampling = "uniform",
         eta: float = 0.01,
         adjustment: float = 0.0,
         selection: Selection = "val_wga",

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection
+from sebra.methods.args import LRSchedule, Optimizer, Selection
 from sebra.methods.optim import cosine_lr, make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sampling import shuffled_loader, weighted_loader
@@ -100,13 +100,13 @@ class JTTModule(TwoPhaseMethod):
         id_epochs: int = 1,
         upweight: float = 20.0,
         epochs: int = 15,
-        optimizer: str = "adamw",
+        optimizer: Optimizer = "adamw",
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 0.05,
         id_lr: float | None = None,
         id_weight_decay: float | None = None,
-        lr_schedule: str = "none",
+        lr_schedule: LRSchedule = "none",
         selection: Selection = "val_wga",
         seed: int = 0,
         num_classes: int | None = None,

@@ -29,7 +29,7 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection, require
+from sebra.methods.args import LRSchedule, Optimizer, Selection, require
 from sebra.methods.erm import ERMModule
 
 __all__ = ["LfFModule", "SampleLossEMA", "generalized_ce", "relative_difficulty"]
@@ -117,11 +117,11 @@ class LfFModule(ERMModule):
         pretrained: bool = False,
         weights_file: str | None = None,
         epochs: int = 15,
-        optimizer: str = "adam",
+        optimizer: Optimizer = "adam",
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
-        lr_schedule: str = "none",
+        lr_schedule: LRSchedule = "none",
         q: float = 0.7,
         ema_alpha: float = 0.7,
         selection: Selection = "val_wga",

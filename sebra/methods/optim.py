@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
+
+from sebra.methods.args import Optimizer
 
 __all__ = ["OPTIMIZERS", "cosine_lr", "make_optimizer"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 def make_optimizer(
