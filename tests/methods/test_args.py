@@ -20,7 +20,9 @@ class _Child(_Base):
 
 def test_literal_choices_come_from_every_signature_of_the_class() -> None:
     assert literal_choices(_Child) == {"mode": ("a", "b"), "kind": ("x", "y", None)}
-    check_choices(_Child, {"kind": None, "mode": "b", "size": 99})  # None allowed where typed; size is no choice
+    check_choices(
+        _Child, {"kind": None, "mode": "b", "size": 99}
+    )  # None allowed where typed; size is no choice
     with pytest.raises(ValueError, match=r"_Child: kind must be one of x, y, None, got 'z'"):
         check_choices(_Child, {"kind": "z"})
 
