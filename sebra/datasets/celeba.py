@@ -325,8 +325,9 @@ class CelebADataModule(SebraDataModule):
     Args:
         root: folder holding ``celeba/`` (or that folder).
         protocol: ``multibias`` (Echoes' construction) or ``official`` (the official partition).
-        target: class attribute.
-        biases: bias attribute names (evaluation only).
+        target: class attribute; default ``Smiling`` under ``multibias`` (Sebra's and Echoes' setting) and
+            ``Blond_Hair`` under ``official`` (the GroupDRO / JTT / SubpopBench benchmark), as ``read_celeba``.
+        biases: bias attribute names (evaluation only); default ``Male, Young`` (multibias) / ``Male`` (official).
         ratios: multibias: train share aligned on each bias.
         alignment: multibias: ``echoes`` (default), ``sebra`` or explicit per-class aligned values.
         train_per_class, eval_per_class: multibias generator sizes.
@@ -340,7 +341,7 @@ class CelebADataModule(SebraDataModule):
         self,
         root: str,
         protocol: Literal["multibias", "official"] = "multibias",
-        target: str = "Smiling",
+        target: str | None = None,
         biases: list[str] | None = None,
         ratios: list[float] | None = None,
         alignment: str | list[list[int]] = "echoes",
@@ -355,7 +356,10 @@ class CelebADataModule(SebraDataModule):
         super().__init__(batch_size=batch_size, image_size=image_size, **kwargs)
         if protocol not in ("multibias", "official"):
             raise ValueError(f"protocol must be 'multibias' or 'official'; got {protocol!r}")
-        self.root, self.protocol, self.target = root, protocol, target
+        self.root, self.protocol = root, protocol
+        self.target = (
+            target if target is not None else ("Smiling" if protocol == "multibias" else "Blond_Hair")
+        )
         self.biases = (
             tuple(biases)
             if biases is not None

@@ -193,35 +193,36 @@ def _bar(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageD
 
 
 def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
-    from sebra.datasets.celeba import (
-        MultibiasSpec,
-        celeba_multibias_splits,
-        multibias_cell_counts,
-        read_celeba,
-    )
+    from sebra.datasets.celeba import CelebADataModule, multibias_cell_counts
     from sebra.datasets.celeba_files import CELEBA_PARTITION_COUNTS, load_celeba_metadata, md5_mismatches
 
     meta = load_celeba_metadata(a.root)
     if meta.source == "txt":
         for m in md5_mismatches(a.root):
             warn(f"CelebA file {m} differs from the official release")
+    # the data module that a fit builds, so its defaults (target, biases, ratios) are the only ones
+    dm = CelebADataModule(
+        a.root,
+        protocol=a.protocol,
+        target=a.target,
+        biases=a.biases,
+        ratios=a.ratios,
+        alignment=a.alignment,
+        npy_dir=a.npy_dir,
+        cache=False,
+        image_size=a.image_size,
+    )
     if a.protocol == "official":
-        target, biases = a.target or "Blond_Hair", tuple(a.biases or ("Male",))
-        splits = {
-            s: read_celeba(meta, s, target=target, biases=biases, cache=False)
-            for s in ("train", "val", "test")
-        }
+        splits = dm.build_splits()
         for s, ds in splits.items():
             if len(ds) != CELEBA_PARTITION_COUNTS[s]:
                 warn(f"CelebA official {s}: {len(ds)} images, published {CELEBA_PARTITION_COUNTS[s]}")
         return splits
-    target, biases = a.target or "Smiling", tuple(a.biases or ("Male", "Young"))
-    ratios = tuple(a.ratios or (0.95,) * len(biases))
+    ratios = dm.ratios
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            spec = MultibiasSpec(target, biases, ratios, a.alignment)
-            splits = celeba_multibias_splits(meta, spec, npy_dir=a.npy_dir, cache=False)
+            splits = dm.build_splits()
         finally:  # short cells explain a later "class has no samples" error
             for w in caught:
                 warn(str(w.message))

@@ -86,6 +86,14 @@ def test_celeba_both_protocols(tmp_path: Path, capsys) -> None:
     g = 2 * attrs[:, 9].astype(int) + attrs[:, 20]
     for k in range(4):
         assert rows[str(k)] == [str(int((g[part == p] == k).sum())) for p in (0, 1, 2)]
+    # without --target/--biases: the data module's defaults for the protocol (Blond_Hair x Male), the same table
+    assert main(["celeba", str(tmp_path), "--protocol", "official"]) == 0
+    assert _rows(capsys.readouterr().out) == rows
+    from sebra.datasets.celeba import CelebADataModule
+
+    official = CelebADataModule(str(tmp_path), protocol="official")
+    assert (official.target, official.biases) == ("Blond_Hair", ("Male",))
+    assert CelebADataModule(str(tmp_path)).target == "Smiling"  # multibias: Sebra's setting
     # multibias at the published sizes: train swallows all 40 images, so val lacks a class -> error, explained
     assert main(["celeba", str(tmp_path)]) == 1
     cap = capsys.readouterr()
