@@ -6,10 +6,11 @@ front ends in their packages. ``demo``, ``rank`` and ``fit`` mute Lightning's ow
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from typing import Any
+
+from sebra.errors import debug_requested
 
 __all__ = ["debug_requested", "main"]
 
@@ -29,12 +30,6 @@ commands:
 
 Run `sebra <command> --help` for the options of each. demo, rank and fit show one progress line per training
 phase and mute Lightning's own messages (device banner, tips, notices); --verbose shows them."""
-
-
-def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
-    """Whether ``--debug`` (or ``SEBRA_DEBUG=1``) asks for tracebacks; ``argv`` without ``--debug``."""
-    env = os.environ.get("SEBRA_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-    return env or "--debug" in argv, [a for a in argv if a != "--debug"]
 
 
 def _guarded(name: str, run: Any, argv: list[str]) -> int:

@@ -162,8 +162,8 @@ def _without_ckpt_path(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """``sebra fit [--verbose] [--debug] <LightningCLI arguments>``; returns the exit status."""
-    from sebra.cli import debug_requested
     from sebra.console import quiet_lightning
+    from sebra.errors import debug_requested
 
     if any(a in ("-h", "--help") for a in argv):
         print(FIT_HELP)
