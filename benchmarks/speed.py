@@ -6,6 +6,8 @@ untimed ERM epoch warms the process up):
 * ``erm``: an ERM epoch over the N training samples.
 * ``rank_step``: one Sebra ranking step, i.e. the training pass over N draws from the active set plus the scoring pass
   over the still-active samples (``train_s`` and ``score_s`` separately); one row per step and their mean.
+* ``confidence_epoch``: the confidence run that ``rank_by="fused"`` (the shipped setting) adds after the elimination
+  runs: one plain cross-entropy epoch over all N samples plus one scoring pass over all N.
 * ``stage2``: a Stage 2 epoch with ``feature_pass="official"`` (positives and negatives re-encoded without gradients)
   and ``"shared"`` (positive features reused from the training forward). Its anchors are the training samples that
   have a positive (some are dropped); ``seconds_per_n`` rescales the epoch to N anchors, the ERM epoch's sample count,
@@ -113,12 +115,13 @@ class _Timed:
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._samples += len(batch["anchor"]["label"] if "anchor" in batch else batch["label"])
 
-    def _score(self):
+    def _score(self, *args: Any, **kwargs: Any):
         start = time.perf_counter()
-        positions, p_y = super()._score()
+        positions, p_y = super()._score(*args, **kwargs)
         _sync(self.device)
-        self._score_s += time.perf_counter() - start
-        self._scored += len(positions)
+        if not kwargs.get("full"):  # the mid-step check's scoring runs inside the training pass: in train_s
+            self._score_s += time.perf_counter() - start
+            self._scored += len(positions)
         return positions, p_y
 
     def on_train_epoch_end(self) -> None:
@@ -212,6 +215,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         # passes compared below exist only with it); the shipped config's rank_repeats multiplies the
         # Stage 1 time, its contrastive_weight 0 makes Stage 2 cheaper than measured here
         "rank_repeats": 1,
+        "rank_by": "elimination",  # the confidence run of "fused" is its own phase below
         "contrastive_weight": 1.0,
         **gpu,
     }
@@ -272,6 +276,15 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     for s, rec in enumerate(recs, start=1):
         add("rank_step", rec, peak, step=s)
     add_mean("rank_step")
+
+    # the confidence run of rank_by="fused" (what it adds to the elimination runs): one plain-CE epoch over every
+    # sample and one scoring pass over every sample
+    conf = TimedSebra(
+        **{**sebra_settings, "rank_by": "confidence", "confidence_steps": 1, "rank_only": True}
+    )
+    recs, peak = _fit(conf, dm, args)
+    add("confidence_epoch", recs[0], peak, step=1)
+    add_mean("confidence_epoch")
 
     for feature_pass in ("official", "shared"):
         module = TimedSebra(
