@@ -279,9 +279,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
     # the confidence run of rank_by="fused" (what it adds to the elimination runs): one plain-CE epoch over every
     # sample and one scoring pass over every sample
-    conf = TimedSebra(
-        **{**sebra_settings, "rank_by": "confidence", "confidence_steps": 1, "rank_only": True}
-    )
+    conf = TimedSebra(**{**sebra_settings, "rank_by": "confidence", "confidence_steps": 1, "rank_only": True})
     recs, peak = _fit(conf, dm, args)
     add("confidence_epoch", recs[0], peak, step=1)
     add_mean("confidence_epoch")
