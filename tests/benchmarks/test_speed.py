@@ -46,7 +46,9 @@ def test_speed_benchmark_writes_its_table(tmp_path: Path, capsys: pytest.Capture
         ("stage2", "shared"),
     }
     conf = df[(df.phase == "confidence_epoch") & (df.step != "mean")]
-    assert len(conf) == 1 and (conf.samples == 256).all() and (conf.scored == 256).all()  # all trained, all scored
+    assert (
+        len(conf) == 1 and (conf.samples == 256).all() and (conf.scored == 256).all()
+    )  # all trained, all scored
     assert means.loc[("erm", ""), "ratio_to_erm"] == pytest.approx(1.0)
     steps = df[(df.phase == "rank_step") & (df.step != "mean")]
     assert len(steps) == 2 and (steps.samples == 256).all() and (steps.scored > 0).all()
