@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from sebra.errors import debug_requested
+from sebra.errors import EXIT_USAGE, debug_requested, error_line
 
 __all__ = ["debug_requested", "main"]
 
@@ -44,11 +44,8 @@ def _guarded(name: str, run: Any, argv: list[str]) -> int:
         if debug or (isinstance(e, TypeError) and "unexpected keyword argument" not in str(e)):
             raise  # a TypeError is a bug unless it is a setting the class does not have (sebra rank --set)
         saved = "; finished runs are saved, the same command resumes" if name == "bench" else ""
-        print(
-            f"sebra {name}: error: {e}{saved} (run with --debug, or SEBRA_DEBUG=1, for the traceback)",
-            file=sys.stderr,
-        )
-        return 2
+        print(error_line(name, f"{e}{saved}", traceback_hint=True), file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:

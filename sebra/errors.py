@@ -1,4 +1,4 @@
-"""What the commands share about failing: whether the user asked for tracebacks.
+"""What the commands share about failing: one message form, the exit statuses, whether tracebacks were asked for.
 
 Kept apart from :mod:`sebra.cli` (which dispatches to the commands) so that a command module can ask without
 importing its dispatcher: no import cycle between ``sebra.cli`` and ``sebra.fit_cli``.
@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["debug_requested"]
+__all__ = ["EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_USAGE", "debug_requested", "error_line"]
 
 
 def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     """Whether ``--debug`` (or ``SEBRA_DEBUG=1``) asks for tracebacks; ``argv`` without ``--debug``."""
     env = os.environ.get("SEBRA_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
     return env or "--debug" in argv, [a for a in argv if a != "--debug"]
+
+
+#: Exit statuses of the ``sebra`` commands.
+EXIT_INPUT = 1  # an input could not be used (a data set's layout, a file), or benchmark runs failed
+EXIT_USAGE = 2  # bad arguments, config or setting
+EXIT_INTERRUPTED = 130
+
+
+def error_line(command: str, message: object, *, traceback_hint: bool = False) -> str:
+    """The one form every command reports a failure in: ``sebra <command>: error: <message>``, with the hint
+    that ``--debug`` shows the traceback where the command can show one."""
+    hint = " (run with --debug, or SEBRA_DEBUG=1, for the traceback)" if traceback_hint else ""
+    return f"sebra {command}: error: {message}{hint}"

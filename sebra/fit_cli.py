@@ -183,6 +183,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     from sebra.console import PhaseProgress
     from sebra.datasets.base import DatasetError, DatasetNotFoundError
     from sebra.datasets.datamodule import SebraDataModule
+    from sebra.errors import error_line
     from sebra.fitting import selected_checkpoint
     from sebra.methods.base import BaseMethod
     from sebra.methods.checkpoints import CheckpointError
@@ -203,8 +204,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
             follow_seed(self.config)
 
     def fail(message: str, status: int, traceback: bool = True) -> int:
-        hint = "" if debug or not traceback else " (run with --debug, or SEBRA_DEBUG=1, for the traceback)"
-        print(f"sebra fit: error: {message}{hint}", file=sys.stderr)
+        print(error_line("fit", message, traceback_hint=traceback and not debug), file=sys.stderr)
         return status
 
     quiet = (

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from sebra.errors import EXIT_USAGE, error_line
+
 __all__ = ["MITIGATION_CLASSES", "main", "mitigation_argv"]
 
 #: ``--method`` names and the classes they fit.
@@ -88,8 +90,8 @@ def main(argv: list[str]) -> int:
     try:
         fit_args = mitigation_argv(argv)
     except MitigateUsageError as e:
-        print(f"sebra mitigate: error: {e}\n\n{HELP}", file=sys.stderr)
-        return 2
+        print(f"{error_line('mitigate', e)}\n\n{HELP}", file=sys.stderr)
+        return EXIT_USAGE
     from sebra.fit_cli import main as fit_main
 
     return fit_main(fit_args)

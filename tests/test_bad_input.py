@@ -267,7 +267,7 @@ def test_empty_or_corrupt_results_file_names_it_and_stays(
     out.write_bytes(content)
     assert cli.main(["bench", "--dataset", "builtin", "--out", str(out), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sebra bench: results file") and re.search(match, err)
+    assert err.startswith("sebra bench: error: results file") and re.search(match, err)
     assert (
         tables_main(["--dataset", "builtin", "--results", str(out), "--plot", str(tmp_path / "p.png")]) == 2
     )
@@ -744,7 +744,7 @@ def test_urbancars_several_ratio_folders_names_the_options(tmp_path: Path, capsy
         verify_main(["urbancars", str(tmp_path), "--train-dir", "bg-0.95"]) == 1
     )  # a bad name: message, no traceback
     assert (
-        "error: UrbanCars: train_dir (--train-dir) 'bg-0.95' is not a ratio folder name"
+        "sebra data verify: error: UrbanCars: train_dir (--train-dir) 'bg-0.95' is not a ratio folder name"
         in capsys.readouterr().err
     )
     assert verify_main(["urbancars", str(tmp_path), "--train-dir", "bg-0.95_co_occur_obj-0.95"]) == 0
@@ -826,7 +826,7 @@ def test_bench_checks_every_method_before_the_first_run(tmp_path: Path, capsys) 
     ]
     assert cli.main([*args, "--methods", "erm,sebra"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"sebra bench: {path}: methods.sebra.model.init_args: SebraModule: gap must be >= 1 (an integer; positives come "
+        f"sebra bench: error: {path}: methods.sebra.model.init_args: SebraModule: gap must be >= 1 (an integer; positives come "
         "from rank r + gap or higher), got 2.5"
     )
     assert cli.main([*args, "--methods", "erm,jtt"]) == 2
@@ -932,7 +932,7 @@ def test_bench_config_sections_that_are_not_mappings(tmp_path: Path, edit, match
         cli.main(["bench", "--dataset", "toy", "--config", str(path), "--out", str(tmp_path / "r.csv")]) == 2
     )
     err = capsys.readouterr().err
-    assert re.search(rf"^sebra bench: {re.escape(str(path))}: {match}", err) and "Traceback" not in err
+    assert re.search(rf"^sebra bench: error: {re.escape(str(path))}: {match}", err) and "Traceback" not in err
 
 
 def test_inspect_out_that_is_a_file(tmp_path: Path, capsys) -> None:

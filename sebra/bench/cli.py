@@ -29,6 +29,7 @@ from sebra.bench.config import (
 )
 from sebra.bench.store import completed_runs, lane_file, read_results
 from sebra.config import ConfigError, add_set_option
+from sebra.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, error_line
 
 __all__ = ["build_parser", "check_methods", "main"]
 
@@ -144,18 +145,18 @@ def _as_command(run: Callable[[], int | str]) -> int:
     try:
         done = run()
     except (ConfigError, FileNotFoundError) as e:
-        print(f"sebra bench: {e}", file=sys.stderr)
-        return 2
+        print(error_line("bench", e), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(
             "sebra bench: interrupted; finished runs are saved, run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     except RuntimeError as e:
         if "run(s) failed" in str(e):
-            print(f"sebra bench: {e}", file=sys.stderr)
-            return 1
+            print(error_line("bench", e), file=sys.stderr)
+            return EXIT_INPUT
         raise
     if isinstance(done, int):
         return done

@@ -29,6 +29,7 @@ from typing import TextIO
 import torch
 
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset, decode_image
+from sebra.errors import EXIT_INPUT, error_line
 
 __all__ = ["count_table", "main"]
 
@@ -310,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         one_size = args.image_size is None and args.dataset not in _RESIZED_BY_DEFAULT
         n = _check_files(splits, args.decode, one_size)
     except (DatasetError, DatasetNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=err)
-        return 1
+        print(error_line("data verify", e), file=err)
+        return EXIT_INPUT
     if n == 0 and all(ds.paths is None for ds in splits.values()):  # generated in memory from checked files
         total = sum(len(ds) for ds in splits.values())
         print(

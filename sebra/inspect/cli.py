@@ -16,6 +16,7 @@ from typing import Any
 
 from sebra.config import import_class, mapping_at, read_yaml
 from sebra.datasets.base import DatasetError, ImageDataset
+from sebra.errors import EXIT_INPUT, EXIT_USAGE, error_line
 from sebra.export import load_rankings
 from sebra.utils.files import atomic_write
 
@@ -224,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits with 2 on bad usage
     for name in ("k", "per_rank", "max_buckets", "tile"):
         if getattr(args, name) < 1:
-            print(f"sebra inspect: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
+            print(error_line("inspect", f"--{name.replace('_', '-')} must be at least 1"), file=sys.stderr)
+            return EXIT_USAGE
     try:
         report = _run(args)
     except (
@@ -235,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         ImportError,
     ) as e:  # OSError: e.g. --out not writable
-        print(f"sebra inspect: error: {e}", file=sys.stderr)
-        return 1
+        print(error_line("inspect", e), file=sys.stderr)
+        return EXIT_INPUT
     print(report)
     return 0
 

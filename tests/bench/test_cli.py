@@ -78,7 +78,7 @@ def test_a_refused_setting_stops_the_command_before_any_run(tmp_path: Path, caps
     ]
     assert main([*args, "--methods", "erm,sebra", "--set", "methods.sebra.model.init_args.gap=2.5"]) == 2
     assert capsys.readouterr().err.startswith(
-        f"sebra bench: {good}: methods.sebra.model.init_args: SebraModule: gap"
+        f"sebra bench: error: {good}: methods.sebra.model.init_args: SebraModule: gap"
     )
     assert not out.exists() and not runs.exists()  # nothing was trained
 
@@ -88,7 +88,7 @@ def test_a_broken_results_file_is_named_and_kept(tmp_path: Path, capsys) -> None
     out.write_text("")
     assert main(["--dataset", "toy", "--config", str(_config(tmp_path)), "--out", str(out), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"sebra bench: results file {out} is empty") and "move it away" in err
+    assert err.startswith(f"sebra bench: error: results file {out} is empty") and "move it away" in err
     assert out.read_text() == ""
 
 
@@ -162,12 +162,15 @@ def test_an_unwritable_out_is_refused_before_the_first_run_trains(
     err = capsys.readouterr().err
     assert (
         err
-        == f"sebra bench: --out: cannot write in {ro} (Read-only file system: {ro}); pass a writable folder\n"
+        == f"sebra bench: error: --out: cannot write in {ro} (Read-only file system: {ro}); pass a writable folder\n"
     )
     (tmp_path / "afile").write_text("x")
     assert main([*base, "--out", str(tmp_path / "afile" / "sub" / "r.csv")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sebra bench: --out: cannot write in") and f"{tmp_path / 'afile'} is a file" in err
+    assert (
+        err.startswith("sebra bench: error: --out: cannot write in")
+        and f"{tmp_path / 'afile'} is a file" in err
+    )
     assert main([*base, "--out", str(tmp_path / "ok" / "r.csv"), "--runs-dir", str(tmp_path / "afile")]) == 2
     assert "--runs-dir: cannot write in" in capsys.readouterr().err
     assert not trained and not (tmp_path / "runs").exists() and list(ro.iterdir()) == []

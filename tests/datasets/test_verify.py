@@ -43,7 +43,7 @@ def test_layout_error_exits_1(tmp_path: Path, capsys) -> None:
     d.rmdir()
     assert main(["urbancars", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: UrbanCars:") and UC_FOLDERS[6] in err
+    assert err.startswith("sebra data verify: error: UrbanCars:") and UC_FOLDERS[6] in err
 
 
 def test_decode_finds_a_broken_image(tmp_path: Path, capsys) -> None:
