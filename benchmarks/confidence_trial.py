@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from sebra.bench.grid import curve_rankings
 from sebra.datasets.family import FamilyDataModule, variant, variants
 from sebra.export import load_rankings
 from sebra.ranking import combine_rankings
 from sebra.results import level_scores
-from sebra.scoring import confidence_rankings
 
 
 def _scores(runs: Path, name: str, seed: int) -> pd.DataFrame:
@@ -35,9 +35,7 @@ def _scores(runs: Path, name: str, seed: int) -> pd.DataFrame:
 
 
 def _order(frame: pd.DataFrame, epochs: range) -> pd.DataFrame:
-    sub = frame[frame["epoch"].isin(list(epochs))]
-    mean = sub.groupby(["index", "label"], as_index=False)["p_y"].mean()
-    return confidence_rankings(mean["index"], mean["label"], mean["p_y"])
+    return curve_rankings(frame[frame["epoch"].isin(list(epochs))])
 
 
 def trial_rows(runs: Path, name: str, seeds: list[int], max_epochs: int) -> list[dict]:

@@ -48,7 +48,15 @@ from sebra.ranking import combine_rankings, number_positions
 from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, error_set_rankings
 
-__all__ = ["GRID_COLUMNS", "MITIGATIONS", "RANKERS", "parse_mitigation", "run_cell", "true_level_rankings"]
+__all__ = [
+    "GRID_COLUMNS",
+    "MITIGATIONS",
+    "RANKERS",
+    "curve_rankings",
+    "parse_mitigation",
+    "run_cell",
+    "true_level_rankings",
+]
 
 GRID_COLUMNS = ["variant", "role", "ranker", "mitigation", "seed", "metric", "value"]
 RANKERS = ("sebra", "erm_conf", "error_set", "true_levels", "sebra_erm", "erm_curve", "sebra_erm_curve")
@@ -81,15 +89,22 @@ def true_level_rankings(train: Any, seed: int) -> pd.DataFrame:
     return number_positions(df)[["index", "label", "rank", "position", "p_y"]]
 
 
-def _epoch_scores(erm_dir: Path, epoch: int) -> pd.DataFrame:
-    frame = pd.read_csv(erm_dir / "confidence_by_epoch.csv")
-    sub = frame[frame["epoch"] == epoch]
-    if sub.empty:
+def _epoch_scores(frame: pd.DataFrame, source: Path, *epochs: int) -> pd.DataFrame:
+    """The rows of ``frame`` (an ERM run's ``confidence_by_epoch.csv``, read from ``source``) after ``epochs``."""
+    missing = sorted(set(epochs) - set(frame["epoch"]))
+    if missing:
         raise ValueError(
-            f"{erm_dir / 'confidence_by_epoch.csv'}: no scores for epoch {epoch} "
-            f"(epochs {sorted(frame['epoch'].unique())})"
+            f"{source}: no scores for epoch(s) {missing} (epochs {sorted(frame['epoch'].unique())})"
         )
-    return sub
+    return frame[frame["epoch"].isin(epochs)]
+
+
+def curve_rankings(scores: pd.DataFrame) -> pd.DataFrame:
+    """ERM confidence averaged over scoring points (``scores``: ``index, label, p_y`` rows, one per sample and
+    epoch): each class ordered by the mean ``p_y``, a per-sample learning-speed statistic (the ``erm_curve``
+    ranker)."""
+    mean = scores.groupby(["index", "label"], as_index=False)["p_y"].mean()
+    return confidence_rankings(mean["index"], mean["label"], mean["p_y"])
 
 
 def _rank_sebra(cfg: dict[str, Any], seed: int) -> tuple[pd.DataFrame, float]:
@@ -124,6 +139,17 @@ def make_rankings(
     """Every ranker's table of one (variant, seed), written once (``rankings_<ranker>.csv``; an existing file is
     reused, so a resumed grid does not re-rank); returns ``{ranker: (path, seconds)}``."""
     out: dict[str, tuple[Path, float]] = {}
+    source = erm_dir / "confidence_by_epoch.csv"
+    frame: pd.DataFrame | None = None
+
+    def scores(
+        *epochs: int,
+    ) -> pd.DataFrame:  # the ERM run's scores, read once for every ranker that needs them
+        nonlocal frame
+        if frame is None:
+            frame = pd.read_csv(source)
+        return _epoch_scores(frame, source, *epochs)
+
     for ranker in RANKERS:
         path = cell_dir / f"rankings_{ranker}.csv"
         seconds = float("nan")
@@ -132,19 +158,17 @@ def make_rankings(
             if ranker == "sebra":
                 table, seconds = _rank_sebra(cfg, seed)
             elif ranker == "erm_conf":
-                s = _epoch_scores(erm_dir, erm_conf_epoch)
+                s = scores(erm_conf_epoch)
                 table = confidence_rankings(s["index"], s["label"], s["p_y"])
             elif ranker == "erm_curve":
-                s = pd.concat([_epoch_scores(erm_dir, e) for e in range(1, ERM_CURVE_EPOCHS + 1)])
-                s = s.groupby(["index", "label"], as_index=False)["p_y"].mean()
-                table = confidence_rankings(s["index"], s["label"], s["p_y"])
+                table = curve_rankings(scores(*range(1, ERM_CURVE_EPOCHS + 1)))
             elif ranker in ("sebra_erm", "sebra_erm_curve"):  # after both (RANKERS' order)
                 other = "erm_conf" if ranker == "sebra_erm" else "erm_curve"
                 fused = combine_rankings([load_rankings(out["sebra"][0]), load_rankings(out[other][0])])
                 table = fused.assign(rank=fused["position"])
             elif ranker == "error_set":
                 # p_y < 0.5: exactly the misclassified samples with two classes (the family's)
-                s = _epoch_scores(erm_dir, erm_conf_epoch).assign(error=lambda d: d["p_y"] < 0.5)
+                s = scores(erm_conf_epoch).assign(error=lambda d: d["p_y"] < 0.5)
                 table = error_set_rankings(s, within="random", generator=torch.Generator().manual_seed(seed))
             else:
                 table = true_level_rankings(train, seed)

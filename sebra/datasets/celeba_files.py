@@ -32,6 +32,7 @@ __all__ = [
     "CELEBA_ATTRS",
     "CELEBA_MD5",
     "CELEBA_PARTITION_COUNTS",
+    "celeba_source",
     "CelebAMetadata",
     "load_celeba_metadata",
     "md5_mismatches",
@@ -274,6 +275,15 @@ def _read_partition(path: Path, files: list[str]) -> np.ndarray:
     return part
 
 
+def celeba_source(root: str | Path) -> str:
+    """Which release the files under ``root`` are: ``"txt"`` (official) or ``"csv"`` (Kaggle), without parsing them.
+
+    Raises:
+        DatasetNotFoundError: no CelebA attribute file under ``root`` (the message shows the expected tree).
+    """
+    return "txt" if (_folder(Path(root)) / "list_attr_celeba.txt").is_file() else "csv"
+
+
 def load_celeba_metadata(root: str | Path) -> CelebAMetadata:
     """Parse CelebA's attribute and partition files (official TXT, else Kaggle CSV).
 
@@ -282,7 +292,7 @@ def load_celeba_metadata(root: str | Path) -> CelebAMetadata:
         DatasetError: a malformed header or row; the message names the file, line and field.
     """
     folder = _folder(Path(root))
-    src = "txt" if (folder / "list_attr_celeba.txt").is_file() else "csv"
+    src = celeba_source(folder)
     part_path = folder / f"list_eval_partition.{src}"
     if not part_path.is_file():
         raise DatasetNotFoundError(f"CelebA: {part_path} does not exist; {_TREE}")

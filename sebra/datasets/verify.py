@@ -195,10 +195,9 @@ def _bar(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageD
 
 def _celeba(a: argparse.Namespace, warn: Callable[[str], None]) -> dict[str, ImageDataset]:
     from sebra.datasets.celeba import CelebADataModule, multibias_cell_counts
-    from sebra.datasets.celeba_files import CELEBA_PARTITION_COUNTS, load_celeba_metadata, md5_mismatches
+    from sebra.datasets.celeba_files import CELEBA_PARTITION_COUNTS, celeba_source, md5_mismatches
 
-    meta = load_celeba_metadata(a.root)
-    if meta.source == "txt":
+    if celeba_source(a.root) == "txt":  # the files are parsed once, by the data module
         for m in md5_mismatches(a.root):
             warn(f"CelebA file {m} differs from the official release")
     # the data module that a fit builds, so its defaults (target, biases, ratios) are the only ones

@@ -34,8 +34,9 @@ class RankingSteps:
     The confidence run (``rank_by`` ``"confidence"``: instead of the elimination runs; ``"fused"``: after them) is
     ERM for ``confidence_steps`` epochs: a fresh ranker, plain cross-entropy, one pass per step over every training
     sample in a seeded order, nothing eliminated; then every sample is scored once (eval mode; with
-    ``confidence_score="mean"`` after every epoch, and averaged) and ranked per class by ``p_y``, higher first (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the
-    elimination runs' by mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination
+    ``confidence_score="mean"`` after every epoch, and averaged) and ranked per class by ``p_y``, higher first
+    (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the elimination runs' by
+    mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination
     controller is kept through the confidence run: its history and steps stay those of the elimination runs.
     """
 
