@@ -108,12 +108,15 @@ def main() -> None:
             record.update({k: 100 * float(res[f"test_{v}"]) for k, v in METRICS.items()})
     record.update(level_scores(model.rankings, dm.splits["train"]))
     record.update(top_bin(model.rankings))
-    if getattr(model.hparams, "repeat_draws", "uniform") == "balanced" and len(model._repeat_tables) > 1:
+    if (
+        getattr(model.hparams, "repeat_draws", "uniform") == "balanced"
+        and len(model.ranking.repeat_tables) > 1
+    ):
         from sebra.diagnostics import probe_agreement
 
-        agree = probe_agreement(model._repeat_tables[0], model._repeat_tables[1])
+        agree = probe_agreement(model.ranking.repeat_tables[0], model.ranking.repeat_tables[1])
         record["probe_agreement"] = " ".join(f"{t:.3f}" for t in agree)
-    first_run = model._repeat_tables[0] if model._repeat_tables else model.rankings
+    first_run = model.ranking.repeat_tables[0] if model.ranking.repeat_tables else model.rankings
     if (
         "p_final" in first_run.columns
     ):  # within_step="final": elimination vs final order inside the first wave

@@ -115,15 +115,6 @@ class _Timed:
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._samples += len(batch["anchor"]["label"] if "anchor" in batch else batch["label"])
 
-    def _score(self, *args: Any, **kwargs: Any):
-        start = time.perf_counter()
-        positions, p_y = super()._score(*args, **kwargs)
-        _sync(self.device)
-        if not kwargs.get("full"):  # the mid-step check's scoring runs inside the training pass: in train_s
-            self._score_s += time.perf_counter() - start
-            self._scored += len(positions)
-        return positions, p_y
-
     def on_train_epoch_end(self) -> None:
         _sync(self.device)
         t_train = time.perf_counter()
@@ -152,6 +143,18 @@ class TimedSebra(_Timed, SebraModule):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._init_timing()
+        score = self.ranking.score
+
+        def timed_score(host: Any, **kw: Any):  # the ranker's scoring passes, timed apart from training
+            start = time.perf_counter()
+            positions, p_y = score(host, **kw)
+            _sync(self.device)
+            if not kw.get("full"):  # the mid-step check's scoring runs inside the training pass: in train_s
+                self._score_s += time.perf_counter() - start
+                self._scored += len(positions)
+            return positions, p_y
+
+        self.ranking.score = timed_score
 
 
 def _peak_rss_mb() -> float:

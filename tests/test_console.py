@@ -85,8 +85,8 @@ def test_format_duration() -> None:
 def _sebra(stage: str, rank_repeats: int = 1, **counters: object) -> SebraModule:
     model = SebraModule(backbone="test_resnet", max_steps=12, epochs=8, rank_repeats=rank_repeats)
     model.stage = stage
-    for k, v in counters.items():
-        setattr(model, k, v)
+    for k, v in counters.items():  # the ranking counters are the Stage 1 component's
+        setattr(model.ranking if k in ("controller", "repeat") else model, k, v)
     return model
 
 

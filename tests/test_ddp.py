@@ -61,14 +61,14 @@ class Recorder(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: SebraModule, stage: str) -> None:
         torch.set_num_threads(1)  # each spawned process: one thread (2 shared cores)
-        score = pl_module._score
+        score = pl_module.ranking.score
 
-        def recorded_score(**kwargs):
+        def recorded_score(host, **kwargs):
             sd = pl_module.ranker.state_dict()
             self.scoring_states.append(torch.cat([v.detach().double().flatten() for v in sd.values()]))
-            return score(**kwargs)
+            return score(host, **kwargs)
 
-        pl_module._score = recorded_score
+        pl_module.ranking.score = recorded_score
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: SebraModule, batch: dict, batch_idx: int

@@ -250,9 +250,9 @@ def test_rank_repeats_resume_inside_the_second_stage_one_run(tmp_path: Path, dra
     settings = {**SETTINGS, "rank_repeats": 2, "max_steps": 2, "epochs": 1, "repeat_draws": draws}
     ref = SebraModule(**settings)
     _trainer(tmp_path / "ref").fit(ref, datamodule=_dm())
-    assert ref.repeat == 1 and len(ref._repeat_tables) == 2
+    assert ref.repeat == 1 and len(ref.ranking.repeat_tables) == 2
     first = SebraModule(**settings)
-    crash_at = ref._repeat_history[0]["step"].max() + 1  # the first epoch of the second Stage 1 run
+    crash_at = ref.ranking._repeat_history[0]["step"].max() + 1  # the first epoch of the second Stage 1 run
     with pytest.raises(Crash):
         _trainer(tmp_path / "first", CrashAt(int(crash_at))).fit(first, datamodule=_dm())
     ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"

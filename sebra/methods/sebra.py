@@ -4,8 +4,10 @@ One Lightning epoch is one ranking step while ranking, then one mitigation epoch
 is rebuilt every epoch through its ``train_loader`` hook: in Stage 1 it draws from the active set
 (:class:`~sebra.ranking.ActiveSetSampler`), in Stage 2 it serves the epoch's mined pairs. The two stages share only
 the ranking table (``self.rankings``, also written to ``rankings.csv`` in the logger's folder when there is one).
-Stage 1's bookkeeping lives in :mod:`sebra.methods.sebra_stage1`, Stage 2's pairs and loss in
-:mod:`sebra.methods.sebra_stage2`.
+The module composes two components with explicit settings and their own state: the ranker
+(:class:`~sebra.methods.sebra_stage1.SelfGuidedRanking`, ``self.ranking``) and the mitigation
+(:class:`~sebra.methods.sebra_stage2.PairMitigation`, ``self.mitigation``), which reads only the ranking table and
+the training split; this module owns the two networks, their optimizers and the loop.
 
 Data parallelism (``Trainer(devices=k, strategy="ddp"/"ddp_spawn")``): every process holds the same ranking state
 and draws the same N positions per step, training on its strided share; scoring (``full``) is sharded the same way,
@@ -23,35 +25,54 @@ augmentation generator.
 
 from __future__ import annotations
 
+import json
 import numbers
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.contrastive import RankContrastiveLoss
 from sebra.datasets.datamodule import ShardSampler
 from sebra.diagnostics import PartitionCheck
-from sebra.export import check_ranking_values, check_rankings, load_rankings
+from sebra.export import check_ranking_values, check_rankings, load_rankings, save_rankings
 from sebra.methods.args import LRSchedule, Optimizer, Selection
 from sebra.methods.optim import make_optimizer
 from sebra.methods.phase import Phase, as_int
-from sebra.methods.sebra_stage1 import RankingSteps
-from sebra.methods.sebra_stage2 import PairDataset, PairMitigation, check_given_rankings, stage2_bins
+from sebra.methods.sebra_stage1 import (
+    ConfidenceScore,
+    RankBy,
+    RepeatDraws,
+    Scoring,
+    SelfGuidedRanking,
+    Unranked,
+    WithinStep,
+)
+from sebra.methods.sebra_stage2 import (
+    CEOn,
+    FeaturePass,
+    PairDataset,
+    PairMitigation,
+    Pairs,
+    check_given_rankings,
+    stage2_bins,
+)
 from sebra.methods.two_phase import TwoPhaseMethod
-from sebra.ranking import ActiveSetSampler, RankingController, check_ranking_args, confidence_weighted_loss
+from sebra.ranking import RankingController
+from sebra.utils.files import atomic_write
 
 __all__ = ["PairDataset", "SebraModule", "stage2_bins"]
 
 RANK, MITIGATE = "rank", "mitigate"
 
 
-class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
+class SebraModule(TwoPhaseMethod):
     """Sebra (ICLR 2025) as a LightningModule: ``trainer.fit(SebraModule(...), datamodule=dm)``.
 
     Use ``Trainer(max_epochs=-1)`` (or at least ``max_steps + epochs``): the module ends the fit itself.
@@ -164,27 +185,27 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         rank_lr: float = 1e-3,
         rank_momentum: float = 0.9,
         rank_weight_decay: float = 0.0,
-        scoring: Literal["full", "official"] = "full",
-        unranked: Literal["last", "official"] = "last",
+        scoring: Scoring = "full",
+        unranked: Unranked = "last",
         draws_per_step: int | Literal["active"] | None = None,
-        within_step: Literal["elimination", "final", "mean"] = "elimination",
+        within_step: WithinStep = "elimination",
         mean_window: int | None = None,
         rank_repeats: int = 1,
-        repeat_draws: Literal["uniform", "balanced"] = "uniform",
+        repeat_draws: RepeatDraws = "uniform",
         first_step_passes: float = 1.0,
         retain_eliminated: float = 0.0,
-        rank_by: Literal["elimination", "confidence", "fused"] = "elimination",
+        rank_by: RankBy = "elimination",
         confidence_steps: int = 1,
-        confidence_score: Literal["last", "mean"] = "last",
+        confidence_score: ConfidenceScore = "last",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
         temperature: float = 0.05,
         ce_weight: float = 0.5,
         contrastive_weight: float = 1.0,
-        ce_on: Literal["positive", "anchor", "both"] = "positive",
-        pairs: Literal["paper", "official"] = "paper",
-        feature_pass: Literal["official", "shared"] = "official",
+        ce_on: CEOn = "positive",
+        pairs: Pairs = "paper",
+        feature_pass: FeaturePass = "official",
         optimizer: Optimizer = "adam",
         lr: float = 1e-3,
         momentum: float = 0.9,
@@ -202,7 +223,6 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     ) -> None:
         super().__init__(selection=selection, num_classes=num_classes)
         self.save_hyperparameters(ignore=["rankings"])
-        check_ranking_args(beta_inv, p_critical, max_steps)
         if not rank_only and isinstance(epochs, numbers.Integral) and epochs == 0:
             raise ValueError(
                 "SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "
@@ -219,29 +239,6 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         if isinstance(rankings, pd.DataFrame):
             check_rankings(rankings, "SebraModule(rankings=...)")
             check_ranking_values(rankings, "SebraModule(rankings=...)")
-        if not (
-            draws_per_step is None
-            or draws_per_step == "active"
-            or (isinstance(draws_per_step, int) and draws_per_step >= 1)
-        ):
-            raise ValueError(
-                f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}"
-            )
-        if not 0.0 <= float(retain_eliminated) <= 1.0:
-            raise ValueError(f"retain_eliminated must lie in [0, 1], got {retain_eliminated!r}")
-        if mean_window is not None and (int(mean_window) != mean_window or mean_window < 1):
-            raise ValueError(f"mean_window must be None or an integer >= 1, got {mean_window!r}")
-        if within_step == "mean" and scoring != "full":
-            raise ValueError(
-                f"within_step='mean' scores every sample once per step in eval mode: it needs scoring='full', "
-                f"got scoring={scoring!r}"
-            )
-        if not float(first_step_passes) > 0:
-            raise ValueError(f"first_step_passes must be > 0, got {first_step_passes!r}")
-        if int(rank_repeats) != rank_repeats or rank_repeats < 1:
-            raise ValueError(f"rank_repeats must be an integer >= 1, got {rank_repeats!r}")
-        if int(confidence_steps) != confidence_steps or confidence_steps < 1:
-            raise ValueError(f"confidence_steps must be an integer >= 1, got {confidence_steps!r}")
         if rank_by != "elimination" and rankings is None and rank_bins is None:
             raise ValueError(
                 f"rank_by={rank_by!r} ranks one sample per rank, so Stage 2 must pair on position bins: "
@@ -249,60 +246,97 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             )
         if rank_only:
             self.hparams.epochs = 0  # Stage 1, then done
+        #: Stage 1, the ranker (its settings are this module's Stage 1 arguments)
+        self.ranking = SelfGuidedRanking(
+            beta_inv=beta_inv,
+            p_critical=p_critical,
+            max_steps=max_steps,
+            scoring=scoring,
+            unranked=unranked,
+            draws_per_step=draws_per_step,
+            within_step=within_step,
+            mean_window=mean_window,
+            rank_repeats=rank_repeats,
+            repeat_draws=repeat_draws,
+            first_step_passes=first_step_passes,
+            retain_eliminated=retain_eliminated,
+            rank_by=rank_by,
+            confidence_steps=confidence_steps,
+            confidence_score=confidence_score,
+            seed=seed,
+        )
+        #: Stage 2, the mitigation: reads only the ranking table and the training split
+        self.mitigation = PairMitigation(
+            gap=gap,
+            temperature=temperature,
+            ce_weight=ce_weight,
+            contrastive_weight=contrastive_weight,
+            ce_on=ce_on,
+            pairs=pairs,
+            feature_pass=feature_pass,
+            bn_eval=bn_eval,
+            rank_bins=rank_bins,
+            seed=seed,
+        )
         self.given_rankings = load_rankings(rankings) if isinstance(rankings, (str, Path)) else rankings
         self.stage = RANK if self.given_rankings is None else MITIGATE
-        self.controller: RankingController | None = None
+        if self.given_rankings is not None:
+            self.ranking.confidence_run = False  # nothing to rank
         self.rankings: pd.DataFrame | None = None
         self.ranker: Classifier | None = None
-        if contrastive_weight < 0:
-            raise ValueError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
-        self.criterion = RankContrastiveLoss(temperature, ce_weight, contrastive_weight)
-        self.pairs_seen = 0  # anchors trained on in Stage 2 (this process)
-        self.pair_generator = torch.Generator().manual_seed(seed + 1)
-        self._pending_controller_state: dict | None = None  # from a checkpoint loaded before setup()
-        self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
-        # the confidence run (rank_by "confidence": from the start; "fused": after the elimination runs)
-        self.confidence_run = rank_by == "confidence" and self.given_rankings is None
-        self.confidence_steps_done = 0
-        self.confidence_seed = seed  # with the run's epoch, seeds its draw order
-        self.confidence_sum: torch.Tensor | None = None  # confidence_score="mean": p_y summed over its epochs
-        self._stage1_table: pd.DataFrame | None = None  # the elimination runs' table, kept for "fused"
-        self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
-        self._repeat_history: list[pd.DataFrame] = []
-        self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
-        self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
-        self._pair_cache: tuple[int, Any] | None = None  # (Stage 2 epoch, this process's pair table)
-        self.n_dropped = 0  # anchors of the current Stage 2 pair table without a valid positive (logged)
+
+    # --- the components' state, read by callers ----------------------------------------------------------------
+    @property
+    def controller(self) -> RankingController | None:
+        """Stage 1's elimination state (of the run in progress, or the last one); ``None`` with given rankings."""
+        return self.ranking.controller
+
+    @property
+    def repeat(self) -> int:
+        """The Stage 1 run in progress (0-based; ``rank_repeats > 1``)."""
+        return self.ranking.repeat
+
+    @property
+    def pairs_seen(self) -> int:
+        """Anchors trained on in Stage 2 (this process)."""
+        return self.mitigation.pairs_seen
+
+    # --- what the ranker needs from its host (sebra.methods.sebra_stage1.RankingHost) ---------------------------
+    def replicas(self) -> tuple[int, int]:
+        """``(world size, this process's rank)``."""
+        return self._replicas()
+
+    def forward_context(self) -> AbstractContextManager:
+        """The trainer's precision context (the scoring passes run under the training precision)."""
+        return self.trainer.precision_plugin.forward_context()
+
+    def reset_ranker(self, seed: int) -> None:
+        """Re-initialise the ranker in place from ``seed`` (the optimizer keeps its parameters; its state is
+        cleared): a fresh ranker for the next Stage 1 run or the confidence run."""
+        fresh = self.make_classifier(seed)
+        self.ranker.load_state_dict(fresh.state_dict())
+        rank_opt = self.optimizers()[0]
+        getattr(rank_opt, "optimizer", rank_opt).state.clear()
 
     @override
     def phase(self) -> Phase:
-        h = self.hparams
-        if self.stage == RANK and self.confidence_run:
-            return Phase(
-                "Stage 1 confidence run",
-                "epoch",
-                self.confidence_steps_done + 1,
-                as_int(h.get("confidence_steps")),
-            )
+        h, r = self.hparams, self.ranking
+        if self.stage == RANK and r.confidence_run:
+            return Phase("Stage 1 confidence run", "epoch", r.confidence_steps_done + 1, r.confidence_steps)
         if self.stage == RANK:
-            repeats = as_int(h.get("rank_repeats")) or 1
-            name = f"Stage 1 run {self.repeat + 1}/{repeats}" if repeats > 1 else "Stage 1"
-            step = (self.controller.step if self.controller is not None else 0) + 1
-            return Phase(name, "ranking step", step, as_int(h.get("max_steps")), early_end=True)
+            name = f"Stage 1 run {r.repeat + 1}/{r.rank_repeats}" if r.rank_repeats > 1 else "Stage 1"
+            return Phase(name, "ranking step", r.steps + 1, r.max_steps, early_end=True)
         return Phase("Stage 2", "epoch", self.final_epoch + 1, as_int(h.get("epochs")))
 
     def ranking_history(self) -> pd.DataFrame:
         """Per ranking step of every Stage 1 run so far: the eliminations (``ranking_history.csv``'s rows, with
         ``repeat``, the run)."""
-        runs = [*self._repeat_history]
-        if self.controller is not None and len(runs) < self.repeat + 1:
-            runs.append(self.controller.history_frame().assign(repeat=self.repeat))
-        return pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
+        return self.ranking.history()
 
     @property
     def ranking_check(self) -> PartitionCheck | None:
         """The label-free one-shortcut check of this fit's Stage 1 (:mod:`sebra.diagnostics`), once it ranked."""
-        return self.first_check if self.rankings is not None else None
+        return self.ranking.first_check if self.rankings is not None else None
 
     # --- networks and optimizers -------------------------------------------------------------------------------
     @override
@@ -326,16 +360,14 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     def epochs_needed(self) -> int:
         """``max_steps`` per Stage 1 elimination run and the confidence run's epochs (none with given rankings)
         plus the Stage 2 ``epochs``."""
-        h = self.hparams
-        if self.given_rankings is not None:
-            return h.epochs
-        elimination = 0 if h.rank_by == "confidence" else h.max_steps * int(h.rank_repeats)
-        confidence = 0 if h.rank_by == "elimination" else int(h.confidence_steps)
-        return h.epochs + elimination + confidence
+        ranking = 0 if self.given_rankings is not None else self.ranking.epochs_needed()
+        return self.hparams.epochs + ranking
 
     def end_first_phase_epoch(self) -> None:
-        """Close the ranking step (Stage 2 starts when ranking is over)."""
-        self._close_ranking_step()
+        """Close the ranking step; when ranking is over, publish the table and start Stage 2."""
+        done = self.ranking.close_step(self)
+        if done is not None:
+            self._publish_rankings(*done)
 
     # --- what the fit produced ---------------------------------------------------------------------------------
     def produced_rankings(self) -> dict[str, pd.DataFrame]:
@@ -349,8 +381,8 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
             return {}
         ctl = self.controller
         out = {"rank_steps": float(ctl.step if ctl is not None else float("nan"))}
-        if ctl is not None and self.hparams.rank_by != "elimination":
-            out["confidence_steps"] = float(self.confidence_steps_done)
+        if ctl is not None and self.ranking.rank_by != "elimination":
+            out["confidence_steps"] = float(self.ranking.confidence_steps_done)
         return out
 
     # --- set-up ------------------------------------------------------------------------------------------------
@@ -366,24 +398,21 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
         if not hasattr(dm, "train_dataset"):
             dm.setup(stage)
         train = dm.train_dataset
-        if self.controller is None and self.given_rankings is None:
+        if self.given_rankings is None:
             groups = train.groups if (train.groups >= 0).any() else None
-            self.controller = self._new_controller(train.labels, train.indices, groups, self.hparams.seed)
-        if self.controller is not None and self._pending_controller_state is not None:
-            self.controller.load_state_dict(self._pending_controller_state)
-            self._pending_controller_state = None
-        if self.given_rankings is not None and self.rankings is None:
+            self.ranking.start(train.labels, train.indices, groups, self.num_classes)
+        elif self.rankings is None:
             self.rankings = check_given_rankings(self.given_rankings, train, type(self).__name__)
 
     # --- the training loader, per stage ------------------------------------------------------------------------
     def train_loader(self, dm: Any) -> DataLoader:
         """Called by :class:`SebraDataModule.train_dataloader` every epoch."""
-        if self.stage == RANK and self.confidence_run:
-            return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=self.confidence_sampler())
         if self.stage == RANK:
-            sampler = ActiveSetSampler(self.controller, self._draws(), *self._replicas())
+            sampler = self.ranking.sampler(self._replicas())
             return dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=sampler)
-        table = self._epoch_pairs(dm.train_dataset)
+        table = self.mitigation.epoch_pairs(
+            self.rankings, dm.train_dataset, self.final_epoch, self._replicas()
+        )
         pairs = PairDataset(dm.train_dataset, table.anchor, table.positive, table.negative)
         # Already this process's share: a ShardSampler keeps Lightning from sharding it again.
         return dm.loader(
@@ -397,15 +426,12 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         rank_opt, opt = self.optimizers()
         if self.stage == RANK:
-            logits = self.ranker(batch["image"])
-            beta_inv = 0.0 if self.confidence_run else self.hparams.beta_inv  # plain CE in the confidence run
-            loss = confidence_weighted_loss(logits, batch["label"], beta_inv)
+            loss = self.ranking.loss(self.ranker(batch["image"]), batch["label"])
             self.optimizer_step_on(rank_opt, loss)
             self.log("rank_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
-            self._maybe_score_mid_step(batch_idx)
+            self.ranking.after_batch(self, batch_idx, int(self.trainer.num_training_batches))
             return loss
-        loss, parts = self._mitigation_loss(batch)
-        self.pairs_seen += len(batch["anchor"]["label"])
+        loss, parts = self.mitigation.loss(self.net, batch)
         self.optimizer_step_on(opt, loss)
         self.log_dict(
             {"train_loss": loss, "train_con": parts["con"], "train_ce": parts["ce"]},
@@ -419,63 +445,60 @@ class SebraModule(RankingSteps, PairMitigation, TwoPhaseMethod):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         if self.stage != RANK:
-            self.net.train(not self.hparams.bn_eval)
+            self.mitigation.train_mode(self.net)
 
     @override
     def on_train_epoch_end(self) -> None:
         if self.stage == MITIGATE:
-            self.log("pairs_dropped", float(self.n_dropped), on_step=False, on_epoch=True)
+            self.log("pairs_dropped", float(self.mitigation.n_dropped), on_step=False, on_epoch=True)
         super().on_train_epoch_end()
+
+    # --- the ranking table -------------------------------------------------------------------------------------
+    def _publish_rankings(self, df: pd.DataFrame, note: str) -> None:
+        """Make ``df`` the fit's ranking table: the training split's paths, attributes and groups joined on the
+        dataset index, the side files written, and Stage 2 started (or the fit ended)."""
+        train = self.datamodule.train_dataset
+        extra = train.table.drop(columns=["label"]).set_index("index")
+        keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
+        df = df.join(extra[keep], on="index")
+        if "group" in extra.columns and "group" in df.columns:
+            df["group"] = df["group"].astype("int64")
+        self.rankings = df
+        check, history = self.ranking.first_check, self.ranking_history()
+        log_dir = self.side_file_dir()
+        if log_dir is not None:
+            self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
+            atomic_write(log_dir / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
+            atomic_write(
+                log_dir / "ranking_diagnostics.json",
+                lambda tmp: Path(tmp).write_text(json.dumps(check.to_dict(), indent=1)),
+            )
+        rank_zero_info(
+            f"Stage 1 done {note}" + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
+        )
+        self.start_final_phase()
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The components' keys sit beside the module's (flat, as before the components existed): old checkpoints
+        # load unchanged.
         checkpoint["sebra"] = {
-            "repeat": self.repeat,
-            "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
-            "repeat_history": [t.to_dict("list") for t in self._repeat_history],
-            "confidence_run": self.confidence_run,
-            "confidence_steps_done": self.confidence_steps_done,
-            "confidence_seed": self.confidence_seed,
-            "confidence_sum": self.confidence_sum.tolist() if self.confidence_sum is not None else None,
-            "stage1_table": self._stage1_table.to_dict("list") if self._stage1_table is not None else None,
-            "first_check": self.first_check.to_dict() if self.first_check is not None else None,
+            **self.ranking.state_dict(),
+            **self.mitigation.state_dict(),
             "stage": self.stage,
-            "controller": self.controller.state_dict() if self.controller is not None else None,
             "rankings": self.rankings.to_dict("list") if self.rankings is not None else None,
             "mitigation_epoch": self.final_epoch,
-            "pairs_seen": self.pairs_seen,
-            "pair_generator": self.pair_generator.get_state(),
         }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("sebra")
         if state is not None:
-            self._load_state(state)
+            self.stage = state["stage"]
+            self.ranking.load_state_dict(state)
+            self.mitigation.load_state_dict(state)
+            if state["rankings"] is not None:
+                self.rankings = pd.DataFrame(state["rankings"])
+            self.final_epoch = state["mitigation_epoch"]
         super().on_load_checkpoint(checkpoint)
-
-    def _load_state(self, state: dict) -> None:
-        self.stage = state["stage"]
-        self.repeat = state.get("repeat", 0)
-        self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
-        self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
-        self.confidence_run = state.get("confidence_run", False)
-        self.confidence_steps_done = state.get("confidence_steps_done", 0)
-        self.confidence_seed = state.get("confidence_seed", self.confidence_seed)
-        total = state.get("confidence_sum")
-        self.confidence_sum = torch.tensor(total, dtype=torch.float32) if total is not None else None
-        table = state.get("stage1_table")
-        self._stage1_table = pd.DataFrame(table) if table is not None else None
-        check = state.get("first_check")
-        self.first_check = PartitionCheck.from_dict(check) if check is not None else None
-        if state["controller"] is not None:
-            if self.controller is not None:
-                self.controller.load_state_dict(state["controller"])
-            else:  # loaded before setup() built the controller (e.g. load_from_checkpoint): applied there
-                self._pending_controller_state = state["controller"]
-        if state["rankings"] is not None:
-            self.rankings = pd.DataFrame(state["rankings"])
-        self.final_epoch = state["mitigation_epoch"]
-        self.pairs_seen = state.get("pairs_seen", self.pairs_seen)
-        self.pair_generator.set_state(state["pair_generator"])

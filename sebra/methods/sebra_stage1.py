@@ -1,44 +1,199 @@
-"""Sebra's Stage 1 inside :class:`~sebra.methods.sebra.SebraModule`: the ranking state, scoring the ranker at the
-end of each ranking step (sharded and gathered under data parallelism), the eliminations, and the ranking table
-when ranking ends (combined over ``rank_repeats`` runs, and with ``rank_by`` ``"confidence"`` or ``"fused"`` a
-plain cross-entropy ranker's confidence after ``confidence_steps`` passes)."""
+"""Sebra's Stage 1 as a component (:class:`SelfGuidedRanking`, composed by :class:`~sebra.methods.sebra.SebraModule`):
+the ranking state, scoring the ranker at the end of each ranking step (sharded and gathered under data
+parallelism), the eliminations, and the ranking table when ranking ends (combined over ``rank_repeats`` runs, and
+with ``rank_by`` ``"confidence"`` or ``"fused"`` a plain cross-entropy ranker's confidence after
+``confidence_steps`` passes)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from contextlib import AbstractContextManager
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 from sebra.datasets.datamodule import ShardSampler, shard_positions
 from sebra.diagnostics import PartitionCheck, tail_agreement, unchecked, wave_stability
-from sebra.export import save_rankings
-from sebra.ranking import ActiveSetSampler, RankingController, combine_rankings
+from sebra.methods.args import check_args, check_choices
+from sebra.ranking import (
+    ActiveSetSampler,
+    RankingController,
+    check_ranking_args,
+    combine_rankings,
+    confidence_weighted_loss,
+)
 from sebra.scoring import confidence_rankings, score_loader
-from sebra.utils.files import atomic_write
+from sebra.utils.rng import GeneratorPickling
 
-__all__ = ["RankingSteps"]
+__all__ = ["RankBy", "RankingHost", "SelfGuidedRanking"]
+
+RankBy = Literal["elimination", "confidence", "fused"]
+Scoring = Literal["full", "official"]
+Unranked = Literal["last", "official"]
+WithinStep = Literal["elimination", "final", "mean"]
+RepeatDraws = Literal["uniform", "balanced"]
+ConfidenceScore = Literal["last", "mean"]
 
 
-class RankingSteps:
-    """The Stage 1 part of :class:`~sebra.methods.sebra.SebraModule` (a mixin: it uses the module's
-    hyper-parameters, ``ranker``, ``controller`` and trainer).
+class RankingHost(Protocol):
+    """What :class:`SelfGuidedRanking` needs from the training loop that runs it (a LightningModule:
+    :class:`~sebra.methods.sebra.SebraModule`): the data, the ranker network, the devices, and where to log."""
 
-    A ranking step is one Lightning epoch: the ranker trains on draws from the active set, then
-    :meth:`_close_ranking_step` scores it and eliminates; when the controller is done, :meth:`_finish_ranking` builds
-    ``rankings`` (or starts the next of ``rank_repeats`` runs) and the module moves on to Stage 2.
+    ranker: nn.Module
+    device: torch.device
+
+    @property
+    def datamodule(self) -> Any:
+        """The sebra data module (``train_dataset``, ``train_eval_dataset``, ``loader``, ``batch_transform``)."""
+        ...
+
+    def replicas(self) -> tuple[int, int]:
+        """``(world size, this process's rank)``."""
+        ...
+
+    def all_gather(self, data: torch.Tensor) -> torch.Tensor:
+        """``data`` from every process, stacked (Lightning's ``all_gather``)."""
+        ...
+
+    def forward_context(self) -> AbstractContextManager:
+        """The precision context forward passes run under."""
+        ...
+
+    def log_dict(self, dictionary: dict, **kwargs: Any) -> None:
+        """Log metrics (Lightning's ``log_dict``)."""
+        ...
+
+    def reset_ranker(self, seed: int) -> None:
+        """Re-initialise ``ranker`` in place from ``seed`` and clear its optimizer's state."""
+        ...
+
+
+class SelfGuidedRanking(GeneratorPickling):
+    """Sebra's Stage 1: self-guided ranking by elimination, as a component with explicit settings and its own state.
+
+    A ranking step is one epoch of the host's loop: the ranker trains on :meth:`sampler`'s draws from the active set
+    with :meth:`loss`, then :meth:`close_step` scores it and eliminates; when ranking is over :meth:`close_step`
+    returns the ranking table (``index, label, rank, position, p_y``), and the host starts its mitigation. Its state
+    (elimination controller, runs so far, the confidence run) is :meth:`state_dict`, saved in the host's
+    checkpoints, so ranking resumes mid-run exactly.
 
     The confidence run (``rank_by`` ``"confidence"``: instead of the elimination runs; ``"fused"``: after them) is
     ERM for ``confidence_steps`` epochs: a fresh ranker, plain cross-entropy, one pass per step over every training
     sample in a seeded order, nothing eliminated; then every sample is scored once (eval mode; with
     ``confidence_score="mean"`` after every epoch, and averaged) and ranked per class by ``p_y``, higher first
     (:func:`~sebra.scoring.confidence_rankings`). ``"fused"`` combines that order with the elimination runs' by
-    mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination
-    controller is kept through the confidence run: its history and steps stay those of the elimination runs.
+    mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination controller is kept through
+    the confidence run: its history and steps stay those of the elimination runs.
+
+    The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
+
+    def __init__(
+        self,
+        beta_inv: float = 0.7,
+        p_critical: float = 0.75,
+        max_steps: int = 50,
+        scoring: Scoring = "full",
+        unranked: Unranked = "last",
+        draws_per_step: int | Literal["active"] | None = None,
+        within_step: WithinStep = "elimination",
+        mean_window: int | None = None,
+        rank_repeats: int = 1,
+        repeat_draws: RepeatDraws = "uniform",
+        first_step_passes: float = 1.0,
+        retain_eliminated: float = 0.0,
+        rank_by: RankBy = "elimination",
+        confidence_steps: int = 1,
+        confidence_score: ConfidenceScore = "last",
+        seed: int = 0,
+    ) -> None:
+        check_ranking_args(beta_inv, p_critical, max_steps)
+        check_choices(
+            SelfGuidedRanking,
+            {
+                "scoring": scoring,
+                "unranked": unranked,
+                "within_step": within_step,
+                "repeat_draws": repeat_draws,
+                "rank_by": rank_by,
+                "confidence_score": confidence_score,
+            },
+        )
+        check_args(
+            "SelfGuidedRanking",
+            None,
+            mean_window=mean_window,
+            rank_repeats=rank_repeats,
+            confidence_steps=confidence_steps,
+            first_step_passes=first_step_passes,
+            retain_eliminated=retain_eliminated,
+            seed=seed,
+        )
+        if not (
+            draws_per_step is None
+            or draws_per_step == "active"
+            or (
+                isinstance(draws_per_step, int)
+                and not isinstance(draws_per_step, bool)
+                and draws_per_step >= 1
+            )
+        ):
+            raise ValueError(
+                f"draws_per_step must be None, 'active' or an integer >= 1, got {draws_per_step!r}"
+            )
+        if within_step == "mean" and scoring != "full":
+            raise ValueError(
+                f"within_step='mean' scores every sample once per step in eval mode: it needs scoring='full', "
+                f"got scoring={scoring!r}"
+            )
+        self.beta_inv, self.p_critical, self.max_steps = beta_inv, p_critical, int(max_steps)
+        self.scoring, self.unranked, self.draws_per_step = scoring, unranked, draws_per_step
+        self.within_step, self.mean_window = within_step, mean_window
+        self.rank_repeats, self.repeat_draws = int(rank_repeats), repeat_draws
+        self.first_step_passes, self.retain_eliminated = float(first_step_passes), float(retain_eliminated)
+        self.rank_by, self.confidence_steps = rank_by, int(confidence_steps)
+        self.confidence_score, self.seed = confidence_score, int(seed)
+        self.num_classes: int | None = None  # the data's, known at start()
+        # state
+        self.controller: RankingController | None = None
+        self._pending_controller_state: dict | None = None  # from a checkpoint loaded before start()
+        self.repeat = 0  # Stage 1 run in progress (rank_repeats > 1)
+        # the confidence run (rank_by "confidence": from the start; "fused": after the elimination runs)
+        self.confidence_run = rank_by == "confidence"
+        self.confidence_steps_done = 0
+        self.confidence_seed = self.seed  # with the run's epoch, seeds its draw order
+        self.confidence_sum: torch.Tensor | None = None  # confidence_score="mean": p_y summed over its epochs
+        self._stage1_table: pd.DataFrame | None = None  # the elimination runs' table, kept for "fused"
+        self._repeat_tables: list[pd.DataFrame] = []  # finished Stage 1 runs' rankings
+        self._repeat_history: list[pd.DataFrame] = []
+        self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
+        self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
+
+    # --- what the host asks ----------------------------------------------------------------------------------------
+    def epochs_needed(self) -> int:
+        """Ranking steps of every elimination run plus the confidence run's epochs: the most epochs ranking takes."""
+        elimination = 0 if self.rank_by == "confidence" else self.max_steps * self.rank_repeats
+        confidence = 0 if self.rank_by == "elimination" else self.confidence_steps
+        return elimination + confidence
+
+    def start(
+        self,
+        labels: torch.Tensor,
+        indices: torch.Tensor,
+        groups: torch.Tensor | None,
+        num_classes: int | None,
+    ) -> None:
+        """Build the first run's elimination state over the training samples (``labels``, dataset ``indices``,
+        ``groups`` when known), or apply the one a checkpoint loaded earlier; nothing when it exists already."""
+        if self.controller is None:
+            self.num_classes = num_classes
+            self.controller = self._new_controller(labels, indices, groups, self.seed)
+        if self._pending_controller_state is not None:
+            self.controller.load_state_dict(self._pending_controller_state)
+            self._pending_controller_state = None
 
     def _new_controller(
         self,
@@ -48,68 +203,82 @@ class RankingSteps:
         seed: int,
         strata: torch.Tensor | None = None,
     ) -> RankingController:
-        """The elimination state of a Stage 1 run over the training samples (``labels``, dataset ``indices``,
-        ``groups`` when known), drawing from ``seed`` (balanced over ``strata`` when given)."""
-        h = self.hparams
         return RankingController(
             labels,
             num_classes=self.num_classes,
-            p_critical=h.p_critical,
-            max_steps=h.max_steps,
-            unranked=h.unranked,
+            p_critical=self.p_critical,
+            max_steps=self.max_steps,
+            unranked=self.unranked,
             indices=indices,
             groups=groups,
             seed=seed,
             strata=strata,
-            retain=h.retain_eliminated,
+            retain=self.retain_eliminated,
         )
 
-    def _draws(self) -> int | None:
+    def sampler(self, replicas: tuple[int, int]) -> Any:
+        """This ranking step's training sampler: draws from the active set, or the confidence run's pass."""
+        if self.confidence_run:
+            return ShardSampler(self.confidence_positions(replicas), *replicas)
+        return ActiveSetSampler(self.controller, self.draws(), *replicas)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The ranker's loss: ``sg(p_y)^beta_inv * CE`` (plain cross-entropy in the confidence run)."""
+        return confidence_weighted_loss(logits, labels, 0.0 if self.confidence_run else self.beta_inv)
+
+    def draws(self) -> int | None:
         """Training draws for the next ranking step (``None``: the training-set size); the first step of each run
         draws ``first_step_passes`` times as many."""
-        d = self.hparams.draws_per_step
+        d = self.draws_per_step
         if d == "active":
             d = max(1, self.controller.num_active)
-        passes = float(self.hparams.first_step_passes)
+        passes = self.first_step_passes
         if self.controller.step == 0 and passes != 1.0:
             return max(1, round((d if d is not None else len(self.controller)) * passes))
         return d
 
-    def _score(self, every: bool = False, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    # --- scoring -----------------------------------------------------------------------------------------------
+    def score(
+        self, host: RankingHost, every: bool = False, full: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
-        ``every``: every training sample once in eval mode (the final network's scores for ``within_step``).
+        ``every``: every training sample once in eval mode (the final network's scores for ``within_step``);
+        ``full``: the active set in eval mode whatever ``scoring`` says (the mid-step check).
 
-        Under data parallelism this process's strided share only (see :meth:`_gather_scores`).
+        Under data parallelism this process's strided share only (see :meth:`gathered_scores`).
         """
-        dm, ctl = self.datamodule, self.controller
-        world, rank = self._replicas()
-        if every or full or self.hparams.scoring == "full":
+        dm, ctl = host.datamodule, self.controller
+        replicas = host.replicas()
+        world, rank = replicas
+        if every or full or self.scoring == "full":
             pool = torch.ones_like(ctl.active) if every else ctl.active
             positions = torch.nonzero(pool).squeeze(1)[rank::world]
             loader = dm.loader(dm.train_eval_dataset, sampler=positions.tolist())
         else:
-            sampler = ActiveSetSampler(ctl, self._draws(), world, rank)
+            sampler = ActiveSetSampler(ctl, self.draws(), world, rank)
             positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
         scores = score_loader(
-            self.ranker,
+            host.ranker,
             loader,
-            device=self.device,
+            device=host.device,
             transform=dm.batch_transform,
-            forward_context=self.trainer.precision_plugin.forward_context,
-            train=self.hparams.scoring == "official" and not every and not full,
+            forward_context=host.forward_context,
+            train=self.scoring == "official" and not every and not full,
         )
-        self.ranker.train()
+        host.ranker.train()
         return positions, scores.p_y
 
-    def _gathered_scores(self, every: bool = False, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_score` on every process with rank 0's BatchNorm buffers, gathered (``positions, p_y``)."""
-        distributed = self._replicas()[0] > 1
+    def gathered_scores(
+        self, host: RankingHost, every: bool = False, full: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`score` on every process with rank 0's BatchNorm buffers, gathered (``positions, p_y``)."""
+        distributed = host.replicas()[0] > 1
         if distributed:
-            self._sync_ranker_buffers()
-        positions, p_y = self._score(every=every, full=full)
+            _sync_buffers(host.ranker)
+        positions, p_y = self.score(host, every=every, full=full)
         if distributed:
-            positions, p_y = self._gather_scores(positions, p_y)
+            positions, p_y = _gather_scores(host, positions, p_y)
         return positions, p_y
 
     def _dense(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
@@ -118,21 +287,20 @@ class RankingSteps:
         out[positions] = p_y.float()
         return out
 
-    def _maybe_score_mid_step(self, batch_idx: int) -> None:
+    def after_batch(self, host: RankingHost, batch_idx: int, num_batches: int) -> None:
         """At the middle of the first run's first ranking step, score the active set once (eval mode, no
         augmentation) for the one-shortcut check (:mod:`sebra.diagnostics`). The global RNG is left as it was, so
         the ranking does not change."""
-        n = int(self.trainer.num_training_batches)
         if (
             self.confidence_run
             or self.repeat != 0
             or self.controller.step != 0
-            or n < 2
-            or batch_idx + 1 != n // 2
+            or num_batches < 2
+            or batch_idx + 1 != num_batches // 2
         ):
             return
         with torch.random.fork_rng(devices=[]):
-            self._mid_scores = self._dense(*self._gathered_scores(full=True))
+            self._mid_scores = self._dense(*self.gathered_scores(host, full=True))
 
     def _first_step_check(self, p_end: torch.Tensor) -> PartitionCheck:
         ctl = self.controller
@@ -143,68 +311,44 @@ class RankingSteps:
             )
         return wave_stability(ctl.labels, wave, self._mid_scores, p_end)
 
-    def _close_ranking_step(self) -> None:
+    # --- closing a step ----------------------------------------------------------------------------------------
+    def close_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
+        """Score the ranker and eliminate (or close a confidence epoch). Returns ``(ranking table, what it was
+        made of)`` when ranking is over, else ``None``."""
         if self.confidence_run:
-            self._close_confidence_step()
-            return
+            return self._close_confidence_step(host)
         ctl = self.controller
-        if self.hparams.within_step == "mean":
+        if self.within_step == "mean":
             # every sample scored once (eval mode): the active ones decide the eliminations as with scoring="full",
             # the eliminated ones extend their mean p_y since they left
-            end = self._dense(*self._gathered_scores(every=True))
+            end = self._dense(*self.gathered_scores(host, every=True))
             positions = torch.nonzero(ctl.active).squeeze(1)
             p_y = end[positions]
             ctl.update(positions, p_y)
-            ctl.observe(end, self.hparams.mean_window)
+            ctl.observe(end, self.mean_window)
         else:
-            positions, p_y = self._gathered_scores()
+            positions, p_y = self.gathered_scores(host)
             ctl.update(positions, p_y)
             end = self._dense(positions, p_y)
         if self.repeat == 0 and ctl.step == 1:
             self.first_check = self._first_step_check(end)
             self._mid_scores = None
         rec = ctl.history[-1]
-        self.log_dict(
+        host.log_dict(
             {f"rank/{k}": float(v) for k, v in rec.items() if k != "step"}, on_step=False, on_epoch=True
         )
         rank_zero_info(f"ranking step {ctl.step}: eliminated {rec['eliminated']}, {rec['active']} active")
-        if ctl.done:
-            self._finish_ranking()
+        return self._finish_run(host) if ctl.done else None
 
-    def _sync_ranker_buffers(self) -> None:
-        """Give every process rank 0's ranker buffers (BatchNorm running statistics) before scoring.
-
-        DDP keeps the parameters equal, but each process's last training batches moved its own running statistics
-        (DDP only broadcasts buffers before the next forward through its wrapper, which scoring bypasses).
-        """
-        if dist.is_available() and dist.is_initialized():
-            for buf in self.ranker.buffers():
-                dist.broadcast(buf.data, src=0)
-
-    def _gather_scores(self, positions: torch.Tensor, p_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All processes' ``(positions, p_y)``, in the same order on every process.
-
-        The shares may differ in length by one: they are padded with position -1 for ``all_gather`` (which needs
-        equal shapes), and the padding is dropped again.
-        """
-        size = int(self.all_gather(torch.tensor([len(positions)], device=self.device)).max())
-        pad = size - len(positions)
-        positions = torch.cat([positions.long(), torch.full((pad,), -1, dtype=torch.long)])
-        p_y = torch.cat([p_y.float(), torch.full((pad,), float("nan"))])
-        g_pos = self.all_gather(positions.to(self.device)).reshape(-1).cpu()
-        g_p = self.all_gather(p_y.to(self.device)).reshape(-1).cpu()
-        keep = g_pos >= 0
-        return g_pos[keep], g_p[keep]
-
-    def _finish_ranking(self) -> None:
+    def _finish_run(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
         ctl = self.controller
         within = None
-        if self.hparams.within_step == "final":
-            within = self._dense(*self._gathered_scores(every=True))
-        elif self.hparams.within_step == "mean":
+        if self.within_step == "final":
+            within = self._dense(*self.gathered_scores(host, every=True))
+        elif self.within_step == "mean":
             within = ctl.mean_after()
         df = ctl.rankings(within)
-        repeats = int(self.hparams.rank_repeats)
+        repeats = self.rank_repeats
         if repeats > 1:
             self._repeat_tables.append(df)
             self._repeat_history.append(ctl.history_frame().assign(repeat=self.repeat))
@@ -213,52 +357,62 @@ class RankingSteps:
                     f"Stage 1 run {self.repeat + 1} of {repeats} done after {ctl.step} ranking steps; "
                     "the next starts from a fresh ranker"
                 )
-                self._next_repeat()
-                return
+                self._next_repeat(host)
+                return None
             df = combine_rankings(self._repeat_tables)
-        if self.hparams.rank_by == "fused":
+        if self.rank_by == "fused":
             rank_zero_info(
                 f"Stage 1 elimination done after {ctl.step} ranking steps; the confidence run "
-                f"({self.hparams.confidence_steps} epoch(s) of cross-entropy) starts from a fresh ranker"
+                f"({self.confidence_steps} epoch(s) of cross-entropy) starts from a fresh ranker"
             )
             self._stage1_table = df
-            self._start_confidence_run(self.hparams.seed + 1000 * repeats)
-            return
-        self._publish_rankings(df, f"after {ctl.step} ranking steps")
+            self._start_confidence_run(host, self.seed + 1000 * repeats)
+            return None
+        return self._result(df, f"after {ctl.step} ranking steps")
+
+    def _next_repeat(self, host: RankingHost) -> None:
+        """Start the next Stage 1 run: the ranker re-initialised, a new elimination controller with its own draw
+        seed; with ``repeat_draws="balanced"`` its draws are balanced between the previous run's first elimination
+        wave and the rest of each class."""
+        self.repeat += 1
+        seed = self.seed + 1000 * self.repeat
+        host.reset_ranker(seed)
+        old = self.controller
+        strata = None
+        if self.repeat_draws == "balanced":
+            # the previous run's first wave vs the rest: the shortcut that wave followed stops predicting the label
+            strata = (old.elim_step != 1).long()
+        self.controller = self._new_controller(old.labels, old.indices, old.groups, seed, strata)
 
     # --- the confidence run --------------------------------------------------------------------------------------
-    def _start_confidence_run(self, seed: int) -> None:
+    def _start_confidence_run(self, host: RankingHost, seed: int) -> None:
         """Train a fresh ranker with plain cross-entropy from the next epoch on (``rank_by="fused"``)."""
         self.confidence_run = True
         self.confidence_steps_done = 0
         self.confidence_seed = seed
         self.confidence_sum = None
-        self._reset_ranker(seed)
+        host.reset_ranker(seed)
 
-    def confidence_positions(self) -> list[int]:
+    def confidence_positions(self, replicas: tuple[int, int] = (1, 0)) -> list[int]:
         """This epoch's training positions in the confidence run: every sample once, in an order seeded by the
         run's seed and epoch (the same on every process, and however often the loader is rebuilt), this process's
         strided share (padded to equal length)."""
         order = torch.Generator().manual_seed(self.confidence_seed * 1009 + self.confidence_steps_done)
         perm = torch.randperm(len(self.controller), generator=order)
-        share, _ = shard_positions(len(perm), *self._replicas())
+        share, _ = shard_positions(len(perm), *replicas)
         return perm[share].tolist()
 
-    def confidence_sampler(self) -> ShardSampler:
-        """The confidence run's sampler (already this process's share)."""
-        return ShardSampler(self.confidence_positions(), *self._replicas())
-
-    def _close_confidence_step(self) -> None:
+    def _close_confidence_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
         self.confidence_steps_done += 1
-        total = int(self.hparams.confidence_steps)
-        mean = self.hparams.confidence_score == "mean"
+        total = self.confidence_steps
+        mean = self.confidence_score == "mean"
         if mean or self.confidence_steps_done == total:
-            p_y = self._dense(*self._gathered_scores(every=True))
+            p_y = self._dense(*self.gathered_scores(host, every=True))
             if mean:  # learning speed: scored after every epoch, ranked by the mean
                 self.confidence_sum = p_y if self.confidence_sum is None else self.confidence_sum + p_y
         rank_zero_info(f"confidence run: epoch {self.confidence_steps_done} of {total} done")
         if self.confidence_steps_done < total:
-            return
+            return None
         ctl = self.controller
         if mean:
             p_y = self.confidence_sum / total
@@ -273,68 +427,109 @@ class RankingSteps:
             + (" (mean p_y)" if mean else "")
             + (f" fused with {ctl.step} ranking steps" if self._stage1_table is not None else "")
         )
-        self._publish_rankings(df, note)
+        return self._result(df, note)
 
-    # --- the ranking table -------------------------------------------------------------------------------------
-    def _publish_rankings(self, df: pd.DataFrame, note: str) -> None:
-        """Make ``df`` the fit's ranking table: the training split's paths, attributes and groups joined on the
-        dataset index, the side files written, and Stage 2 started (or the fit ended)."""
-        ctl = self.controller
-        repeats = int(self.hparams.rank_repeats)
-        train = self.datamodule.train_dataset
-        extra = train.table.drop(columns=["label"]).set_index("index")
-        keep = [c for c in ["path", *train.attr_names, "group"] if c in extra.columns and c not in df.columns]
-        df = df.join(extra[keep], on="index")
-        if "group" in extra.columns and "group" in df.columns:
-            df["group"] = df["group"].astype("int64")
-        self.rankings = df
+    def _result(self, df: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
+        """The finished table and a sentence on what made it; the check made (or said to be missing)."""
         if self.first_check is None:  # e.g. a first step of one batch, or no elimination run
             reason = (
                 "ranking blindness not checked: rank_by='confidence' has no elimination wave"
-                if self.hparams.rank_by == "confidence"
+                if self.rank_by == "confidence"
                 else "ranking blindness not checked"
             )
-            self.first_check = unchecked(ctl.labels, None, reason)
-        check = self.first_check
-        history = self.ranking_history()
-        log_dir = self.side_file_dir()
-        if log_dir is not None:
-            self.rankings_path = save_rankings(df, log_dir / "rankings.csv")
-            atomic_write(log_dir / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
-            atomic_write(
-                log_dir / "ranking_diagnostics.json",
-                lambda tmp: Path(tmp).write_text(json.dumps(check.to_dict(), indent=1)),
-            )
-        runs = (
-            f" (run {self.repeat + 1} of {repeats}; rankings combined)"
-            if repeats > 1 and self.hparams.rank_by != "confidence"
-            else ""
-        )
-        left = f", {ctl.num_active} never eliminated" if self.hparams.rank_by != "confidence" else ""
-        rank_zero_info(
-            f"Stage 1 done {note}{runs}{left}"
-            + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
-        )
-        self.start_final_phase()
+            self.first_check = unchecked(self.controller.labels, None, reason)
+        if self.rank_by != "confidence":
+            if self.rank_repeats > 1:
+                note += f" (run {self.repeat + 1} of {self.rank_repeats}; rankings combined)"
+            note += f", {self.controller.num_active} never eliminated"
+        return df, note
 
-    def _next_repeat(self) -> None:
-        """Start the next Stage 1 run: the ranker re-initialised in place (the optimizer keeps its parameters, its
-        state is cleared), a new elimination controller with its own draw seed; with ``repeat_draws="balanced"``
-        its draws are balanced between the previous run's first elimination wave and the rest of each class."""
-        self.repeat += 1
-        seed = self.hparams.seed + 1000 * self.repeat
-        self._reset_ranker(seed)
-        old = self.controller
-        strata = None
-        if self.hparams.repeat_draws == "balanced":
-            # the previous run's first wave vs the rest: the shortcut that wave followed stops predicting the label
-            strata = (old.elim_step != 1).long()
-        self.controller = self._new_controller(old.labels, old.indices, old.groups, seed, strata)
+    # --- what was done -----------------------------------------------------------------------------------------
+    def history(self) -> pd.DataFrame:
+        """Per ranking step of every elimination run so far: the eliminations (``ranking_history.csv``'s rows,
+        with ``repeat``, the run)."""
+        runs = [*self._repeat_history]
+        if self.controller is not None and len(runs) < self.repeat + 1:
+            runs.append(self.controller.history_frame().assign(repeat=self.repeat))
+        return pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
 
-    def _reset_ranker(self, seed: int) -> None:
-        """Re-initialise the ranker in place from ``seed`` (the optimizer keeps its parameters; its state is
-        cleared)."""
-        fresh = self.make_classifier(seed)
-        self.ranker.load_state_dict(fresh.state_dict())
-        rank_opt = self.optimizers()[0]
-        getattr(rank_opt, "optimizer", rank_opt).state.clear()
+    @property
+    def repeat_tables(self) -> list[pd.DataFrame]:
+        """The finished elimination runs' tables (``rank_repeats > 1``), before they are combined."""
+        return list(self._repeat_tables)
+
+    @property
+    def elimination_table(self) -> pd.DataFrame | None:
+        """With ``rank_by="fused"``: the elimination runs' (combined) table, before it is fused."""
+        return self._stage1_table
+
+    @property
+    def steps(self) -> int:
+        """Ranking steps the elimination run in progress (or the last one) has taken."""
+        return self.controller.step if self.controller is not None else 0
+
+    # --- state ---------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed ranking needs, as plain Python values (the controller's own ``state_dict``)."""
+        return {
+            "repeat": self.repeat,
+            "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
+            "repeat_history": [t.to_dict("list") for t in self._repeat_history],
+            "confidence_run": self.confidence_run,
+            "confidence_steps_done": self.confidence_steps_done,
+            "confidence_seed": self.confidence_seed,
+            "confidence_sum": self.confidence_sum.tolist() if self.confidence_sum is not None else None,
+            "stage1_table": self._stage1_table.to_dict("list") if self._stage1_table is not None else None,
+            "first_check": self.first_check.to_dict() if self.first_check is not None else None,
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`. Before :meth:`start` (``load_from_checkpoint``) the controller's state is
+        kept and applied there."""
+        self.repeat = state.get("repeat", 0)
+        self._repeat_tables = [pd.DataFrame(t) for t in state.get("repeat_tables", [])]
+        self._repeat_history = [pd.DataFrame(t) for t in state.get("repeat_history", [])]
+        self.confidence_run = state.get("confidence_run", False)
+        self.confidence_steps_done = state.get("confidence_steps_done", 0)
+        self.confidence_seed = state.get("confidence_seed", self.confidence_seed)
+        total = state.get("confidence_sum")
+        self.confidence_sum = torch.tensor(total, dtype=torch.float32) if total is not None else None
+        table = state.get("stage1_table")
+        self._stage1_table = pd.DataFrame(table) if table is not None else None
+        check = state.get("first_check")
+        self.first_check = PartitionCheck.from_dict(check) if check is not None else None
+        if state.get("controller") is not None:
+            if self.controller is not None:
+                self.controller.load_state_dict(state["controller"])
+            else:
+                self._pending_controller_state = state["controller"]
+
+
+def _sync_buffers(net: nn.Module) -> None:
+    """Give every process rank 0's buffers of ``net`` (BatchNorm running statistics) before scoring.
+
+    DDP keeps the parameters equal, but each process's last training batches moved its own running statistics
+    (DDP only broadcasts buffers before the next forward through its wrapper, which scoring bypasses).
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buf in net.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+def _gather_scores(
+    host: RankingHost, positions: torch.Tensor, p_y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All processes' ``(positions, p_y)``, in the same order on every process.
+
+    The shares may differ in length by one: they are padded with position -1 for ``all_gather`` (which needs
+    equal shapes), and the padding is dropped again.
+    """
+    size = int(host.all_gather(torch.tensor([len(positions)], device=host.device)).max())
+    pad = size - len(positions)
+    positions = torch.cat([positions.long(), torch.full((pad,), -1, dtype=torch.long)])
+    p_y = torch.cat([p_y.float(), torch.full((pad,), float("nan"))])
+    g_pos = host.all_gather(positions.to(host.device)).reshape(-1).cpu()
+    g_p = host.all_gather(p_y.to(host.device)).reshape(-1).cpu()
+    keep = g_pos >= 0
+    return g_pos[keep], g_p[keep]

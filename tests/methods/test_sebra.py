@@ -166,8 +166,8 @@ def test_rank_bins_change_the_pairing_ranks(tiny_dm, make_trainer):
     make_trainer(logger=False, enable_checkpointing=False).fit(model, datamodule=tiny_dm)
     assert (model.rankings["rank"] == 1).all()
     train = tiny_dm.train_dataset
-    ranks = model._ranks_by_position(train)
-    table = model._epoch_pairs(train)
+    ranks = model.mitigation.ranks_by_position(model.rankings, train)
+    table = model.mitigation.epoch_pairs(model.rankings, train, model.final_epoch)
     first_half = ranks[table.anchor] == 1
     assert first_half.any()
     assert (ranks[table.positive[first_half]] == 2).all()
@@ -189,7 +189,7 @@ def test_draws_per_step_setting(draws, bad, tiny_dm, make_trainer):
     per_step = sum(seen) / 2
     assert per_step == (len(tiny_dm.train_dataset) if draws == "active" else draws)
     model.controller.active[:5] = False  # later steps: "active" follows the shrinking active set
-    assert model._draws() == (len(tiny_dm.train_dataset) - 5 if draws == "active" else draws)
+    assert model.ranking.draws() == (len(tiny_dm.train_dataset) - 5 if draws == "active" else draws)
 
 
 def test_plain_dataloaders_are_refused_with_an_explanation(tiny_dm, make_trainer):
@@ -248,7 +248,7 @@ def test_contrastive_weight_zero_is_ce_on_positives_alone(tiny_dm, make_trainer)
     batch = next(iter(model.train_loader(tiny_dm)))
     batch = tiny_dm.on_after_batch_transfer(batch, 0)
     model.net.train()
-    loss, parts = model._mitigation_loss(batch)
+    loss, parts = model.mitigation.loss(model.net, batch)
     expected = torch.nn.functional.cross_entropy(
         model.net(batch["positive"]["image"]), batch["positive"]["label"]
     )
@@ -264,7 +264,7 @@ def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer,
     model = SebraModule(**{**TINY, "rank_only": True, "rank_repeats": 2})
     trainer = make_trainer()
     trainer.fit(model, datamodule=tiny_dm)
-    first, second = model._repeat_tables
+    first, second = model.ranking.repeat_tables
     assert not first[["index", "position"]].equals(second[["index", "position"]])  # another ranker and draws
     expected = combine_rankings([first, second])
     pd.testing.assert_frame_equal(model.rankings[expected.columns], expected)
@@ -272,7 +272,7 @@ def test_rank_repeats_combines_independent_stage_one_runs(tiny_dm, make_trainer,
     assert sorted(hist["repeat"].unique()) == [0, 1]
     pd.testing.assert_frame_equal(model.ranking_history()[hist.columns], hist, check_dtype=False)
     assert trainer.current_epoch == len(hist)  # every ranking step of both runs was one epoch
-    with pytest.raises(ValueError, match="rank_repeats must be an integer >= 1"):
+    with pytest.raises(ValueError, match="rank_repeats must be >= 1"):
         SebraModule(**{**TINY, "rank_repeats": 0})
     side = json.loads((Path(trainer.log_dir) / "ranking_diagnostics.json").read_text())
     assert side == model.ranking_check.to_dict()  # the check made in the first run's first step
@@ -283,7 +283,7 @@ def test_balanced_repeat_draws_are_balanced_over_the_previous_first_wave(tiny_dm
     model = SebraModule(**{**TINY, "rank_only": True, "rank_repeats": 2, "repeat_draws": "balanced"})
     trainer = make_trainer()
     trainer.fit(model, datamodule=tiny_dm)
-    first = model._repeat_tables[0].set_index("index")
+    first = model.ranking.repeat_tables[0].set_index("index")
     ctl = model.controller  # the second run's
     wave1 = torch.as_tensor(first.loc[ctl.indices.numpy(), "rank"].to_numpy() == 1)
     assert torch.equal(ctl.strata, (~wave1).long())
@@ -326,7 +326,7 @@ def test_retain_eliminated_reaches_every_runs_controller(tiny_dm, make_trainer):
     ctl = model.controller
     w = ctl.draw_weights()
     assert torch.equal(w[~ctl.active], torch.full((int((~ctl.active).sum()),), 0.2))
-    with pytest.raises(ValueError, match=r"retain_eliminated must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"retain_eliminated must be in \[0, 1\]"):
         SebraModule(**{**TINY, "retain_eliminated": -0.1})
 
 
@@ -342,7 +342,7 @@ def test_within_step_mean_orders_waves_by_their_scores_since_elimination(tiny_dm
     np.testing.assert_allclose(table["p_final"].to_numpy(), mean.loc[table["index"]].to_numpy())
     for _, g in table.groupby(["label", "rank"]):
         assert g["p_final"].is_monotonic_decreasing
-    with pytest.raises(ValueError, match="mean_window must be None or an integer >= 1"):
+    with pytest.raises(ValueError, match="mean_window must be >= 1 or None"):
         SebraModule(**{**TINY, "within_step": "mean", "mean_window": 0})
     with pytest.raises(ValueError, match="needs scoring='full'"):
         SebraModule(**{**TINY, "within_step": "mean", "scoring": "official"})
@@ -419,7 +419,7 @@ def test_confidence_score_mean_ranks_by_the_mean_p_y_over_the_epochs(tiny_dm, ma
 
 
 def test_rank_by_confidence_trains_with_plain_cross_entropy(tiny_dm, make_trainer):
-    import sebra.methods.sebra as sebra_module
+    import sebra.methods.sebra_stage1 as sebra_module
 
     seen: list[float] = []
     real = sebra_module.confidence_weighted_loss
@@ -449,7 +449,7 @@ def test_rank_by_fused_combines_the_elimination_table_with_the_confidence_order(
     model = SebraModule(**{**TINY, "rank_only": True, "rank_by": "fused", "rank_bins": 4})
     trainer = make_trainer(logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=tiny_dm)
-    stage1 = model._stage1_table
+    stage1 = model.ranking.elimination_table
     assert stage1 is not None and model.controller.step >= 1
     assert (
         trainer.current_epoch == model.controller.step + 1
@@ -472,7 +472,7 @@ def test_rank_by_needs_rank_bins_and_valid_confidence_steps():
         SebraModule(**{**TINY, "rank_by": "confidence"})
     with pytest.raises(ValueError, match="rank_by must be one of"):
         SebraModule(**{**TINY, "rank_by": "erm", "rank_bins": 4})
-    with pytest.raises(ValueError, match="confidence_steps must be an integer >= 1"):
+    with pytest.raises(ValueError, match="confidence_steps must be >= 1"):
         SebraModule(**{**TINY, "rank_by": "fused", "rank_bins": 4, "confidence_steps": 0})
     assert SebraModule(**{**TINY, "rank_by": "fused", "rank_bins": 4}).epochs_needed() == 3 + 1 + 2
     assert SebraModule(**{**TINY, "rank_by": "confidence", "rank_bins": 4}).epochs_needed() == 1 + 2

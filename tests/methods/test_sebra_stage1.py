@@ -1,0 +1,165 @@
+"""Sebra's Stage 1 as a component: :class:`SelfGuidedRanking` driven by a plain loop, without SebraModule or a
+Trainer, and its ``state_dict`` resuming a ranking exactly."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import pandas as pd
+import pytest
+import torch
+
+from sebra.backbones import Classifier
+from sebra.methods.sebra_stage1 import SelfGuidedRanking
+from tests.support.tiny_data import TinyDataModule
+
+SETTINGS = {"max_steps": 3, "p_critical": 0.6, "beta_inv": 0.5, "seed": 0}
+
+
+class LoopHost:
+    """The least a training loop gives the ranker (``RankingHost``): data, network, one process, no logger."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.datamodule = TinyDataModule(batch_size=8)
+        self.datamodule.setup("fit")
+        self.device = torch.device("cpu")
+        self.ranker = self._net(seed)
+        self.optimizer = torch.optim.Adam(self.ranker.parameters(), lr=1e-2)
+        self.logged: list[dict] = []
+
+    @staticmethod
+    def _net(seed: int) -> Classifier:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return Classifier("test_resnet", 2)
+
+    def replicas(self) -> tuple[int, int]:
+        return 1, 0
+
+    def all_gather(self, data: torch.Tensor) -> torch.Tensor:
+        return data[None]
+
+    def forward_context(self):
+        return nullcontext()
+
+    def log_dict(self, dictionary: dict, **kwargs: object) -> None:
+        self.logged.append(dictionary)
+
+    def reset_ranker(self, seed: int) -> None:
+        self.ranker.load_state_dict(self._net(seed).state_dict())
+        self.optimizer.state.clear()
+
+
+def _start(ranking: SelfGuidedRanking, host: LoopHost) -> None:
+    train = host.datamodule.train_dataset
+    ranking.start(train.labels, train.indices, None, 2)
+
+
+def _step(ranking: SelfGuidedRanking, host: LoopHost) -> tuple[pd.DataFrame, str] | None:
+    """One ranking step: train on the step's draws with the ranker's loss, then close it."""
+    dm = host.datamodule
+    loader = dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=ranking.sampler(host.replicas()))
+    for batch in loader:
+        batch = dm.on_after_batch_transfer(batch, 0)
+        loss = ranking.loss(host.ranker(batch["image"]), batch["label"])
+        host.optimizer.zero_grad()
+        loss.backward()
+        host.optimizer.step()
+    return ranking.close_step(host)
+
+
+def _rank(ranking: SelfGuidedRanking, host: LoopHost) -> tuple[pd.DataFrame, str]:
+    for _ in range(ranking.epochs_needed()):
+        done = _step(ranking, host)
+        if done is not None:
+            return done
+    raise AssertionError("ranking did not end within epochs_needed()")
+
+
+def test_ranks_every_training_sample_once_without_a_trainer() -> None:
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS)
+    _start(ranking, host)
+    table, note = _rank(ranking, host)
+    train = host.datamodule.train_dataset
+    assert sorted(table["index"]) == sorted(train.indices.tolist())
+    assert (
+        table.set_index("index").loc[train.indices.numpy(), "label"].to_numpy() == train.labels.numpy()
+    ).all()
+    assert table["rank"].min() == 1 and table["rank"].max() <= ranking.steps + 1
+    for _, part in table.groupby("label"):  # per class, positions 1..n and ranks non-decreasing along them
+        part = part.sort_values("position")
+        assert part["position"].tolist() == list(range(1, len(part) + 1))
+        assert part["rank"].is_monotonic_increasing
+    assert "ranking steps" in note and len(host.logged) == ranking.steps
+    assert len(ranking.history()) == ranking.steps
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"rank_repeats": 2}, {"rank_by": "fused", "confidence_score": "mean"}]
+)
+def test_state_dict_resumes_a_ranking_exactly(settings: dict) -> None:
+    # Rank one step, save the component (and the network), rank on; a fresh component loaded from the state, with
+    # the same network, gives the same table: the component carries everything ranking needs.
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, **settings)
+    _start(ranking, host)
+    assert _step(ranking, host) is None
+    state = copy.deepcopy(ranking.state_dict())
+    net = copy.deepcopy(host.ranker.state_dict())
+    opt = copy.deepcopy(host.optimizer.state_dict())
+    rng = torch.get_rng_state()
+    expected, _ = _rank(ranking, host)
+
+    torch.set_rng_state(rng)
+    again = LoopHost()
+    again.ranker.load_state_dict(net)
+    again.optimizer.load_state_dict(opt)
+    resumed = SelfGuidedRanking(**SETTINGS, **settings)
+    resumed.load_state_dict(state)  # before start(): the controller's state waits for it
+    _start(resumed, again)
+    got, _ = _rank(resumed, again)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_fresh_component_without_the_state_ranks_differently() -> None:
+    # The control for the test above: the state is what makes the resumed ranking equal.
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS)
+    _start(ranking, host)
+    _step(ranking, host)
+    assert ranking.controller.step == 1 and ranking.state_dict()["controller"] is not None
+    other = SelfGuidedRanking(**SETTINGS)
+    _start(other, LoopHost())
+    assert other.controller.step == 0 and int(other.controller.active.sum()) > int(
+        ranking.controller.active.sum()
+    )
+
+
+def test_the_confidence_run_trains_plain_cross_entropy() -> None:
+    ranking = SelfGuidedRanking(rank_by="confidence")
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    assert torch.allclose(ranking.loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+    weighted = SelfGuidedRanking(beta_inv=0.7)
+    assert not torch.allclose(weighted.loss(logits, labels), ranking.loss(logits, labels))
+    assert (
+        ranking.epochs_needed() == 1 and SelfGuidedRanking(max_steps=4, rank_repeats=2).epochs_needed() == 8
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"rank_by": "median"}, "SelfGuidedRanking: rank_by must be one of elimination, confidence, fused"),
+        ({"rank_repeats": 0}, "SelfGuidedRanking: rank_repeats must be >= 1"),
+        ({"within_step": "mean", "scoring": "official"}, "within_step='mean' .* needs scoring='full'"),
+        ({"draws_per_step": 0}, "draws_per_step must be None, 'active' or an integer >= 1"),
+    ],
+)
+def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SelfGuidedRanking(**kwargs)
