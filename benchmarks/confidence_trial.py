@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from sebra.bench.grid import curve_rankings
+from sebra.cli.results import level_scores
 from sebra.datasets.family import FamilyDataModule, variant, variants
 from sebra.export import load_rankings
 from sebra.ranking import combine_rankings
-from sebra.results import level_scores
 
 
 def _scores(runs: Path, name: str, seed: int) -> pd.DataFrame:

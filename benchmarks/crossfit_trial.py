@@ -30,11 +30,11 @@ import torch.nn.functional as F
 
 from sebra.backbones import Classifier
 from sebra.bench.family import family_config
+from sebra.bench.presets import builtin_config
+from sebra.cli.results import level_scores
 from sebra.datasets.family import FamilyDataModule, variant
 from sebra.export import load_rankings
-from sebra.presets import builtin_config
 from sebra.ranking import combine_rankings, order_table
-from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, score_dataset
 from sebra.utils.files import append_record
 

@@ -23,13 +23,13 @@ import pandas as pd
 import torch
 
 from sebra.bench.family import family_config
-from sebra.config import add_set_option, parse_overrides
-from sebra.console import quiet_lightning
+from sebra.bench.presets import builtin_config
+from sebra.cli.config import add_set_option, parse_overrides
+from sebra.cli.console import quiet_lightning
+from sebra.cli.fitting import selected_checkpoint
+from sebra.cli.results import TEST_METRICS, level_scores
 from sebra.datasets.family import FamilyDataModule, variant
-from sebra.fitting import selected_checkpoint
 from sebra.methods import SebraModule
-from sebra.presets import builtin_config
-from sebra.results import TEST_METRICS, level_scores
 from sebra.utils.files import append_record
 
 METRICS = {k: v for k, v in TEST_METRICS.items() if k != "gap_mean"}

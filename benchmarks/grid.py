@@ -23,8 +23,8 @@ import torch
 
 from sebra.bench.grid import RANKERS
 from sebra.bench.grid_runs import grid_table, markdown_table, merge_grid, run_grid
+from sebra.bench.presets import builtin_config
 from sebra.datasets.family import variants
-from sebra.presets import builtin_config
 
 # the names tests and older notes use
 markdown = markdown_table

@@ -14,7 +14,7 @@ untimed ERM epoch warms the process up):
   and the ratio uses it.
 
 Same data, batch size (anchors per batch in Stage 2) and optimizer family (Adam) everywhere; the settings are those of
-:mod:`sebra.presets` unless overridden. Memory: the process's peak RSS so far (``resource.getrusage``; it only grows)
+:mod:`sebra.bench.presets` unless overridden. Memory: the process's peak RSS so far (``resource.getrusage``; it only grows)
 and, on GPU, ``torch.cuda.max_memory_allocated`` per phase. Results go to ``benchmarks/results/speed.csv`` (written
 atomically) and a markdown table on stdout.
 
@@ -38,10 +38,10 @@ import lightning as L
 import pandas as pd
 import torch
 
+from sebra.bench.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.methods.erm import ERMModule
 from sebra.methods.sebra import SebraModule
-from sebra.presets import BUILTIN_DATA, BUILTIN_ERM, BUILTIN_SEBRA
 from sebra.utils.files import atomic_write
 
 COLUMNS = [

@@ -18,12 +18,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from sebra.config import add_set_option, parse_overrides
+from sebra.bench.presets import BUILTIN_DATA, BUILTIN_SEBRA
+from sebra.cli.config import add_set_option, parse_overrides
+from sebra.cli.fitting import fit_method
+from sebra.cli.results import level_scores
 from sebra.datasets.builtin import BuiltinDataModule
-from sebra.fitting import fit_method
 from sebra.methods import SebraModule
-from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
-from sebra.results import level_scores
 from sebra.utils.files import append_record
 
 

@@ -12,8 +12,9 @@ import pytest
 from expected import TABLE_METRICS
 from tiny_data import TINY_SEBRA, TinyDataModule
 
-from sebra import cli, demo
-from sebra.results import COLUMNS
+from sebra import cli
+from sebra.cli import demo
+from sebra.cli.results import COLUMNS
 
 
 # ------------------------------------------------------------------------------------------------------ dispatch
@@ -46,10 +47,10 @@ def test_data_needs_verify(capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "module", "name", "passed"),
     [
-        (["demo", "--out", "x"], "sebra.demo", "main", ["--out", "x"]),
-        (["rank", "--seed", "1"], "sebra.demo", "rank_main", ["--seed", "1"]),
-        (["fit", "--config", "c.yaml"], "sebra.fit_cli", "main", ["--config", "c.yaml"]),
-        (["data", "verify", "bar", "r"], "sebra.datasets.verify", "main", ["bar", "r"]),
+        (["demo", "--out", "x"], "sebra.cli.demo", "main", ["--out", "x"]),
+        (["rank", "--seed", "1"], "sebra.cli.demo", "rank_main", ["--seed", "1"]),
+        (["fit", "--config", "c.yaml"], "sebra.cli.fit", "main", ["--config", "c.yaml"]),
+        (["data", "verify", "bar", "r"], "sebra.cli.verify", "main", ["bar", "r"]),
         (["inspect", "r.csv"], "sebra.inspect.cli", "main", ["r.csv"]),
         (["bench", "--dry-run"], "sebra.bench.cli", "main", ["--dry-run"]),
     ],

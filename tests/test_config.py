@@ -1,4 +1,4 @@
-"""sebra.config: YAML files and dotted overrides with LightningCLI's keys; every error names the file or key."""
+"""sebra.cli.config: YAML files and dotted overrides with LightningCLI's keys; every error names the file or key."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sebra.config import ConfigError, apply_overrides, import_class, mapping_at, parse_overrides, read_yaml
+from sebra.cli.config import (
+    ConfigError,
+    apply_overrides,
+    import_class,
+    mapping_at,
+    parse_overrides,
+    read_yaml,
+)
 
 FIT_LIKE = {
     "model": {

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tiny_data import TINY_SEBRA, TinyDataModule
 
-from sebra.console import Phase, PhaseProgress, current_phase, format_duration, quiet_lightning
+from sebra.cli.console import Phase, PhaseProgress, current_phase, format_duration, quiet_lightning
 from sebra.methods import ERMModule, JTTModule, SebraModule
 
 

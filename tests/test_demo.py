@@ -1,5 +1,5 @@
 """sebra/demo.py: ``sebra rank`` / ``sebra demo`` read the benchmark config and ``--set key=value`` overrides (dotted
-as in the config and ``sebra fit``; values read as YAML by sebra.config) into what they build; the demo's table itself
+as in the config and ``sebra fit``; values read as YAML by sebra.cli.config) into what they build; the demo's table itself
 is checked in tests/test_cli.py, its reference lines in tests/benchmarks/test_reference.py."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sebra import cli, demo
-from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA, builtin_config
+from sebra import cli
+from sebra.bench.presets import BUILTIN_DATA, BUILTIN_SEBRA, builtin_config
+from sebra.cli import demo
 
 
 class _Stop(Exception):

@@ -1,5 +1,5 @@
 """Every command reports a failure in one form, ``sebra <command>: error: <message>``, with the statuses of
-:mod:`sebra.errors` (2 bad usage or config, 1 an input that cannot be used)."""
+:mod:`sebra.cli.errors` (2 bad usage or config, 1 an input that cannot be used)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sebra import cli
-from sebra.errors import EXIT_INPUT, EXIT_USAGE, error_line
+from sebra.cli.errors import EXIT_INPUT, EXIT_USAGE, error_line
 
 
 def test_error_line_has_one_form() -> None:

@@ -16,7 +16,7 @@ from jsonargparse import Namespace
 from tiny_data import TINY_SEBRA
 
 from sebra import cli
-from sebra.fit_cli import SeedConflict, follow_seed
+from sebra.cli.fit import SeedConflict, follow_seed
 
 NOISE = (
     "GPU available",

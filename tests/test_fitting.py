@@ -10,7 +10,7 @@ import torch
 from expected import TABLE_METRICS
 from tiny_data import TINY_SEBRA, TinyDataModule
 
-from sebra.fitting import fit_method, make_trainer, selected_checkpoint
+from sebra.cli.fitting import fit_method, make_trainer, selected_checkpoint
 from sebra.methods import ERMModule, SebraModule
 
 

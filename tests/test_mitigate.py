@@ -11,8 +11,8 @@ import yaml
 from tiny_data import TINY_SEBRA, TinyDataModule, ranked_table
 
 from sebra import cli
+from sebra.cli.mitigate import MitigateUsageError, mitigation_argv
 from sebra.export import save_rankings
-from sebra.mitigate import MitigateUsageError, mitigation_argv
 
 
 def _files(tmp_path: Path, model: dict, shift: int = 0) -> tuple[Path, Path]:

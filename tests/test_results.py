@@ -14,9 +14,7 @@ import torch
 from expected import TABLE_METRICS
 from tiny_data import TinyDataModule
 
-from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.metrics import ranking_quality
-from sebra.results import (
+from sebra.cli.results import (
     COLUMNS,
     group_accuracies,
     group_names,
@@ -26,6 +24,8 @@ from sebra.results import (
     results_table,
     write_results,
 )
+from sebra.datasets.base import BiasSpec, ImageDataset
+from sebra.metrics import ranking_quality
 from sebra.scoring import confidence_rankings
 
 TEST = {

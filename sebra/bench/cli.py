@@ -28,8 +28,8 @@ from sebra.bench.config import (
     parse_seeds,
 )
 from sebra.bench.store import completed_runs, lane_file, read_results
-from sebra.config import ConfigError, add_set_option
-from sebra.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, error_line
+from sebra.cli.config import ConfigError, add_set_option
+from sebra.cli.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, error_line
 
 __all__ = ["build_parser", "check_methods", "main"]
 

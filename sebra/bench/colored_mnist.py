@@ -78,7 +78,7 @@ def ratio_config(cfg: dict[str, Any], ratio: float) -> dict[str, Any]:
     Raises:
         BenchError: the config's data module takes no ``conflict_ratio``.
     """
-    from sebra.config import import_class
+    from sebra.cli.config import import_class
     from sebra.datasets.datamodule import datamodule_arguments
 
     where = cfg.get("_path", "config")

@@ -16,7 +16,7 @@ Layout (``sebra/configs/builtin.yaml`` is the shipped one)::
           confidence_ranker: {budget_from: sebra, budget_steps: null}   # ERM-confidence rankings per epoch
 
 Overrides use the same dotted keys (``methods.sebra.model.init_args.lr=0.01``, ``trainer.precision=16-mixed``;
-:mod:`sebra.config`).
+:mod:`sebra.cli.config`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sebra.config import ConfigError, apply_overrides, import_class, mapping_at, read_yaml
+from sebra.cli.config import ConfigError, apply_overrides, import_class, mapping_at, read_yaml
 
 __all__ = [
     "ALSO_SELECT_RULES",

@@ -43,9 +43,9 @@ import pandas as pd
 import torch
 
 from sebra.bench.run import run_dir, run_one
+from sebra.cli.results import level_scores
 from sebra.export import load_rankings, save_rankings
 from sebra.ranking import combine_rankings, number_positions
-from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, error_set_rankings
 
 __all__ = [
@@ -111,7 +111,7 @@ def _rank_sebra(cfg: dict[str, Any], seed: int) -> tuple[pd.DataFrame, float]:
     import lightning as L
 
     from sebra.bench.config import build_run
-    from sebra.console import quiet_lightning
+    from sebra.cli.console import quiet_lightning
 
     entry = copy.deepcopy(cfg["methods"]["sebra"])
     entry["model"]["init_args"]["rank_only"] = True

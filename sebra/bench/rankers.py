@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from sebra.bench.store import result_rows
+from sebra.cli.results import level_scores
 from sebra.datasets.base import ImageDataset
-from sebra.results import level_scores
 from sebra.scoring import confidence_rankings, score_dataset
 
 __all__ = [

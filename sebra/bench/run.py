@@ -10,7 +10,7 @@ Metrics (accuracies and gaps x100, from :class:`~sebra.metrics.GroupAccuracy` on
 ``gap_b``, ``gap_both``, ``gap_mean``, ``seconds`` (wall time of fit + test; for a method with a confidence ranker
 it includes the per-epoch scoring, reported as ``ranker_scoring_seconds``). A method adds what its
 :meth:`~sebra.methods.base.BaseMethod.extra_metrics` reports, and every ranking its
-:meth:`~sebra.methods.base.BaseMethod.produced_rankings` returns is scored (:func:`~sebra.results.level_scores`:
+:meth:`~sebra.methods.base.BaseMethod.produced_rankings` returns is scored (:func:`~sebra.cli.results.level_scores`:
 ``kendall_tau_b``, ``weighted_tau`` for 4 levels, ``kendall_tau_b_3``, ``weighted_tau_3`` for 3):
 
 * its own ranking (Sebra's Stage 1) on its own row, with ``rank_optimizer_steps`` and ``rank_seconds`` (the cost of
@@ -36,10 +36,10 @@ from typing_extensions import override
 
 from sebra.bench.config import build_run
 from sebra.bench.store import result_rows
-from sebra.console import quiet_lightning
+from sebra.cli.console import quiet_lightning
+from sebra.cli.results import TEST_METRICS, level_scores
 from sebra.methods import SelectionCheckpoint
 from sebra.methods.checkpoints import is_module_checkpoint
-from sebra.results import TEST_METRICS, level_scores
 from sebra.utils.files import atomic_write
 
 __all__ = ["AlsoSelectCheckpoint", "PhaseMeter", "run_dir", "run_one"]

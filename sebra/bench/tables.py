@@ -20,7 +20,7 @@ import pandas as pd
 
 from sebra.bench.config import BenchError, default_config, load_config, selection_rules
 from sebra.bench.store import read_results
-from sebra.config import ConfigError
+from sebra.cli.config import ConfigError
 from sebra.utils.files import atomic_write
 
 __all__ = [

@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sebra.config import import_class, mapping_at, read_yaml
+from sebra.cli.config import import_class, mapping_at, read_yaml
+from sebra.cli.errors import EXIT_INPUT, EXIT_USAGE, error_line
 from sebra.datasets.base import DatasetError, ImageDataset
-from sebra.errors import EXIT_INPUT, EXIT_USAGE, error_line
 from sebra.export import load_rankings
 from sebra.utils.files import atomic_write
 
@@ -64,7 +64,7 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
 
     Raises:
         InspectError: the built-in benchmark module or the config, its fields or its class cannot be used; the
-            message names the file and field (:class:`~sebra.config.ConfigError` when the file is not YAML or the
+            message names the file and field (:class:`~sebra.cli.config.ConfigError` when the file is not YAML or the
             class cannot be imported).
     """
     if data == "builtin":
@@ -122,9 +122,9 @@ def _check_paths(rankings, dataset: ImageDataset, where: str) -> None:
 
 def _dataset(args: argparse.Namespace, rankings) -> tuple[ImageDataset | None, dict[int, str] | None]:
     """The split the rankings were made on and its group names, named as the fit's table names them
-    (:func:`sebra.results.group_names`: the data set's own, else ``<class>: bg aligned, ...``)."""
+    (:func:`sebra.cli.results.group_names`: the data set's own, else ``<class>: bg aligned, ...``)."""
     if args.data is not None:
-        from sebra.results import group_names
+        from sebra.cli.results import group_names
 
         dm = load_datamodule(args.data, args.root)
         dm.setup()

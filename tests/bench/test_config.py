@@ -18,7 +18,7 @@ from sebra.bench.config import (
     parse_seeds,
     selection_rules,
 )
-from sebra.config import ConfigError
+from sebra.cli.config import ConfigError
 
 from .helpers import CONFIG
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sebra.bench.family import FAMILY_COLUMNS, family_config, merge_family, run_family
+from sebra.bench.presets import builtin_config
 from sebra.bench.store import lane_file
-from sebra.presets import builtin_config
 
 from .helpers import CONFIG, FakeRun
 

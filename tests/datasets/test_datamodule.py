@@ -8,7 +8,7 @@ import inspect
 import pytest
 from jsonargparse import ArgumentParser
 
-from sebra.config import ConfigError, apply_overrides
+from sebra.cli.config import ConfigError, apply_overrides
 from sebra.datasets.bar import BARDataModule
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.datasets.celeba import CelebADataModule
@@ -135,7 +135,7 @@ def test_sebra_fit_seeds_a_data_module_whose_seed_it_hands_on(cls: type) -> None
     """``sebra fit``'s ``seed_everything`` replaces the default seed LightningCLI filled in, and refuses another."""
     from jsonargparse import Namespace
 
-    from sebra.fit_cli import SeedConflict, follow_seed
+    from sebra.cli.fit import SeedConflict, follow_seed
 
     def config(seed: int) -> Namespace:
         data = Namespace(

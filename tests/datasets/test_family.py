@@ -92,7 +92,7 @@ def test_cells_groupings_and_alignment() -> None:
 
 
 def test_written_in_urbancars_layout_and_read_back(tmp_path: Path, monkeypatch) -> None:
-    from sebra.datasets.verify import main as verify_main
+    from sebra.cli.verify import main as verify_main
 
     spec = _small()
     write_variant(tmp_path, spec)

@@ -13,8 +13,8 @@ from dataset_fixtures import write_image
 from trainers import quiet_trainer
 
 from sebra import SebraModule, cli
+from sebra.cli.fitting import selected_checkpoint
 from sebra.datasets.folder import ImageFolderDataModule
-from sebra.fitting import selected_checkpoint
 from sebra.methods import ERMModule
 
 FAST = {"backbone": "test_resnet"}  # the only non-default besides the lengths below

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from dataset_fixtures import UC_FOLDERS, make_bar, make_celeba, make_urbancars, write_image
 
-from sebra.datasets.verify import main
+from sebra.cli.verify import main
 
 
 def _rows(stdout: str) -> dict[str, list[str]]:

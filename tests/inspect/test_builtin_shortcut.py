@@ -9,9 +9,9 @@ pytest.importorskip("animal_mnist")
 @pytest.mark.slow
 def test_most_spurious_tiles_are_aligned_least_spurious_conflicting(tmp_path):
     from sebra import SebraModule
+    from sebra.bench.presets import BUILTIN_DATA, BUILTIN_SEBRA
     from sebra.datasets import BuiltinDataModule
     from sebra.inspect.selection import extreme_indices
-    from sebra.presets import BUILTIN_DATA, BUILTIN_SEBRA
 
     dm = BuiltinDataModule(root=str(tmp_path / "data"), **BUILTIN_DATA)
     model = SebraModule(**{**BUILTIN_SEBRA, "rank_only": True})

@@ -1,6 +1,6 @@
 """The ``sebra`` command: ``demo``, ``rank``, ``fit``, ``mitigate``, ``data verify``, ``inspect``, ``bench``.
 
-This module only dispatches: ``sebra fit`` is Lightning's own CLI (:mod:`sebra.fit_cli`), the others are small argparse
+This module only dispatches: ``sebra fit`` is Lightning's own CLI (:mod:`sebra.cli.fit`), the others are small argparse
 front ends in their packages. ``demo``, ``rank`` and ``fit`` mute Lightning's own messages unless ``--verbose``.
 """
 
@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from sebra.errors import EXIT_USAGE, debug_requested, error_line
+from sebra.cli.errors import EXIT_USAGE, debug_requested, error_line
 
 __all__ = ["debug_requested", "main"]
 
@@ -69,26 +69,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(cmd: str, rest: list[str]) -> int:
     if cmd == "demo":
-        from sebra.demo import main as demo_main
+        from sebra.cli.demo import main as demo_main
 
         return _guarded("demo", demo_main, rest)
     if cmd == "rank":
-        from sebra.demo import rank_main
+        from sebra.cli.demo import rank_main
 
         return _guarded("rank", rank_main, rest)
     if cmd == "fit":
-        from sebra.fit_cli import main as fit_main
+        from sebra.cli.fit import main as fit_main
 
         return fit_main(rest)
     if cmd == "mitigate":
-        from sebra.mitigate import main as mitigate_main
+        from sebra.cli.mitigate import main as mitigate_main
 
         return mitigate_main(rest)
     if cmd == "data":
         if not rest or rest[0] != "verify":
             print("usage: sebra data verify <dataset> <root> [options]", file=sys.stderr)
             return 2
-        from sebra.datasets.verify import main as verify_main
+        from sebra.cli.verify import main as verify_main
 
         return verify_main(rest[1:])
     if cmd == "inspect":

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sebra.bench.config import default_config, load_config
-from sebra.config import mapping_at
+from sebra.cli.config import mapping_at
 
 __all__ = [
     "BUILTIN_DATA",

@@ -28,8 +28,8 @@ from typing import TextIO
 
 import torch
 
+from sebra.cli.errors import EXIT_INPUT, error_line
 from sebra.datasets.base import DatasetError, DatasetNotFoundError, ImageDataset, decode_image
-from sebra.errors import EXIT_INPUT, error_line
 
 __all__ = ["count_table", "main"]
 

@@ -11,8 +11,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from sebra.console import PhaseProgress
-from sebra.results import result_row
+from sebra.cli.console import PhaseProgress
+from sebra.cli.results import result_row
 
 __all__ = ["fit_method", "make_trainer", "selected_checkpoint"]
 
@@ -60,7 +60,7 @@ def fit_method(
 
     Args:
         name: the run's folder under ``out`` (``<out>/<name>/metrics.csv``, checkpoints).
-        progress: show :class:`~sebra.console.PhaseProgress` lines (stderr).
+        progress: show :class:`~sebra.cli.console.PhaseProgress` lines (stderr).
     """
     trainer = make_trainer(out, name, [PhaseProgress()] if progress else [])
     t = time.time()

@@ -162,8 +162,8 @@ def _without_ckpt_path(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """``sebra fit [--verbose] [--debug] <LightningCLI arguments>``; returns the exit status."""
-    from sebra.console import quiet_lightning
-    from sebra.errors import debug_requested
+    from sebra.cli.console import quiet_lightning
+    from sebra.cli.errors import debug_requested
 
     if any(a in ("-h", "--help") for a in argv):
         print(FIT_HELP)
@@ -180,11 +180,11 @@ def main(argv: list[str]) -> int:
 def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     from lightning.pytorch.cli import LightningCLI
 
-    from sebra.console import PhaseProgress
+    from sebra.cli.console import PhaseProgress
+    from sebra.cli.errors import error_line
+    from sebra.cli.fitting import selected_checkpoint
     from sebra.datasets.base import DatasetError, DatasetNotFoundError
     from sebra.datasets.datamodule import SebraDataModule
-    from sebra.errors import error_line
-    from sebra.fitting import selected_checkpoint
     from sebra.methods.base import BaseMethod
     from sebra.methods.checkpoints import CheckpointError
     from sebra.methods.finite import NonFiniteError
@@ -346,7 +346,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
         )
         return fail(f"{e}{resume}", 1)
     test = getattr(model, "test_results", None) or (out[0] if out else {})
-    from sebra.results import report_results
+    from sebra.cli.results import report_results
 
     report_results(
         model,

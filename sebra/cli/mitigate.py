@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sebra.errors import EXIT_USAGE, error_line
+from sebra.cli.errors import EXIT_USAGE, error_line
 
 __all__ = ["MITIGATION_CLASSES", "main", "mitigation_argv"]
 
@@ -92,6 +92,6 @@ def main(argv: list[str]) -> int:
     except MitigateUsageError as e:
         print(f"{error_line('mitigate', e)}\n\n{HELP}", file=sys.stderr)
         return EXIT_USAGE
-    from sebra.fit_cli import main as fit_main
+    from sebra.cli.fit import main as fit_main
 
     return fit_main(fit_args)

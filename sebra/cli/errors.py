@@ -1,7 +1,7 @@
 """What the commands share about failing: one message form, the exit statuses, whether tracebacks were asked for.
 
 Kept apart from :mod:`sebra.cli` (which dispatches to the commands) so that a command module can ask without
-importing its dispatcher: no import cycle between ``sebra.cli`` and ``sebra.fit_cli``.
+importing its dispatcher: no import cycle between ``sebra.cli`` and ``sebra.cli.fit``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The main job: Sebra and ERM on the built-in benchmark, one table; and ``sebra rank`` (Stage 1 only, or a simpler
 ranker: ERM confidence, JTT's error set, each writing the same rankings.csv).
 
-The settings are :mod:`sebra.presets` (the same the benchmarks use), so the demo shows what BENCHMARKS.md measures.
+The settings are :mod:`sebra.bench.presets` (the same the benchmarks use), so the demo shows what BENCHMARKS.md measures.
 """
 
 from __future__ import annotations
@@ -17,20 +17,20 @@ import lightning as L
 import pandas as pd
 import torch
 
-from sebra.config import add_set_option, parse_overrides
-from sebra.console import PhaseProgress, quiet_lightning
+from sebra.bench.presets import SEBRA_SHORT, builtin_config, builtin_settings
+from sebra.cli.config import add_set_option, parse_overrides
+from sebra.cli.console import PhaseProgress, quiet_lightning
+from sebra.cli.fitting import fit_method, make_trainer
+from sebra.cli.results import COLUMNS, level_scores, results_heading, results_table
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.diagnostics import summary_line
 from sebra.export import save_rankings
-from sebra.fitting import fit_method, make_trainer
 from sebra.methods import ERMModule, SebraModule
-from sebra.presets import SEBRA_SHORT, builtin_config, builtin_settings
-from sebra.results import COLUMNS, level_scores, results_heading, results_table
 
 __all__ = ["REFERENCE_FILE", "main", "rank_main", "reference_text"]
 
 #: Mean ± std over seeds of the same settings (BENCHMARKS.md §4), written by ``benchmarks/reference.py``.
-REFERENCE_FILE = Path(__file__).resolve().parent / "configs" / "builtin_reference.csv"
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "configs" / "builtin_reference.csv"
 REFERENCE_METRICS = ("worst_group_acc", "avg_acc", "id_acc", "gap_a", "gap_b", "gap_both")
 _USES_LABELS = {"groupdro": "groupdro (uses group labels)", "oracle": "oracle (uses group labels)"}
 
