@@ -1,4 +1,4 @@
-"""sebra/console.py: Lightning's chatter muted (sebra's own messages kept), and the per-phase progress lines."""
+"""sebra/cli/console.py: Lightning's chatter muted (sebra's own messages kept), and the per-phase progress lines."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""sebra/demo.py: ``sebra rank`` / ``sebra demo`` read the benchmark config and ``--set key=value`` overrides (dotted
+"""sebra/cli/demo.py: ``sebra rank`` / ``sebra demo`` read the benchmark config and ``--set key=value`` overrides (dotted
 as in the config and ``sebra fit``; values read as YAML by sebra.cli.config) into what they build; the demo's table itself
-is checked in tests/test_cli.py, its reference lines in tests/benchmarks/test_reference.py."""
+is checked in tests/cli/test_dispatch.py, its reference lines in tests/benchmarks/test_reference.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""sebra/cli.py: the ``sebra`` command's dispatch, usage and error messages; ``sebra demo`` and ``sebra rank`` quiet
+"""sebra/cli/dispatch.py: the ``sebra`` command's dispatch, usage and error messages; ``sebra demo`` and ``sebra rank`` quiet
 by default and verbose on request (run on the tiny data set in place of the built-in benchmark)."""
 
 from __future__ import annotations

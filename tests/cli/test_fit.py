@@ -1,4 +1,4 @@
-"""sebra/fit_cli.py: ``sebra fit`` is quiet unless --verbose, seeds a run once, and ends with the demo's table, also
+"""sebra/cli/fit.py: ``sebra fit`` is quiet unless --verbose, seeds a run once, and ends with the demo's table, also
 written to results.json / results.csv in the run folder."""
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def test_a_fit_into_an_unwritable_folder_is_refused_before_training(tmp_path: Pa
 def test_a_failed_fit_leaves_no_empty_version_folder(tmp_path: Path, capsys) -> None:
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parent / "datasets"))  # dataset_fixtures, as test_bad_input does
+    sys.path.insert(0, str(Path(__file__).parents[1] / "datasets"))  # dataset_fixtures, as test_bad_input does
     from dataset_fixtures import write_image
 
     for c in ("a", "b"):

@@ -1,4 +1,4 @@
-"""sebra/fitting.py: one fit and the test of the checkpoint the module's selection rule chose."""
+"""sebra/cli/fitting.py: one fit and the test of the checkpoint the module's selection rule chose."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""sebra/results.py: the one results table (demo and sebra fit), group names, ranking quality, the results files."""
+"""sebra/cli/results.py: the one results table (demo and sebra fit), group names, ranking quality, the results files."""
 
 from __future__ import annotations
 
