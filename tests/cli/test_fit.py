@@ -223,7 +223,8 @@ def test_a_fit_into_an_unwritable_folder_is_refused_before_training(tmp_path: Pa
 def test_a_failed_fit_leaves_no_empty_version_folder(tmp_path: Path, capsys) -> None:
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "datasets"))  # dataset_fixtures, as test_bad_input does
+    # dataset_fixtures, as test_bad_input does
+    sys.path.insert(0, str(Path(__file__).parents[1] / "datasets"))
     from dataset_fixtures import write_image
 
     for c in ("a", "b"):
