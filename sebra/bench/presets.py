@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sebra.bench.config import default_config, load_config
-from sebra.cli.config import mapping_at
+from sebra.cli.config import ConfigError, mapping_at
 
 __all__ = [
     "BUILTIN_DATA",
@@ -21,6 +21,9 @@ __all__ = [
     "builtin_config",
     "builtin_settings",
 ]
+
+#: The data module of the built-in benchmark, the only one ``sebra demo`` and ``sebra rank`` build.
+BUILTIN_CLASS_PATH = "sebra.datasets.builtin.BuiltinDataModule"
 
 #: Where a ``--set`` key without a dot points in ``sebra demo`` / ``sebra rank`` (``p_critical=0.8``).
 SEBRA_SHORT = "methods.sebra.model.init_args"
@@ -43,6 +46,13 @@ def builtin_settings(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The keyword arguments the demo and ``sebra rank`` build from a config: ``data`` (without ``root``, given on
     the command line, and ``data_seed``, fixed by the benchmark), ``erm``, ``sebra`` and ``oracle``."""
     data = mapping_at(cfg, "data.init_args", "benchmark config")
+    given = cfg.get("data", {}).get("class_path", BUILTIN_CLASS_PATH)
+    if given != BUILTIN_CLASS_PATH:  # the demo and rank build the built-in data module themselves
+        raise ConfigError(
+            f"benchmark config: data.class_path must be {BUILTIN_CLASS_PATH} for sebra demo and sebra rank (they "
+            f"run the built-in benchmark), got {given!r}; for your own data run sebra fit --config <your config> "
+            "(or sebra bench --config)"
+        )
     return {
         "data": {k: v for k, v in data.items() if k not in ("root", "data_seed")},
         **{m: _init_args(dict(cfg), m) for m in ("erm", "sebra", "oracle") if m in cfg.get("methods", {})},

@@ -165,7 +165,7 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
             class_names=dm.splits["train"].class_names,
             quality={k: v for k, v in rows["sebra"].items() if "tau" in k},
             title="Sebra on the built-in benchmark",
-            last_step=sebra.controller.step,
+            last_step=int(sebra.extra_metrics()["rank_steps"]),  # what the method reports, not its state
             check=sebra.ranking_check,
         )
         print(f"report:   {report}")
@@ -245,7 +245,7 @@ def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     steps = "; ".join(str(h["eliminated"].tolist()) for h in runs)
     print(
         f"Stage 1: {len(runs)} run(s), {sum(len(h) for h in runs)} ranking steps in {time.time() - t:.0f} s; "
-        f"eliminated per step: {steps}; never eliminated: {model.controller.num_active}"
+        f"eliminated per step: {steps}; never eliminated: {int(runs[-1]['active'].iloc[-1])}"
     )
     print(
         "ranking quality (4 levels): tau-b {kendall_tau_b:.3f}, weighted tau {weighted_tau:.3f}; "

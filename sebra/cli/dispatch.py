@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from sebra.cli.errors import EXIT_USAGE, debug_requested, error_line
+from sebra.cli.errors import debug_requested, error_line, exit_status
 
 __all__ = ["debug_requested", "main"]
 
@@ -34,7 +34,8 @@ phase and mute Lightning's own messages (device banner, tips, notices); --verbos
 
 def _guarded(name: str, run: Any, argv: list[str]) -> int:
     """Run a sub-command; a refused setting or input (``ValueError``, a missing data set, an unknown setting name)
-    ends with its message alone, exit 2, unless ``--debug`` or ``SEBRA_DEBUG=1`` asks for the traceback."""
+    ends with its message alone and the status of its kind (:func:`~sebra.cli.errors.exit_status`: 1 for an input,
+    2 for a setting), unless ``--debug`` or ``SEBRA_DEBUG=1`` asks for the traceback."""
     debug, argv = debug_requested(argv)
     from sebra.datasets.base import DatasetNotFoundError
 
@@ -45,7 +46,7 @@ def _guarded(name: str, run: Any, argv: list[str]) -> int:
             raise  # a TypeError is a bug unless it is a setting the class does not have (sebra rank --set)
         saved = "; finished runs are saved, the same command resumes" if name == "bench" else ""
         print(error_line(name, f"{e}{saved}", traceback_hint=True), file=sys.stderr)
-        return EXIT_USAGE
+        return exit_status(e)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
