@@ -15,7 +15,7 @@ from timm.models import register_model
 from torch import nn
 from typing_extensions import override
 
-__all__ = ["MLP", "mlp_cmnist"]
+__all__ = ["MLP", "mlp_cmnist", "mlp_cmnist_div255"]
 
 
 class MLP(nn.Module):
@@ -25,10 +25,15 @@ class MLP(nn.Module):
         in_features: flattened input size (``3 * 28 * 28 = 2352`` for Colored MNIST).
         hidden: widths of the hidden layers; the last is ``num_features``.
         num_classes: 0 for a feature extractor (what sebra asks timm for).
+        input_scale: the input is multiplied by this before the first layer (1: inputs in [0, 1]).
     """
 
     def __init__(
-        self, in_features: int, hidden: tuple[int, ...] = (100, 100, 100), num_classes: int = 0
+        self,
+        in_features: int,
+        hidden: tuple[int, ...] = (100, 100, 100),
+        num_classes: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -37,6 +42,7 @@ class MLP(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         self.in_features = in_features
+        self.input_scale = float(input_scale)
         self.features = nn.Sequential(*layers)
         self.num_features = width
         self.num_classes = num_classes
@@ -50,7 +56,7 @@ class MLP(nn.Module):
                 f"mlp_cmnist expects {self.in_features} input values per sample (3x28x28), got {x.shape[1]}; "
                 "keep image_size at 28 (or null)"
             )
-        return self.features(x)
+        return self.features(x * self.input_scale if self.input_scale != 1.0 else x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier (identity when ``num_classes == 0``)."""
@@ -74,3 +80,14 @@ def mlp_cmnist(pretrained: bool = False, **kwargs: Any) -> MLP:
     size = kwargs.get("img_size", 28)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     return MLP(in_chans * h * w, (100, 100, 100), num_classes=int(kwargs.get("num_classes", 0)))
+
+
+@register_model
+def mlp_cmnist_div255(pretrained: bool = False, **kwargs: Any) -> MLP:
+    """:func:`mlp_cmnist` as LfF's code runs it: its data pipeline already scales images to [0, 1]
+    (``ToTensor``), and its MLP's ``forward`` divides by 255 once more, so the first layer sees inputs in
+    [0, 1/255]. The published Colored MNIST tables (LfF, DFA and the papers that copy them) come from that code; this
+    model reproduces the scale, to test whether it explains their weaker ERM (BENCHMARKS.md §8)."""
+    model = mlp_cmnist(pretrained, **kwargs)
+    model.input_scale = 1.0 / 255.0
+    return model

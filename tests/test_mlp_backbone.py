@@ -44,3 +44,16 @@ def test_wrong_input_size_is_one_line() -> None:
 def test_no_pretrained_weights() -> None:
     with pytest.raises(RuntimeError, match="no pretrained weights"):
         timm.create_model("mlp_cmnist", pretrained=True, num_classes=0)
+
+
+def test_the_div255_variant_sees_the_input_lffs_code_sees() -> None:
+    # LfF's pipeline: ToTensor (to [0, 1]) and then x / 255 in the MLP's forward. With the same weights, the div255
+    # model on x equals the plain model on x / 255, and differs from the plain model on x.
+    torch.manual_seed(0)
+    plain = timm.create_model("mlp_cmnist", num_classes=0)
+    lff = timm.create_model("mlp_cmnist_div255", num_classes=0)
+    lff.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 28, 28)
+    assert torch.allclose(lff.forward_features(x), plain.forward_features(x / 255))
+    assert not torch.allclose(lff.forward_features(x), plain.forward_features(x))
+    check_backbone("test", "mlp_cmnist_div255")  # a timm name like any other
