@@ -77,14 +77,20 @@ def order_table(df: pd.DataFrame, score_col: str = "p_y") -> pd.DataFrame:
     return number_positions(df.iloc[order].reset_index(drop=True))
 
 
-def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
+def combine_rankings(tables: list[pd.DataFrame], reduce: Literal["mean", "max"] = "mean") -> pd.DataFrame:
     """One ranking table from several rankings of the same training set (independently seeded Stage 1 runs).
 
     Within each class, samples are ordered by their mean position percentile (``position / class size``) over the
     tables, then by dataset index; ``rank`` becomes the rounded mean rank (at least 1) and ``p_y`` the mean ``p_y``.
     Averaging orders that agree on the shortcuts but differ by seed (which shortcut one run happened to learn first,
     where its elimination waves split) keeps what they share and damps what one run got wrong.
+
+    ``reduce="max"`` orders by the *highest* percentile instead: a sample is as little spurious as the table that
+    finds it least spurious. That is the union, not the consensus, for tables that each see another shortcut (a
+    sample conflicting with either shortcut goes to the tail), at the price of keeping each table's errors too.
     """
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"combine_rankings: reduce must be 'mean' or 'max', got {reduce!r}")
     if not tables:
         raise ValueError("combine_rankings needs at least one ranking table")
     keys = [t.set_index("index").sort_index() for t in tables]
@@ -92,7 +98,8 @@ def combine_rankings(tables: list[pd.DataFrame]) -> pd.DataFrame:
     for i, t in enumerate(keys[1:], 1):
         if not t.index.equals(first.index) or not (t["label"] == first["label"]).all():
             raise ValueError(f"combine_rankings: table {i} ranks other samples (or labels) than table 0")
-    pct = sum(t["position"] / t.groupby("label")["position"].transform("max") for t in keys) / len(keys)
+    pcts = [t["position"] / t.groupby("label")["position"].transform("max") for t in keys]
+    pct = sum(pcts) / len(keys) if reduce == "mean" else pd.concat(pcts, axis=1).max(axis=1)
     rank = (sum(t["rank"].astype(float) for t in keys) / len(keys)).round().clip(lower=1).astype(np.int64)
     p_y = sum(t["p_y"].astype(float) for t in keys) / len(keys)
     df = pd.DataFrame(

@@ -246,6 +246,25 @@ def test_combine_rankings_orders_by_mean_position_percentile():
         combine_rankings([a, a[a["index"] != 6]])
 
 
+def test_combine_rankings_max_keeps_each_table_least_spurious_samples_in_the_tail():
+    from sebra.ranking import combine_rankings
+
+    def table(order):  # one class, one sample per position
+        return pd.DataFrame(
+            {"index": order, "label": 0, "rank": 1, "position": range(1, len(order) + 1), "p_y": 0.5}
+        )
+
+    a = table([2, 0, 1, 3, 4, 5])  # sees sample 5 as least spurious, 2 as the most spurious
+    b = table([0, 3, 4, 1, 5, 2])  # sees sample 2 as least spurious
+    mean = combine_rankings([a, b])["index"].tolist()
+    union = combine_rankings([a, b], reduce="max")["index"].tolist()
+    # max positions: 0 2, 1 4, 2 6, 3 4, 4 5, 5 6 (ties by index); means: 0 1.5, 3 3, 1 3.5, 2 3.5, 4 4, 5 5.5
+    assert union == [0, 1, 3, 4, 2, 5]
+    assert set(union[-2:]) == {2, 5} and set(mean[-2:]) != {2, 5}  # the mean loses one table's tail sample
+    with pytest.raises(ValueError, match="reduce must be 'mean' or 'max'"):
+        combine_rankings([a, b], reduce="min")
+
+
 def test_order_table_sorts_by_class_rank_score_then_index_with_nan_last():
     df = pd.DataFrame(
         {

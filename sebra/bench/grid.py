@@ -54,6 +54,7 @@ __all__ = [
     "RANKERS",
     "curve_rankings",
     "parse_mitigation",
+    "rank_with_sebra",
     "run_cell",
     "true_level_rankings",
 ]
@@ -107,7 +108,9 @@ def curve_rankings(scores: pd.DataFrame) -> pd.DataFrame:
     return confidence_rankings(mean["index"], mean["label"], mean["p_y"])
 
 
-def _rank_sebra(cfg: dict[str, Any], seed: int) -> tuple[pd.DataFrame, float]:
+def rank_with_sebra(cfg: dict[str, Any], seed: int) -> tuple[Any, float]:
+    """Sebra's Stage 1 alone (``rank_only``) with the config's settings: the fitted module (its ``rankings``, and
+    ``ranking.elimination_table`` when the ranking is fused) and the seconds it took."""
     import lightning as L
 
     from sebra.bench.config import build_run
@@ -130,7 +133,7 @@ def _rank_sebra(cfg: dict[str, Any], seed: int) -> tuple[pd.DataFrame, float]:
             **cfg["trainer"],
         )
         trainer.fit(module, datamodule=dm)
-    return module.rankings, time.perf_counter() - t0
+    return module, time.perf_counter() - t0
 
 
 def make_rankings(
@@ -156,7 +159,8 @@ def make_rankings(
         if not path.exists():
             t0 = time.perf_counter()
             if ranker == "sebra":
-                table, seconds = _rank_sebra(cfg, seed)
+                module, seconds = rank_with_sebra(cfg, seed)
+                table = module.rankings
             elif ranker == "erm_conf":
                 s = scores(erm_conf_epoch)
                 table = confidence_rankings(s["index"], s["label"], s["p_y"])
