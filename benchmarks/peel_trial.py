@@ -99,7 +99,20 @@ def trial_rows(name: str, seed: int, runs: Path, epochs: int, stage2: list[str])
     for second in [k for k in orders if k.startswith("peel")]:
         for reduce in ("mean", "max"):
             orders[f"shipped+{second}:{reduce}"] = combine_rankings([shipped, orders[second]], reduce=reduce)
-    rows = []
+    check = module.ranking.first_check  # the shipped label-free ranking check (sebra.diagnostics.tail_agreement)
+    fired = bool(check is not None and check.fired)
+    # the gated order: the second look only where the shipped check says the ranking may be blind
+    orders["gated"] = orders["shipped+peel_curve:max"] if fired else shipped
+    rows = [
+        {"variant": name, "seed": seed, "order": "shipped", "metric": "check_fired", "value": float(fired)},
+        {
+            "variant": name,
+            "seed": seed,
+            "order": "shipped",
+            "metric": "check_min_overlap",
+            "value": float(min(check.agreement)) if check is not None and check.agreement else float("nan"),
+        },
+    ]
     for order, table in orders.items():
         values = {**level_scores(table, train, (3,)), **tail_recall(table, train)}
         if order == "shipped":
