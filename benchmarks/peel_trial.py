@@ -40,7 +40,7 @@ from sebra.bench.run import run_dir, run_one
 from sebra.cli.results import level_scores
 from sebra.datasets.family import variant
 from sebra.export import save_rankings
-from sebra.ranking import combine_rankings
+from sebra.ranking import combine_rankings, number_positions
 from sebra.scoring import confidence_rankings
 from sebra.utils.files import atomic_write
 
@@ -58,6 +58,23 @@ def tail_recall(table: pd.DataFrame, train: Any, share: float = 0.1) -> dict[str
         out[f"tail_recall_{name}"] = float(tail.to_numpy()[~aligned[:, k]].mean())
     out["tail_aligned_share"] = float(aligned.all(axis=1)[tail.to_numpy()].mean())
     return out
+
+
+def error_moves(shipped: pd.DataFrame, stage1: pd.DataFrame, peel_p_y: pd.Series) -> pd.DataFrame:
+    """The self-gated fusion: only the first-wave samples that the second-look network gets wrong (mean ``p_y``
+    below 0.5, JTT's error set for two classes) take the maximum of the two position percentiles; every other sample
+    keeps the shipped one. Where the ranking is graded the second look errs on almost none of the first wave (0.3% on
+    the graded dev variants, seed 0), so little moves; where a slower shortcut was missed, its conflicting samples
+    in the first wave are what it gets wrong."""
+    st = stage1.set_index("index")
+    first = (st["rank"] == st.groupby("label")["rank"].transform("min")).loc[shipped["index"]].to_numpy()
+    p = peel_p_y.loc[shipped["index"]].to_numpy()
+    size = shipped.groupby("label")["position"].transform("max").to_numpy()
+    pct_shipped = shipped["position"].to_numpy() / size
+    pct_peel = pd.Series(-p).groupby(shipped["label"].to_numpy()).rank(method="first").to_numpy() / size
+    key = np.where(first & (p < 0.5), np.maximum(pct_shipped, pct_peel), pct_shipped)
+    out = shipped.assign(_k=key).sort_values(["label", "_k", "index"], kind="mergesort")
+    return number_positions(out.drop(columns=["_k", "position"]).reset_index(drop=True))
 
 
 def peel_entry(cfg: dict[str, Any], rankings: Path, epochs: int) -> dict[str, Any]:
@@ -96,10 +113,15 @@ def trial_rows(name: str, seed: int, runs: Path, epochs: int, stage2: list[str])
         s = scores[scores["epoch"] == e]
         orders[f"peel_e{e}"] = confidence_rankings(s["index"], s["label"], s["p_y"])
     orders["peel_curve"] = curve_rankings(scores[scores["epoch"] <= epochs])
+    orders["errors"] = error_moves(
+        shipped, stage1, scores[scores["epoch"] <= epochs].groupby("index")["p_y"].mean()
+    )
     for second in [k for k in orders if k.startswith("peel")]:
         for reduce in ("mean", "max"):
             orders[f"shipped+{second}:{reduce}"] = combine_rankings([shipped, orders[second]], reduce=reduce)
-    check = module.ranking.first_check  # the shipped label-free ranking check (sebra.diagnostics.tail_agreement)
+    check = (
+        module.ranking.first_check
+    )  # the shipped label-free ranking check (sebra.diagnostics.tail_agreement)
     fired = bool(check is not None and check.fired)
     # the gated order: the second look only where the shipped check says the ranking may be blind
     orders["gated"] = orders["shipped+peel_curve:max"] if fired else shipped
