@@ -40,6 +40,7 @@ from sebra.bench.run import run_dir, run_one
 from sebra.cli.results import level_scores
 from sebra.datasets.family import variant
 from sebra.export import save_rankings
+from sebra.methods.rank_table import first_wave
 from sebra.ranking import combine_rankings, number_positions
 from sebra.scoring import confidence_rankings
 from sebra.utils.files import atomic_write
@@ -66,8 +67,7 @@ def error_moves(shipped: pd.DataFrame, stage1: pd.DataFrame, peel_p_y: pd.Series
     keeps the shipped one. Where the ranking is graded the second look errs on almost none of the first wave (0.3% on
     the graded dev variants, seed 0), so little moves; where a slower shortcut was missed, its conflicting samples
     in the first wave are what it gets wrong."""
-    st = stage1.set_index("index")
-    first = (st["rank"] == st.groupby("label")["rank"].transform("min")).loc[shipped["index"]].to_numpy()
+    first = first_wave(stage1).set_axis(stage1["index"]).loc[shipped["index"]].to_numpy()
     p = peel_p_y.loc[shipped["index"]].to_numpy()
     size = shipped.groupby("label")["position"].transform("max").to_numpy()
     pct_shipped = shipped["position"].to_numpy() / size

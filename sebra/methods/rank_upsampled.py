@@ -26,7 +26,7 @@ from typing_extensions import override
 
 from sebra.methods.args import check_choices, require
 from sebra.methods.erm import ERMModule
-from sebra.methods.rank_table import given_rankings, position_bins
+from sebra.methods.rank_table import first_wave, given_rankings, position_bins
 from sebra.methods.sampling import weighted_loader
 from sebra.methods.sebra_stage2 import check_given_rankings
 
@@ -45,7 +45,7 @@ def first_wave_weights(rankings: pd.DataFrame, train: Any, owner: str) -> torch.
     class's lowest rank) and the rest get equal total weight, and each class keeps its share of the draws. A class
     whose samples all share one rank is drawn uniformly."""
     table = check_given_rankings(rankings, train, owner)
-    first = table["rank"] == table.groupby("label")["rank"].transform("min")
+    first = first_wave(table)
     group = table["label"].astype(np.int64) * 2 + first.astype(np.int64)
     size = group.map(group.value_counts())
     class_size = table["label"].map(table["label"].value_counts())
@@ -92,11 +92,13 @@ class RankUpsampledModule(ERMModule):
     @override
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit" and self.draw_weights is None and self.hparams.weighting == "first_wave":
+        if stage != "fit" or self.draw_weights is not None:
+            return
+        if self.hparams.weighting == "first_wave":
             self.draw_weights = first_wave_weights(
                 self.given_rankings, self.datamodule.train_dataset, "RankUpsampledModule"
             )
-        elif stage == "fit" and self.draw_weights is None:
+        else:
             bins = position_bins(
                 self.given_rankings, self.datamodule.train_dataset, self.hparams.bins, "RankUpsampledModule"
             )
