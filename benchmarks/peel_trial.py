@@ -40,8 +40,7 @@ from sebra.bench.run import run_dir, run_one
 from sebra.cli.results import level_scores
 from sebra.datasets.family import variant
 from sebra.export import save_rankings
-from sebra.methods.rank_table import first_wave
-from sebra.ranking import combine_rankings, number_positions
+from sebra.ranking import combine_rankings, first_wave, second_look_order
 from sebra.scoring import confidence_rankings
 from sebra.utils.files import atomic_write
 
@@ -62,19 +61,10 @@ def tail_recall(table: pd.DataFrame, train: Any, share: float = 0.1) -> dict[str
 
 
 def error_moves(shipped: pd.DataFrame, stage1: pd.DataFrame, peel_p_y: pd.Series) -> pd.DataFrame:
-    """The self-gated fusion: only the first-wave samples that the second-look network gets wrong (mean ``p_y``
-    below 0.5, JTT's error set for two classes) take the maximum of the two position percentiles; every other sample
-    keeps the shipped one. Where the ranking is graded the second look errs on almost none of the first wave (0.3% on
-    the graded dev variants, seed 0), so little moves; where a slower shortcut was missed, its conflicting samples
-    in the first wave are what it gets wrong."""
+    """The self-gated fusion (:func:`sebra.ranking.second_look_order`): only the first-wave samples of ``stage1``
+    that the second-look network gets wrong (mean ``p_y`` below 0.5) move in the ``shipped`` order."""
     first = first_wave(stage1).set_axis(stage1["index"]).loc[shipped["index"]].to_numpy()
-    p = peel_p_y.loc[shipped["index"]].to_numpy()
-    size = shipped.groupby("label")["position"].transform("max").to_numpy()
-    pct_shipped = shipped["position"].to_numpy() / size
-    pct_peel = pd.Series(-p).groupby(shipped["label"].to_numpy()).rank(method="first").to_numpy() / size
-    key = np.where(first & (p < 0.5), np.maximum(pct_shipped, pct_peel), pct_shipped)
-    out = shipped.assign(_k=key).sort_values(["label", "_k", "index"], kind="mergesort")
-    return number_positions(out.drop(columns=["_k", "position"]).reset_index(drop=True))
+    return second_look_order(shipped, first, peel_p_y.loc[shipped["index"]].to_numpy())[0]
 
 
 def peel_entry(cfg: dict[str, Any], rankings: Path, epochs: int) -> dict[str, Any]:

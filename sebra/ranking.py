@@ -27,8 +27,11 @@ __all__ = [
     "check_ranking_args",
     "combine_rankings",
     "confidence_weighted_loss",
+    "first_wave",
+    "first_wave_weights",
     "number_positions",
     "order_table",
+    "second_look_order",
     "true_class_prob",
 ]
 
@@ -113,6 +116,79 @@ def combine_rankings(tables: list[pd.DataFrame], reduce: Literal["mean", "max"] 
     )
     df = df.sort_values(["label", "_pct", "index"], kind="mergesort").reset_index(drop=True)
     return number_positions(df).drop(columns="_pct")
+
+
+def first_wave(table: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``: whether it is in its class's first elimination wave (the class's lowest ``rank``)."""
+    return table["rank"] == table.groupby("label")["rank"].transform("min")
+
+
+def first_wave_weights(labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """``[N]`` draw weight per sample (float64) that balances each class's first wave against the rest of it.
+
+    Within each class the samples with ``first`` and those without get equal total weight, and each class keeps
+    its share of the draws. The shortcut that made the first wave then no longer predicts the label in the draws,
+    so a network trained on them learns the *next* shortcut first. A class whose samples are all on one side is
+    drawn uniformly.
+
+    Args:
+        labels: ``[N]`` class id per sample.
+        first: ``[N]`` bool, in its class's first elimination wave (:func:`first_wave`).
+    """
+    labels, first = labels.long(), first.bool()
+    if labels.shape != first.shape:
+        raise ValueError(
+            f"first_wave_weights: labels {tuple(labels.shape)} and first {tuple(first.shape)} differ"
+        )
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    group = labels * 2 + first.long()
+    group_size = torch.bincount(group, minlength=2 * classes).double()
+    class_size = torch.bincount(labels, minlength=classes).double()
+    parts = (group_size.view(-1, 2) > 0).sum(1).double()
+    return class_size[labels] / (parts[labels] * group_size[group])
+
+
+def second_look_order(
+    table: pd.DataFrame, first: np.ndarray, p_y: np.ndarray, threshold: float = 0.5
+) -> tuple[pd.DataFrame, int]:
+    """The ranking ``table`` with the first-wave samples a second-look network gets wrong moved toward the tail.
+
+    The second look is a network trained on draws that balance each class's first wave against the rest
+    (:func:`first_wave_weights`): it learns the next shortcut, so within the first wave it misclassifies exactly
+    the samples that conflict with that slower shortcut, the ones a ranking made while only the fast shortcut was
+    learned cannot see. A sample in the first wave whose second-look ``p_y`` is below ``threshold`` takes the
+    higher of its two position percentiles within its class (``table``'s, and the order of descending second-look
+    ``p_y``); every other sample keeps ``table``'s. Where the ranking already grades both shortcuts the second
+    look errs on almost none of the first wave, so little moves (self-gated: no threshold on the data is chosen).
+
+    Args:
+        table: a ranking table (``index, label, rank, position, p_y``), one class's positions ``1..size``.
+        first: ``[len(table)]`` bool per row, in its class's first elimination wave.
+        p_y: ``[len(table)]`` the second-look network's true-class probability per row.
+        threshold: below it the second look gets a sample wrong (0.5: JTT's error set for two classes).
+
+    Returns:
+        ``(table, moved)``: the new table (``rank`` equal to the new ``position``: one sample per rank), and how many
+        samples were moved.
+    """
+    first, p_y = np.asarray(first, dtype=bool), np.asarray(p_y, dtype=np.float64)
+    if first.shape != (len(table),) or p_y.shape != (len(table),):
+        raise ValueError(
+            f"second_look_order: first {first.shape} and p_y {p_y.shape} must have one value per table row "
+            f"({len(table)})"
+        )
+    if np.isnan(p_y).any():
+        raise ValueError(f"second_look_order: p_y has {int(np.isnan(p_y).sum())} NaN value(s)")
+    label = table["label"].to_numpy()
+    size = table.groupby("label")["position"].transform("max").to_numpy(dtype=np.float64)
+    pct_table = table["position"].to_numpy(dtype=np.float64) / size
+    pct_look = pd.Series(-p_y).groupby(label).rank(method="first").to_numpy() / size
+    move = first & (p_y < threshold)
+    key = np.where(move, np.maximum(pct_table, pct_look), pct_table)
+    out = table.drop(columns="position").assign(_k=key)
+    out = out.sort_values(["label", "_k", "index"], kind="mergesort").reset_index(drop=True)
+    out = number_positions(out.drop(columns="_k"))
+    return out.assign(rank=out["position"]), int(move.sum())
 
 
 class RankingController(GeneratorPickling):

@@ -11,7 +11,10 @@ from sebra.ranking import (
     ActiveSetSampler,
     RankingController,
     confidence_weighted_loss,
+    first_wave,
+    first_wave_weights,
     order_table,
+    second_look_order,
     true_class_prob,
 )
 
@@ -361,3 +364,58 @@ def test_mean_after_window_stops_adding_late_scores():
     assert ctl.after_count.tolist() == [2, 0] and ctl.mean_after()[0] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="window must be >= 1"):
         ctl.observe(torch.tensor([0.5, 0.5]), window=0)
+
+
+def test_first_wave_weights_balance_each_class_between_its_first_wave_and_the_rest():
+    # class 0: 3 first-wave, 1 other; class 1: all first-wave (one part: drawn uniformly)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    first = torch.tensor([True, True, True, False, True, True])
+    w = first_wave_weights(labels, first)
+    assert w.dtype == torch.float64
+    assert math.isclose(float(w[:3].sum()), float(w[3]))  # the two parts of class 0 weigh the same
+    assert math.isclose(float(w[:4].sum()), 4.0) and math.isclose(
+        float(w[4:].sum()), 2.0
+    )  # class shares kept
+    assert torch.equal(w[4:], torch.ones(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="labels .* and first .* differ"):
+        first_wave_weights(labels, first[:3])
+
+
+def test_first_wave_is_each_class_lowest_rank():
+    table = pd.DataFrame({"index": [0, 1, 2, 3], "label": [0, 0, 1, 1], "rank": [2, 3, 1, 1]})
+    assert first_wave(table).tolist() == [True, False, True, True]
+
+
+def _second_look_table() -> pd.DataFrame:
+    # one class of 5: positions 1..5, the first three are the first wave
+    return pd.DataFrame(
+        {
+            "index": [10, 11, 12, 13, 14],
+            "label": [0] * 5,
+            "rank": [1, 2, 3, 4, 5],
+            "position": [1, 2, 3, 4, 5],
+        }
+    ).assign(p_y=[0.99, 0.98, 0.97, 0.6, 0.4])
+
+
+def test_second_look_moves_only_first_wave_samples_it_gets_wrong_to_their_higher_percentile():
+    table = _second_look_table()
+    first = [True, True, True, False, False]
+    # the second look gets index 11 (first wave) and 14 (not first wave) wrong; 11 is the least confident
+    p_y = [0.9, 0.1, 0.8, 0.7, 0.2]
+    out, moved = second_look_order(table, first, p_y)
+    assert moved == 1
+    # 11: its own percentile 2/5, the second look's (lowest p_y: last) 5/5; it ties 14 (5/5) and leads it by index
+    assert out["index"].tolist() == [10, 12, 13, 11, 14]
+    assert out["position"].tolist() == [1, 2, 3, 4, 5] and out["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert out.set_index("index").loc[11, "p_y"] == 0.98  # the table's own p_y is kept
+
+
+def test_second_look_that_gets_nothing_wrong_changes_nothing_and_bad_input_is_named():
+    table = _second_look_table()
+    out, moved = second_look_order(table, [True] * 5, [0.9] * 5)
+    assert moved == 0 and out["index"].tolist() == table["index"].tolist()
+    with pytest.raises(ValueError, match=r"one value per table row \(5\)"):
+        second_look_order(table, [True] * 4, [0.9] * 5)
+    with pytest.raises(ValueError, match="p_y has 1 NaN"):
+        second_look_order(table, [True] * 5, [0.9, 0.9, float("nan"), 0.9, 0.9])

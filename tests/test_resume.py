@@ -291,3 +291,24 @@ def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str, score: s
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
     assert trace.batches[crash_at] == ref_trace.batches[crash_at]  # the same confidence-run order
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
+
+
+def test_resume_inside_the_second_look(tmp_path: Path) -> None:
+    settings = {**SETTINGS, "max_steps": 2, "epochs": 1, "second_look_epochs": 2, "rank_bins": 3}
+    ref = SebraModule(**settings)
+    ref_trace = Trace()
+    _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
+    assert ref.ranking.second_look_moved is not None and "second_look_moved" in ref.extra_metrics()
+    crash_at = ref.controller.step + 1  # the second look's second epoch
+    first = SebraModule(**settings)
+    with pytest.raises(Crash):
+        _trainer(tmp_path / "first", CrashAt(crash_at)).fit(first, datamodule=_dm())
+    ckpt = tmp_path / "first" / "logs" / "v" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)["sebra"]
+    look = saved["second_look"]
+    assert look["run"] and look["done"] == 1 and look["sum"] is not None and saved["stage"] == "rank"
+    trace = Trace()
+    resumed = SebraModule(**settings)
+    _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
+    assert trace.batches[crash_at] == ref_trace.batches[crash_at]  # the same second-look draws
+    pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)

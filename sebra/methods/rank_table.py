@@ -13,6 +13,7 @@ import torch
 from sebra.export import check_ranking_values, check_rankings, load_rankings
 from sebra.methods.args import require
 from sebra.methods.sebra_stage2 import check_given_rankings, stage2_bins
+from sebra.ranking import first_wave
 
 __all__ = ["first_wave", "given_rankings", "position_bins"]
 
@@ -41,8 +42,3 @@ def position_bins(rankings: pd.DataFrame, train: Any, bins: int, owner: str) -> 
     table = check_given_rankings(rankings, train, owner)
     binned = pd.Series(stage2_bins(table, bins) - 1, index=table["index"].to_numpy())
     return torch.from_numpy(np.array(binned.loc[train.indices.numpy()].to_numpy(dtype=np.int64)))
-
-
-def first_wave(table: pd.DataFrame) -> pd.Series:
-    """Per row of ``table``: whether it is in its class's first elimination wave (the class's lowest ``rank``)."""
-    return table["rank"] == table.groupby("label")["rank"].transform("min")

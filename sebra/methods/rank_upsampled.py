@@ -29,6 +29,7 @@ from sebra.methods.erm import ERMModule
 from sebra.methods.rank_table import first_wave, given_rankings, position_bins
 from sebra.methods.sampling import weighted_loader
 from sebra.methods.sebra_stage2 import check_given_rankings
+from sebra.ranking import first_wave_weights as balanced_weights
 
 __all__ = ["RankUpsampledModule", "bin_weights", "first_wave_weights"]
 
@@ -42,16 +43,13 @@ def bin_weights(bins: torch.Tensor, num_bins: int, upweight: float) -> torch.Ten
 
 def first_wave_weights(rankings: pd.DataFrame, train: Any, owner: str) -> torch.Tensor:
     """``[len(train)]`` draw weight per training position: within each class, the first wave (rank equal to the
-    class's lowest rank) and the rest get equal total weight, and each class keeps its share of the draws. A class
-    whose samples all share one rank is drawn uniformly."""
+    class's lowest rank) and the rest get equal total weight, and each class keeps its share of the draws
+    (:func:`sebra.ranking.first_wave_weights`). A class whose samples all share one rank is drawn uniformly."""
     table = check_given_rankings(rankings, train, owner)
-    first = first_wave(table)
-    group = table["label"].astype(np.int64) * 2 + first.astype(np.int64)
-    size = group.map(group.value_counts())
-    class_size = table["label"].map(table["label"].value_counts())
-    parts = table.groupby("label")["rank"].transform("nunique").clip(upper=2)
-    w = pd.Series((class_size / (parts * size)).to_numpy(dtype=np.float64), index=table["index"].to_numpy())
-    return torch.from_numpy(np.array(w.loc[train.indices.numpy()].to_numpy(dtype=np.float64)))
+    first = pd.Series(first_wave(table).to_numpy(), index=table["index"].to_numpy()).loc[
+        train.indices.numpy()
+    ]
+    return balanced_weights(train.labels, torch.from_numpy(np.array(first.to_numpy(dtype=bool))))
 
 
 class RankUpsampledModule(ERMModule):

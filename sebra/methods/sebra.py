@@ -142,6 +142,16 @@ class SebraModule(TwoPhaseMethod):
             every point, one the ranker needs more epochs for only at the later ones, so the order is graded by how
             early each sample is learned instead of by one network's snapshot (the grid's ``erm_curve`` ranker,
             BENCHMARKS.md §7.10). It costs one scoring pass per epoch.
+        second_look_epochs: after the ranking table is made, a second look at its first elimination wave (``0``:
+            none, the paper). A fresh ranker trains with plain cross-entropy for this many epochs on draws that
+            balance each class's first wave (the samples its lowest rank holds: what the ranker learned first)
+            against the rest of the class, so the shortcut that made the wave no longer predicts the label and the
+            network learns the *next* one; every sample is scored after each epoch. The first-wave samples whose
+            mean ``p_y`` stays below 0.5 (those that conflict with the slower shortcut, which a wave made while only
+            the fast one was learned cannot see) move toward the tail, each to the higher of its two position
+            percentiles (:func:`~sebra.ranking.second_look_order`); the rest keep their place. Where the ranking
+            already grades both shortcuts it moves almost nothing (BENCHMARKS.md §7.11). Needs ``rank_bins``
+            (one sample per rank) and an elimination run (not ``rank_by="confidence"``).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -197,6 +207,7 @@ class SebraModule(TwoPhaseMethod):
         rank_by: RankBy = "elimination",
         confidence_steps: int = 1,
         confidence_score: ConfidenceScore = "last",
+        second_look_epochs: int = 0,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -244,6 +255,11 @@ class SebraModule(TwoPhaseMethod):
                 f"rank_by={rank_by!r} ranks one sample per rank, so Stage 2 must pair on position bins: "
                 "set rank_bins (e.g. 10)"
             )
+        if second_look_epochs and rankings is None and rank_bins is None:
+            raise ValueError(
+                "second_look_epochs > 0 ranks one sample per rank, so Stage 2 must pair on position bins: "
+                "set rank_bins (e.g. 10)"
+            )
         if rank_only:
             self.hparams.epochs = 0  # Stage 1, then done
         #: Stage 1, the ranker (its settings are this module's Stage 1 arguments)
@@ -263,6 +279,7 @@ class SebraModule(TwoPhaseMethod):
             rank_by=rank_by,
             confidence_steps=confidence_steps,
             confidence_score=confidence_score,
+            second_look_epochs=second_look_epochs,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split
@@ -321,6 +338,8 @@ class SebraModule(TwoPhaseMethod):
     @override
     def phase(self) -> Phase:
         h, r = self.hparams, self.ranking
+        if self.stage == RANK and r.second_look_run:
+            return Phase("Stage 1 second look", "epoch", r.second_look_done + 1, r.second_look_epochs)
         if self.stage == RANK and r.confidence_run:
             return Phase("Stage 1 confidence run", "epoch", r.confidence_steps_done + 1, r.confidence_steps)
         if self.stage == RANK:
@@ -383,6 +402,8 @@ class SebraModule(TwoPhaseMethod):
         out = {"rank_steps": float(ctl.step if ctl is not None else float("nan"))}
         if ctl is not None and self.ranking.rank_by != "elimination":
             out["confidence_steps"] = float(self.ranking.confidence_steps_done)
+        if self.ranking.second_look_moved is not None:
+            out["second_look_moved"] = float(self.ranking.second_look_moved)
         return out
 
     # --- set-up ------------------------------------------------------------------------------------------------

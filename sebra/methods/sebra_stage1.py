@@ -2,13 +2,15 @@
 the ranking state, scoring the ranker at the end of each ranking step (sharded and gathered under data
 parallelism), the eliminations, and the ranking table when ranking ends (combined over ``rank_repeats`` runs, and
 with ``rank_by`` ``"confidence"`` or ``"fused"`` a plain cross-entropy ranker's confidence after
-``confidence_steps`` passes)."""
+``confidence_steps`` passes), and the second look (``second_look_epochs``) that re-grades the first elimination wave
+by what a network learns once that wave's shortcut is balanced away."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -24,6 +26,9 @@ from sebra.ranking import (
     check_ranking_args,
     combine_rankings,
     confidence_weighted_loss,
+    first_wave,
+    first_wave_weights,
+    second_look_order,
 )
 from sebra.scoring import confidence_rankings, score_loader
 from sebra.utils.rng import GeneratorPickling
@@ -88,6 +93,12 @@ class SelfGuidedRanking(GeneratorPickling):
     mean position percentile (:func:`~sebra.ranking.combine_rankings`). The elimination controller is kept through
     the confidence run: its history and steps stay those of the elimination runs.
 
+    The second look (``second_look_epochs > 0``, after the table above is made) trains a fresh ranker with plain
+    cross-entropy for that many epochs on seeded draws (with replacement, as many as there are samples) that
+    balance each class's first elimination wave against the rest of the class
+    (:func:`~sebra.ranking.first_wave_weights`); every sample is scored after each epoch, and the first-wave
+    samples whose mean ``p_y`` is below 0.5 move toward the tail (:func:`~sebra.ranking.second_look_order`).
+
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
 
@@ -108,6 +119,7 @@ class SelfGuidedRanking(GeneratorPickling):
         rank_by: RankBy = "elimination",
         confidence_steps: int = 1,
         confidence_score: ConfidenceScore = "last",
+        second_look_epochs: int = 0,
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -130,8 +142,14 @@ class SelfGuidedRanking(GeneratorPickling):
             confidence_steps=confidence_steps,
             first_step_passes=first_step_passes,
             retain_eliminated=retain_eliminated,
+            second_look_epochs=second_look_epochs,
             seed=seed,
         )
+        if second_look_epochs and rank_by == "confidence":
+            raise ValueError(
+                "second_look_epochs > 0 re-grades the first elimination wave: it needs rank_by='elimination' or "
+                "'fused', got rank_by='confidence' (no elimination wave)"
+            )
         if not (
             draws_per_step is None
             or draws_per_step == "active"
@@ -156,6 +174,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.first_step_passes, self.retain_eliminated = float(first_step_passes), float(retain_eliminated)
         self.rank_by, self.confidence_steps = rank_by, int(confidence_steps)
         self.confidence_score, self.seed = confidence_score, int(seed)
+        self.second_look_epochs = int(second_look_epochs)
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -171,13 +190,21 @@ class SelfGuidedRanking(GeneratorPickling):
         self._repeat_history: list[pd.DataFrame] = []
         self._mid_scores: torch.Tensor | None = None  # first step's mid-step scores (one-shortcut check)
         self.first_check: PartitionCheck | None = None  # the check, made when the first step closes
+        # the second look (second_look_epochs > 0): after the table is made, before it is published
+        self.second_look_run = False
+        self.second_look_done = 0  # its epochs so far
+        self.second_look_seed = self.seed
+        self.second_look_sum: torch.Tensor | None = None  # p_y summed over its epochs, per position
+        self.second_look_moved: int | None = None  # first-wave samples it moved, once done
+        self._look_base: tuple[pd.DataFrame, str] | None = None  # (the table it re-grades, its note)
+        self._look_first: torch.Tensor | None = None  # [N] bool: in the class's first wave, per position
 
     # --- what the host asks ----------------------------------------------------------------------------------------
     def epochs_needed(self) -> int:
         """Ranking steps of every elimination run plus the confidence run's epochs: the most epochs ranking takes."""
         elimination = 0 if self.rank_by == "confidence" else self.max_steps * self.rank_repeats
         confidence = 0 if self.rank_by == "elimination" else self.confidence_steps
-        return elimination + confidence
+        return elimination + confidence + self.second_look_epochs
 
     def start(
         self,
@@ -218,13 +245,17 @@ class SelfGuidedRanking(GeneratorPickling):
 
     def sampler(self, replicas: tuple[int, int]) -> Any:
         """This ranking step's training sampler: draws from the active set, or the confidence run's pass."""
+        if self.second_look_run:
+            return ShardSampler(self.second_look_positions(replicas), *replicas)
         if self.confidence_run:
             return ShardSampler(self.confidence_positions(replicas), *replicas)
         return ActiveSetSampler(self.controller, self.draws(), *replicas)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The ranker's loss: ``sg(p_y)^beta_inv * CE`` (plain cross-entropy in the confidence run)."""
-        return confidence_weighted_loss(logits, labels, 0.0 if self.confidence_run else self.beta_inv)
+        """The ranker's loss: ``sg(p_y)^beta_inv * CE`` (plain cross-entropy in the confidence run and the second
+        look)."""
+        plain = self.confidence_run or self.second_look_run
+        return confidence_weighted_loss(logits, labels, 0.0 if plain else self.beta_inv)
 
     def draws(self) -> int | None:
         """Training draws for the next ranking step (``None``: the training-set size); the first step of each run
@@ -293,6 +324,7 @@ class SelfGuidedRanking(GeneratorPickling):
         the ranking does not change."""
         if (
             self.confidence_run
+            or self.second_look_run
             or self.repeat != 0
             or self.controller.step != 0
             or num_batches < 2
@@ -315,6 +347,8 @@ class SelfGuidedRanking(GeneratorPickling):
     def close_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
         """Score the ranker and eliminate (or close a confidence epoch). Returns ``(ranking table, what it was
         made of)`` when ranking is over, else ``None``."""
+        if self.second_look_run:
+            return self._close_second_look_step(host)
         if self.confidence_run:
             return self._close_confidence_step(host)
         ctl = self.controller
@@ -368,7 +402,7 @@ class SelfGuidedRanking(GeneratorPickling):
             self._stage1_table = df
             self._start_confidence_run(host, self.seed + 1000 * repeats)
             return None
-        return self._result(df, f"after {ctl.step} ranking steps")
+        return self._finish(host, df, f"after {ctl.step} ranking steps")
 
     def _next_repeat(self, host: RankingHost) -> None:
         """Start the next Stage 1 run: the ranker re-initialised, a new elimination controller with its own draw
@@ -427,6 +461,57 @@ class SelfGuidedRanking(GeneratorPickling):
             + (" (mean p_y)" if mean else "")
             + (f" fused with {ctl.step} ranking steps" if self._stage1_table is not None else "")
         )
+        return self._finish(host, df, note)
+
+    # --- the second look -----------------------------------------------------------------------------------------
+    def _finish(self, host: RankingHost, df: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str] | None:
+        """The finished table, or, with ``second_look_epochs``, the second look started on it."""
+        if not self.second_look_epochs:
+            return self._result(df, note)
+        ctl = self.controller
+        waves = self._stage1_table if self._stage1_table is not None else df
+        first = pd.Series(first_wave(waves).to_numpy(), index=waves["index"].to_numpy())
+        self._look_first = torch.from_numpy(np.array(first.loc[ctl.indices.numpy()].to_numpy(dtype=bool)))
+        self._look_base = (df, note)
+        self.second_look_run, self.confidence_run = True, False
+        self.second_look_done, self.second_look_sum = 0, None
+        self.second_look_seed = self.seed + 1000 * (self.rank_repeats + 1)
+        host.reset_ranker(self.second_look_seed)
+        rank_zero_info(
+            f"Stage 1 ranking made ({note}); the second look ({self.second_look_epochs} epoch(s) of cross-entropy "
+            f"on draws balancing each class's first wave of {int(self._look_first.sum())} samples against the "
+            "rest) starts from a fresh ranker"
+        )
+        return None
+
+    def second_look_positions(self, replicas: tuple[int, int] = (1, 0)) -> list[int]:
+        """This epoch's training positions in the second look: as many seeded draws with replacement as there are
+        samples, each class's first wave and the rest equally likely (the same on every process, however often the
+        loader is rebuilt), this process's strided share."""
+        ctl = self.controller
+        weights = first_wave_weights(ctl.labels, self._look_first)
+        order = torch.Generator().manual_seed(self.second_look_seed * 1009 + self.second_look_done)
+        draws = torch.multinomial(weights, len(weights), replacement=True, generator=order)
+        share, _ = shard_positions(len(draws), *replicas)
+        return draws[share].tolist()
+
+    def _close_second_look_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
+        self.second_look_done += 1
+        p_y = self._dense(*self.gathered_scores(host, every=True))
+        self.second_look_sum = p_y if self.second_look_sum is None else self.second_look_sum + p_y
+        total = self.second_look_epochs
+        rank_zero_info(f"second look: epoch {self.second_look_done} of {total} done")
+        if self.second_look_done < total:
+            return None
+        base, note = self._look_base
+        ctl = self.controller
+        mean = pd.Series((self.second_look_sum / total).numpy(), index=ctl.indices.numpy())
+        first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
+        keys = base["index"].to_numpy()
+        df, moved = second_look_order(base, first.loc[keys].to_numpy(), mean.loc[keys].to_numpy())
+        self.second_look_run, self.second_look_moved = False, moved
+        wave = int(self._look_first.sum())
+        note += f"; the second look moved {moved} of the {wave} first-wave samples toward the tail"
         return self._result(df, note)
 
     def _result(self, df: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
@@ -481,6 +566,16 @@ class SelfGuidedRanking(GeneratorPickling):
             "confidence_sum": self.confidence_sum.tolist() if self.confidence_sum is not None else None,
             "stage1_table": self._stage1_table.to_dict("list") if self._stage1_table is not None else None,
             "first_check": self.first_check.to_dict() if self.first_check is not None else None,
+            "second_look": {
+                "run": self.second_look_run,
+                "done": self.second_look_done,
+                "seed": self.second_look_seed,
+                "sum": self.second_look_sum.tolist() if self.second_look_sum is not None else None,
+                "moved": self.second_look_moved,
+                "base": self._look_base[0].to_dict("list") if self._look_base is not None else None,
+                "note": self._look_base[1] if self._look_base is not None else None,
+                "first": self._look_first.tolist() if self._look_first is not None else None,
+            },
             "controller": self.controller.state_dict() if self.controller is not None else None,
         }
 
@@ -499,6 +594,16 @@ class SelfGuidedRanking(GeneratorPickling):
         self._stage1_table = pd.DataFrame(table) if table is not None else None
         check = state.get("first_check")
         self.first_check = PartitionCheck.from_dict(check) if check is not None else None
+        look = state.get("second_look") or {}  # absent in checkpoints from before the second look
+        self.second_look_run = look.get("run", False)
+        self.second_look_done = look.get("done", 0)
+        self.second_look_seed = look.get("seed", self.second_look_seed)
+        self.second_look_sum = torch.tensor(look["sum"], dtype=torch.float32) if look.get("sum") else None
+        self.second_look_moved = look.get("moved")
+        base = look.get("base")
+        self._look_base = (pd.DataFrame(base), look.get("note", "")) if base is not None else None
+        first = look.get("first")
+        self._look_first = torch.tensor(first, dtype=torch.bool) if first is not None else None
         if state.get("controller") is not None:
             if self.controller is not None:
                 self.controller.load_state_dict(state["controller"])

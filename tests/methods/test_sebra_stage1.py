@@ -98,7 +98,14 @@ def test_ranks_every_training_sample_once_without_a_trainer() -> None:
 
 
 @pytest.mark.parametrize(
-    "settings", [{}, {"rank_repeats": 2}, {"rank_by": "fused", "confidence_score": "mean"}]
+    "settings",
+    [
+        {},
+        {"rank_repeats": 2},
+        {"rank_by": "fused", "confidence_score": "mean"},
+        {"second_look_epochs": 2},
+        {"rank_by": "fused", "second_look_epochs": 2},
+    ],
 )
 def test_state_dict_resumes_a_ranking_exactly(settings: dict) -> None:
     # Rank one step, save the component (and the network), rank on; a fresh component loaded from the state, with
@@ -158,8 +165,53 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
         ({"rank_repeats": 0}, "SelfGuidedRanking: rank_repeats must be >= 1"),
         ({"within_step": "mean", "scoring": "official"}, "within_step='mean' .* needs scoring='full'"),
         ({"draws_per_step": 0}, "draws_per_step must be None, 'active' or an integer >= 1"),
+        ({"second_look_epochs": -1}, "SelfGuidedRanking: second_look_epochs must be >= 0"),
+        ({"rank_by": "confidence", "second_look_epochs": 1}, "needs rank_by='elimination' or 'fused'"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SelfGuidedRanking(**kwargs)
+
+
+def test_the_second_look_balances_the_first_wave_trains_plain_ce_and_regrades_only_that_wave() -> None:
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=2)
+    _start(ranking, host)
+    done = None
+    while done is None and not ranking.second_look_run:
+        done = _step(ranking, host)
+    assert done is None and ranking.second_look_run  # the table is made, the second look has started
+    base, _ = ranking._look_base
+    assert ranking.epochs_needed() == SETTINGS["max_steps"] + 2
+    # its loss is plain cross-entropy, whatever beta_inv says
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    assert torch.allclose(ranking.loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+    # its draws: every class's first wave and the rest about equally often, seeded (the same when asked again)
+    draws = torch.tensor(ranking.second_look_positions())
+    assert draws.tolist() == ranking.second_look_positions() and len(draws) == len(ranking.controller)
+    epochs = []  # 50 epochs' draws (each epoch seeded apart), enough to measure the shares on 16 samples
+    for e in range(50):
+        ranking.second_look_done = e
+        epochs.append(torch.tensor(ranking.second_look_positions()))
+    ranking.second_look_done = 0
+    assert not torch.equal(epochs[0], epochs[1])
+    draws = torch.cat(epochs)
+    first, labels = ranking._look_first, ranking.controller.labels
+    for c in labels.unique():
+        mine = labels[draws] == c
+        if first[labels == c].all() or not first[labels == c].any():
+            continue
+        share = first[draws][mine].float().mean()
+        assert 0.4 < float(share) < 0.6, float(share)
+    table, note = _rank(ranking, host)
+    assert "the second look moved" in note and ranking.second_look_moved is not None
+    assert not ranking.second_look_run
+    # only first-wave samples may move: the rest keep their relative order within their class
+    wave = pd.Series(first.numpy(), index=ranking.controller.indices.numpy())
+    for c, part in table.groupby("label"):
+        rest_before = [i for i in base[base["label"] == c]["index"] if not wave[i]]
+        rest_after = [i for i in part.sort_values("position")["index"] if not wave[i]]
+        assert rest_after == rest_before
+    assert sorted(table["index"]) == sorted(base["index"])
