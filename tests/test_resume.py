@@ -9,6 +9,7 @@ the resumed fit builds a new module, data module and trainer, as a restarted job
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -299,6 +300,11 @@ def test_resume_inside_the_second_look(tmp_path: Path) -> None:
     ref_trace = Trace()
     _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
     assert ref.ranking.second_look_moved is not None and "second_look_moved" in ref.extra_metrics()
+    side = json.loads(next((tmp_path / "ref").rglob("ranking_diagnostics.json")).read_text())
+    assert side["second_look"]["moved"] == ref.ranking.second_look_moved
+    look = side["second_look"]
+    assert 0 < look["first_wave"] <= len(ref.rankings) and look["epochs"] == 2
+    assert look["moved_share"] == look["moved"] / look["first_wave"]
     crash_at = ref.controller.step + 1  # the second look's second epoch
     first = SebraModule(**settings)
     with pytest.raises(Crash):

@@ -492,12 +492,17 @@ class SebraModule(TwoPhaseMethod):
             atomic_write(log_dir / "ranking_history.csv", lambda tmp: history.to_csv(tmp, index=False))
             atomic_write(
                 log_dir / "ranking_diagnostics.json",
-                lambda tmp: Path(tmp).write_text(json.dumps(check.to_dict(), indent=1)),
+                lambda tmp: Path(tmp).write_text(json.dumps(self._diagnostics(check), indent=1)),
             )
         rank_zero_info(
             f"Stage 1 done {note}" + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
         )
         self.start_final_phase()
+
+    def _diagnostics(self, check: PartitionCheck) -> dict:
+        """``ranking_diagnostics.json``: the check, and what the second look did when there was one."""
+        look = self.ranking.second_look_summary()
+        return {**check.to_dict(), **({"second_look": look} if look is not None else {})}
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     @override

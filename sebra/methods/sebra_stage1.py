@@ -529,6 +529,19 @@ class SelfGuidedRanking(GeneratorPickling):
             note += f", {self.controller.num_active} never eliminated"
         return df, note
 
+    def second_look_summary(self) -> dict | None:
+        """What the second look did, once done (``ranking_diagnostics.json``'s ``second_look``): its epochs, the
+        first wave's size, how many of it moved and their share; ``None`` without a finished second look."""
+        if self.second_look_moved is None or self._look_first is None:
+            return None
+        wave = int(self._look_first.sum())
+        return {
+            "epochs": self.second_look_epochs,
+            "first_wave": wave,
+            "moved": self.second_look_moved,
+            "moved_share": self.second_look_moved / wave if wave else 0.0,
+        }
+
     # --- what was done -----------------------------------------------------------------------------------------
     def history(self) -> pd.DataFrame:
         """Per ranking step of every elimination run so far: the eliminations (``ranking_history.csv``'s rows,
