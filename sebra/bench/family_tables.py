@@ -87,18 +87,14 @@ def _variant_table(vm: pd.DataFrame, variant: str) -> list[str]:
         "|---|" + "---|" * (len(ACC) + 1),
     ]
     present = set(vm.loc[vm["variant"] == variant, "method"])
-    for m in [m for m in METHODS if m in present]:
+    for m in ordered(vm[vm["variant"] == variant], METHODS, "worst_group_acc"):
         cells = []
         for k in ACC:
             mean, sd = get_mean(vm, variant, m, k), get_mean(vm, variant, m, k, "std")
             cells.append(format_mean_std(mean, sd))
         n = get_mean(vm, variant, m, "worst_group_acc", "n")
         lines.append(f"| {NOTES.get(m, m)} | " + " | ".join(cells) + f" | {0 if np.isnan(n) else int(n)} |")
-    rk = [
-        m
-        for m in RANKERS
-        if ((vm["variant"] == variant) & (vm["method"] == m) & (vm["metric"] == "kendall_tau_b_3")).any()
-    ]
+    rk = ordered(vm[vm["variant"] == variant], RANKERS, "kendall_tau_b_3")
     if rk:
         lines += ["", f"| {variant}: ranker | τ-b (3 levels) | τ-b (4 levels) | Seeds |", "|---|---|---|---|"]
         for m in rk:
@@ -112,6 +108,13 @@ def _variant_table(vm: pd.DataFrame, variant: str) -> list[str]:
             )
             lines.append(f"| {m} | {t3} | {t4} | {int(get_mean(vm, variant, m, 'kendall_tau_b_3', 'n'))} |")
     return lines
+
+
+def ordered(rows: pd.DataFrame, known: tuple[str, ...], metric: str) -> list[str]:
+    """The methods of ``rows`` that have ``metric``: the ``known`` ones in their order, then any other (e.g. a
+    configuration under trial) by name."""
+    have = set(rows.loc[rows["metric"] == metric, "method"])
+    return [m for m in known if m in have] + sorted(have - set(known))
 
 
 def markdown_family(fam: pd.DataFrame, targets: Targets | None = None) -> str:
@@ -128,17 +131,8 @@ def markdown_family(fam: pd.DataFrame, targets: Targets | None = None) -> str:
             "|---|" + "---|" * (len(ACC) + 2),
         ]
         s = summary.set_index(["method", "metric"])
-        methods = [
-            m
-            for m in (
-                *METHODS,
-                "erm_conf_same_budget",
-                "erm_conf_same_budget_single_rank",
-                "erm_conf_best_epoch",
-                "jtt_error_set",
-            )
-            if m in set(summary["method"])
-        ]
+        methods = ordered(summary, METHODS, "worst_group_acc")
+        methods += [m for m in ordered(summary, RANKERS, "kendall_tau_b_3") if m not in methods]
         for m in methods:
             cells = [f"{s['mean'].get((m, k), np.nan):.1f}" if (m, k) in s.index else "–" for k in ACC]
             tau = f"{s['mean'][(m, 'kendall_tau_b_3')]:.3f}" if (m, "kendall_tau_b_3") in s.index else "–"

@@ -52,3 +52,11 @@ def test_heldout_summary_is_the_mean_of_variant_means_and_targets_are_checked() 
     calls = []
     md = markdown_family(fam, targets=lambda f, m, r: calls.append((m, r)) or [("a target", "1 vs 2", False)])
     assert calls == [("sebra", "erm_conf_same_budget")] and "| a target | 1 vs 2 | **no** |" in md
+
+
+def test_a_method_under_trial_gets_its_rows_without_being_registered() -> None:
+    fam = _fam_rows()
+    extra = fam[fam["method"] == "sebra"].assign(method="sebra_trial")
+    md = markdown_family(pd.concat([fam, extra], ignore_index=True))
+    assert "| sebra_trial |" in md  # in the summary and the per-variant tables
+    assert md.index("| sebra |") < md.index("| sebra_trial |")  # the known methods first
