@@ -86,7 +86,6 @@ def _variant_table(vm: pd.DataFrame, variant: str) -> list[str]:
         f"| {variant}: method | " + " | ".join(ACC_NAMES) + " | Seeds |",
         "|---|" + "---|" * (len(ACC) + 1),
     ]
-    present = set(vm.loc[vm["variant"] == variant, "method"])
     for m in ordered(vm[vm["variant"] == variant], METHODS, "worst_group_acc"):
         cells = []
         for k in ACC:
