@@ -116,12 +116,16 @@ def test_the_shipped_config_loads_with_its_values() -> None:
         **cfg["methods"]["sebra"]["model"]["init_args"],
         "rank_by": "elimination",
         "rank_repeats": 1,
+        "second_look_epochs": 0,
     }
-    assert cfg["methods"]["sebra"]["model"]["init_args"]["rank_by"] == "fused"  # shipped: BENCHMARKS.md §7.9
+    shipped = cfg["methods"]["sebra"]["model"]["init_args"]
+    assert shipped["rank_by"] == "fused" and shipped["second_look_epochs"] == 3  # BENCHMARKS.md §7.9, §7.11
     assert cfg["methods"]["sebra_elimination"]["model"]["init_args"] == {
-        **cfg["methods"]["sebra"]["model"]["init_args"],
+        **shipped,
         "rank_by": "elimination",
+        "second_look_epochs": 0,
     }
+    assert cfg["methods"]["sebra_fused"]["model"]["init_args"] == {**shipped, "second_look_epochs": 0}
     assert set(selection_rules(cfg).values()) == {"val_wga"}
     assert config_methods(cfg, "erm, sebra") == ["erm", "sebra"]
     with pytest.raises(BenchError, match=r"no method\(s\) \['nope'\]"):
