@@ -6,13 +6,11 @@ with them (the library's tables, :mod:`sebra.bench.family_tables`, hold no issue
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 
-from sebra.bench.family_tables import get_mean, heldout_summary, markdown_family, variant_means
-from sebra.bench.tables import update_markdown_block
+from sebra.bench.family_tables import get_mean, heldout_summary, variant_means
+from sebra.bench.family_tables import main as family_tables_main
 
 
 def check_targets(
@@ -101,18 +99,8 @@ def check_targets(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the family tables with the targets checked (and rewrite the ``family`` block of ``--markdown``)."""
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--results", default="benchmarks/results/family.csv")
-    p.add_argument(
-        "--markdown", default=None, help="rewrite the bench:family block of this file (BENCHMARKS.md)"
-    )
-    a = p.parse_args(argv)
-    md = markdown_family(pd.read_csv(a.results), targets=check_targets)
-    if a.markdown:
-        update_markdown_block(a.markdown, "family", md)
-    print(md)
-    return 0
+    """The family tables with these targets checked (``--results``, ``--markdown`` as the library's command)."""
+    return family_tables_main(argv, targets=check_targets)
 
 
 if __name__ == "__main__":

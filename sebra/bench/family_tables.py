@@ -160,8 +160,9 @@ def markdown_family(fam: pd.DataFrame, targets: Targets | None = None) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write the family tables into a Markdown file; returns the exit status."""
+def main(argv: list[str] | None = None, targets: Targets | None = None) -> int:
+    """Print the family tables (with ``targets`` checked, when given) and rewrite the ``family`` block of
+    ``--markdown``; returns the exit status."""
     p = argparse.ArgumentParser(
         prog="python -m sebra.bench.family_tables", description=(__doc__ or "").split("\n")[0]
     )
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     fam = pd.read_csv(a.results)
-    md = markdown_family(fam)
+    md = markdown_family(fam, targets=targets)
     if a.markdown:
         update_markdown_block(a.markdown, "family", md)
     print(md)
