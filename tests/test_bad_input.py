@@ -831,7 +831,7 @@ def test_bench_checks_every_method_before_the_first_run(tmp_path: Path, capsys) 
     )
     assert cli.main([*args, "--methods", "erm,jtt"]) == 2
     assert (
-        "methods.jtt.model.init_args: JTTModule.__init__() got an unexpected keyword argument 'upweigth'"
+        "methods.jtt.model.init_args: JTTModule got an unexpected argument 'upweigth' (did you mean 'upweight'?)"
         in capsys.readouterr().err
     )
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "runs").exists()  # nothing was trained

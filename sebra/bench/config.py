@@ -21,7 +21,7 @@ Overrides use the same dotted keys (``methods.sebra.model.init_args.lr=0.01``, `
 
 from __future__ import annotations
 
-import inspect
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -160,10 +160,10 @@ def selection_rules(cfg: Mapping[str, Any]) -> dict[str, str]:
     for name, m in cfg["methods"].items():
         sel = m["model"]["init_args"].get("selection")
         if sel is None:
+            from sebra.datasets.datamodule import datamodule_arguments
+
             try:
-                params = inspect.signature(
-                    import_class(m["model"]["class_path"], f"methods.{name}")
-                ).parameters
+                params = datamodule_arguments(import_class(m["model"]["class_path"], f"methods.{name}"))
                 sel = params["selection"].default
             except (KeyError, ConfigError):
                 sel = "?"
@@ -209,12 +209,21 @@ def build_run(cfg: Mapping[str, Any], method: str, seed: int | None) -> tuple[An
     if seed is not None and "seed" in datamodule_arguments(data_cls) and "seed" not in data_args:
         data_args["seed"] = seed
     init_args = dict(cfg["methods"][method]["model"]["init_args"])
-    if seed is not None and "seed" in inspect.signature(module_cls).parameters:
+    if seed is not None and "seed" in datamodule_arguments(module_cls):  # also when passed on in **kwargs
         init_args["seed"] = seed
     try:
         dm = data_cls(**data_args)
     except (TypeError, ValueError) as e:
         raise BenchError(f"{where}: data.init_args: {e}") from e
+    accepted = datamodule_arguments(module_cls)
+    for key in init_args:
+        if key not in accepted:  # before the call: a TypeError would name the base class that caught it
+            near = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise BenchError(
+                f"{where}: methods.{method}.model.init_args: {module_cls.__name__} got an unexpected argument "
+                f"{key!r}{hint}"
+            )
     try:
         module = module_cls(**init_args)
     except (TypeError, ValueError) as e:

@@ -2,57 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import LRSchedule, Optimizer, Sampling, Selection
+from sebra.methods.args import Optimizer, Sampling
 from sebra.methods.base import EpochLimited
+from sebra.methods.network_args import NetworkArgs
 from sebra.methods.sampling import shuffled_loader, weighted_loader
 
 __all__ = ["ERMModule"]
 
 
-class ERMModule(EpochLimited):
+class ERMModule(NetworkArgs, EpochLimited):
     """Empirical risk minimisation with cross-entropy.
 
     Args:
-        backbone, pretrained, weights_file: the timm network (see :class:`sebra.backbones.Classifier`).
         epochs: training epochs (stops the trainer itself; use ``Trainer(max_epochs=-1)`` or at least this).
-        optimizer, lr, momentum, weight_decay: the optimizer.
-        lr_schedule: ``none`` or ``cosine`` (over ``epochs``).
+        optimizer, weight_decay: the optimizer (``lr``, ``momentum``: :class:`~sebra.methods.network_args.NetworkArgs`).
         sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
             labels, the label-using reference "oracle" of the benchmarks).
-        selection: see :class:`~sebra.methods.base.BaseMethod`.
-        seed: seeds the initialisation and the shuffling / group-balanced draws (``sample_generator``, saved in
-            checkpoints).
-        channels_last, compile: GPU options, see :class:`~sebra.methods.sebra.SebraModule`.
+        **kwargs: the network, learning rate, schedule, seed and GPU options
+            (:class:`~sebra.methods.network_args.NetworkArgs`: ``seed`` seeds the initialisation and the shuffling /
+            group-balanced draws, ``sample_generator``, saved in checkpoints) and ``selection``, ``num_classes``
+            (:class:`~sebra.methods.base.BaseMethod`).
     """
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        pretrained: bool = False,
-        weights_file: str | None = None,
         epochs: int = 15,
         optimizer: Optimizer = "adamw",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
         weight_decay: float = 0.05,
-        lr_schedule: LRSchedule = "none",
         sampling: Sampling = "uniform",
-        selection: Selection = "val_wga",
-        seed: int = 0,
-        num_classes: int | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(selection=selection, num_classes=num_classes)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)  # saves epochs ... sampling too: NetworkArgs collects the whole chain
         self.check_hparams()
-        self.sample_generator = torch.Generator().manual_seed(seed)
+        self.sample_generator = torch.Generator().manual_seed(self.hparams.seed)
         self.net: Classifier | None = None
 
     @override

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-from sebra.methods.args import LRSchedule, Optimizer, Sampling, Selection, check_args
+from sebra.methods.args import check_args
 from sebra.methods.erm import ERMModule
 
 __all__ = ["GroupDROLoss", "GroupDROModule"]
@@ -124,50 +124,13 @@ class GroupDROModule(ERMModule):
     Args:
         eta: step size of the group weights (:class:`GroupDROLoss`).
         adjustment: generalisation adjustment ``C`` (0: off, the default here and in most reported runs).
-        sampling: ``uniform`` or ``group_balanced`` (the reference code's ``--reweight_groups``, used together with
-            ``--robust`` in its published commands).
-        Others: see :class:`~sebra.methods.erm.ERMModule`.
+        **kwargs: :class:`~sebra.methods.erm.ERMModule`'s (``sampling``: ``uniform`` or ``group_balanced``, the
+            reference code's ``--reweight_groups``, used together with ``--robust`` in its published commands).
     """
 
-    def __init__(
-        self,
-        backbone: str = "resnet18",
-        pretrained: bool = False,
-        weights_file: str | None = None,
-        epochs: int = 15,
-        optimizer: Optimizer = "adamw",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
-        weight_decay: float = 0.05,
-        lr_schedule: LRSchedule = "none",
-        sampling: Sampling = "uniform",
-        eta: float = 0.01,
-        adjustment: float = 0.0,
-        selection: Selection = "val_wga",
-        seed: int = 0,
-        num_classes: int | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            weights_file=weights_file,
-            epochs=epochs,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            sampling=sampling,
-            selection=selection,
-            seed=seed,
-            num_classes=num_classes,
-            channels_last=channels_last,
-            compile=compile,
-        )
+    def __init__(self, eta: float = 0.01, adjustment: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         check_args(type(self).__name__, eta=eta, adjustment=adjustment)
-        self.save_hyperparameters()
         self.dro: GroupDROLoss | None = None
 
     @override

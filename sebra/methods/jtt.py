@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import LRSchedule, Optimizer, Selection
+from sebra.methods.args import Optimizer
+from sebra.methods.network_args import NetworkArgs
 from sebra.methods.optim import cosine_lr, make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sampling import shuffled_loader, weighted_loader
@@ -71,22 +72,22 @@ def upsampling_weights(errors: torch.Tensor, upweight: float) -> torch.Tensor:
     )
 
 
-class JTTModule(TwoPhaseMethod):
+class JTTModule(NetworkArgs, TwoPhaseMethod):
     """JTT: ERM identification, error set, upsampled retraining of a fresh network.
 
     Args:
-        backbone, pretrained, weights_file: the timm network of both phases (see :class:`sebra.backbones.Classifier`).
         id_epochs: identification epochs T (the reference code calls it ``final_epoch``; a short, early-stopped ERM).
         upweight: lambda_up, sampling weight of an error-set sample relative to 1 for the others (>= 1).
         epochs: retraining epochs.
-        optimizer, lr, momentum, weight_decay: the optimizer of both phases (retraining: these values).
+        optimizer, weight_decay: the optimizer of both phases (retraining: these values; ``lr`` and ``momentum``:
+            :class:`~sebra.methods.network_args.NetworkArgs`).
         id_lr, id_weight_decay: identification optimizer's learning rate and weight decay (default: ``lr``,
             ``weight_decay``); the optimizer kind and momentum are shared.
-        lr_schedule: ``none`` or ``cosine``, applied per phase (over ``id_epochs``, then over ``epochs``).
-        selection: checkpoint selection during retraining (``val_wga``, ``val_acc`` or ``last``).
-        seed: seeds the networks' initialisation (identification: ``seed``, as ERM; retraining: ``seed + 1``), the
-            identification shuffling and the retraining draws.
-        channels_last, compile: GPU options for both networks, as :class:`~sebra.methods.erm.ERMModule`'s.
+        **kwargs: the network of both phases, ``lr``, ``lr_schedule`` (applied per phase: over ``id_epochs``, then
+            over ``epochs``), ``seed`` (the networks' initialisation: identification ``seed``, as ERM, retraining
+            ``seed + 1``; the identification shuffling and the retraining draws) and the GPU options
+            (:class:`~sebra.methods.network_args.NetworkArgs`); ``selection`` (during retraining) and
+            ``num_classes`` (:class:`~sebra.methods.base.BaseMethod`).
     """
 
     FIRST, FINAL = IDENTIFY, RETRAIN
@@ -94,29 +95,18 @@ class JTTModule(TwoPhaseMethod):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        pretrained: bool = False,
-        weights_file: str | None = None,
         id_epochs: int = 1,
         upweight: float = 20.0,
         epochs: int = 15,
         optimizer: Optimizer = "adamw",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
         weight_decay: float = 0.05,
         id_lr: float | None = None,
         id_weight_decay: float | None = None,
-        lr_schedule: LRSchedule = "none",
-        selection: Selection = "val_wga",
-        seed: int = 0,
-        num_classes: int | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(selection=selection, num_classes=num_classes)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)  # saves every argument: NetworkArgs collects the whole chain
         self.check_hparams()
-        self.sample_generator = torch.Generator().manual_seed(seed)
+        self.sample_generator = torch.Generator().manual_seed(self.hparams.seed)
         self.id_epoch = 0  # identification epochs completed
         self.id_net: Classifier | None = None
         self.error_set: torch.Tensor | None = None  # dataset indices

@@ -29,7 +29,7 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import LRSchedule, Optimizer, Selection, require
+from sebra.methods.args import Optimizer, require
 from sebra.methods.erm import ERMModule
 
 __all__ = ["LfFModule", "SampleLossEMA", "generalized_ce", "relative_difficulty"]
@@ -106,51 +106,29 @@ class LfFModule(ERMModule):
     Args:
         q: GCE exponent of the biased network (LfF: 0.7).
         ema_alpha: per-sample loss averaging factor (LfF: 0.7).
-        Others: see :class:`~sebra.methods.erm.ERMModule`; ``epochs`` count epochs of both networks (trained
-            together), ``sampling`` is ``uniform`` (LfF uses no group labels), and ``seed`` initialises the
+        optimizer, weight_decay: the optimizer of both networks (LfF's code: Adam, no weight decay).
+        **kwargs: :class:`~sebra.methods.erm.ERMModule`'s; ``epochs`` count epochs of both networks (trained
+            together), ``sampling`` must stay ``uniform`` (LfF uses no group labels), and ``seed`` initialises the
             debiased network as ``ERMModule(seed=seed)`` and the biased one from ``seed + 1``.
     """
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        pretrained: bool = False,
-        weights_file: str | None = None,
-        epochs: int = 15,
         optimizer: Optimizer = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
         weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "none",
         q: float = 0.7,
         ema_alpha: float = 0.7,
-        selection: Selection = "val_wga",
-        seed: int = 0,
-        num_classes: int | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            weights_file=weights_file,
-            epochs=epochs,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            sampling="uniform",
-            selection=selection,
-            seed=seed,
-            num_classes=num_classes,
-            channels_last=channels_last,
-            compile=compile,
-        )
+        if kwargs.get("sampling", "uniform") != "uniform":
+            raise ValueError(
+                f"LfFModule: sampling must be 'uniform' (LfF uses no group labels), got {kwargs['sampling']!r}"
+            )
+        kwargs.pop("sampling", None)
+        super().__init__(optimizer=optimizer, weight_decay=weight_decay, sampling="uniform", **kwargs)
         owner = type(self).__name__
         require(owner, "q", q, low=0, high=1, low_open=True, note="the GCE exponent")
         require(owner, "ema_alpha", ema_alpha, low=0, high=1, note="per-sample loss averaging factor")
-        self.save_hyperparameters()
         self.bias_net: Classifier | None = None
         self.ema_b: SampleLossEMA | None = None
         self.ema_d: SampleLossEMA | None = None

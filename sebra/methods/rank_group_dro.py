@@ -40,7 +40,6 @@ class RankGroupDROModule(GroupDROModule):
                 f"got {kwargs['sampling']!r}"
             )
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["rankings"])
         self.given_rankings = given_rankings(rankings, type(self).__name__)
         self.pseudo_groups: torch.Tensor | None = None  # indexed by dataset index
 

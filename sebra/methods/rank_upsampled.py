@@ -80,7 +80,6 @@ class RankUpsampledModule(ERMModule):
                 f"{kwargs['sampling']!r}"
             )
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["rankings"])
         require(type(self).__name__, "bins", bins, integer=True, low=2)
         require(type(self).__name__, "upweight", upweight, low=1)
         check_choices(type(self), {"weighting": weighting})

@@ -42,7 +42,8 @@ from sebra.backbones import Classifier
 from sebra.datasets.datamodule import ShardSampler
 from sebra.diagnostics import PartitionCheck
 from sebra.export import check_ranking_values, check_rankings, load_rankings, save_rankings
-from sebra.methods.args import LRSchedule, Optimizer, Selection
+from sebra.methods.args import Optimizer
+from sebra.methods.network_args import NetworkArgs
 from sebra.methods.optim import make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import (
@@ -72,14 +73,13 @@ __all__ = ["PairDataset", "SebraModule", "stage2_bins"]
 RANK, MITIGATE = "rank", "mitigate"
 
 
-class SebraModule(TwoPhaseMethod):
+class SebraModule(NetworkArgs, TwoPhaseMethod):
     """Sebra (ICLR 2025) as a LightningModule: ``trainer.fit(SebraModule(...), datamodule=dm)``.
 
     Use ``Trainer(max_epochs=-1)`` (or at least ``max_steps + epochs``): the module ends the fit itself.
     Stage 2's epochs are counted in ``final_epoch``.
 
     Args:
-        backbone, pretrained, weights_file: timm network used by both stages (Stage 2 starts from a fresh copy).
         beta_inv: exponent of the Stage 1 weight ``sg(p_y)^beta_inv``.
         p_critical: Stage 1 eliminates samples with ``p_y > p_critical``.
         max_steps: maximum number of ranking steps.
@@ -163,21 +163,21 @@ class SebraModule(TwoPhaseMethod):
         pairs: ``paper`` (per-class highest rank, negative differs from the anchor when possible) or ``official``.
         feature_pass: ``official`` (positives and negatives re-encoded in eval mode without gradients) or ``shared``
             (positive features taken, detached, from the training forward: one pass fewer).
-        optimizer, lr, momentum, weight_decay, lr_schedule: Stage 2 optimizer (``lr_schedule``: none or cosine).
+        optimizer, weight_decay: Stage 2 optimizer (its ``lr``, ``momentum`` and ``lr_schedule``: ``**kwargs``).
         bn_eval: keep Stage 2 BatchNorm in eval mode (reproduces the official CelebA code).
         rank_bins: Stage 2 pairs on ``rank_bins`` equal-size per-class bins of the ranked order (``position``)
             instead of the raw elimination steps, as the official ImageNet trainer re-bins its ranks (10 bins).
             Useful when Stage 1 ends in few steps: the within-step order (higher ``p_y`` first) then still grades
             the samples. ``None``: the raw ranks (UrbanCars/CelebA/BAR code).
         batch_size: Stage 2 anchors per batch (default: the data module's batch size).
-        selection: checkpoint selection during Stage 2 (``val_wga``, ``val_acc`` or ``last``).
         rankings: a ranking table (DataFrame or a ``rankings.csv`` path): skips Stage 1.
-        seed: seeds the Stage 1 draws and the Stage 2 pair tables.
-        channels_last: keep both networks and their inputs in ``channels_last`` memory format (faster convolutions
-            with mixed precision on recent GPUs). Mixed precision itself is ``Trainer(precision="bf16-mixed")`` or
-            ``"16-mixed"``; the Stage 1 scoring pass runs under the same precision.
-        compile: ``torch.compile`` both backbones (in place: checkpoints keep their keys). The first steps are
-            slow while it compiles.
+        **kwargs: the timm network of both stages (Stage 2 starts from a fresh copy), Stage 2's ``lr``,
+            ``momentum`` and ``lr_schedule`` (none or cosine), ``seed`` (the networks, the Stage 1 draws and the
+            Stage 2 pair tables) and the GPU options ``channels_last``, ``compile``
+            (:class:`~sebra.methods.network_args.NetworkArgs`; mixed precision itself is
+            ``Trainer(precision="bf16-mixed")`` or ``"16-mixed"``, and the Stage 1 scoring passes run under it);
+            ``selection`` (during Stage 2: ``val_wga``, ``val_acc`` or ``last``) and ``num_classes``
+            (:class:`~sebra.methods.base.BaseMethod`).
     """
 
     FIRST, FINAL = RANK, MITIGATE
@@ -185,9 +185,6 @@ class SebraModule(TwoPhaseMethod):
 
     def __init__(
         self,
-        backbone: str = "resnet18",
-        pretrained: bool = False,
-        weights_file: str | None = None,
         beta_inv: float = 0.7,
         p_critical: float = 0.75,
         max_steps: int = 50,
@@ -218,22 +215,15 @@ class SebraModule(TwoPhaseMethod):
         pairs: Pairs = "paper",
         feature_pass: FeaturePass = "official",
         optimizer: Optimizer = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
         weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "none",
         bn_eval: bool = False,
         rank_bins: int | None = None,
         batch_size: int | None = None,
-        selection: Selection = "val_wga",
         rankings: str | Path | pd.DataFrame | None = None,
-        seed: int = 0,
-        num_classes: int | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(selection=selection, num_classes=num_classes)
-        self.save_hyperparameters(ignore=["rankings"])
+        super().__init__(**kwargs)  # saves every argument but rankings: NetworkArgs collects the whole chain
+        seed = self.hparams.seed
         if not rank_only and isinstance(epochs, numbers.Integral) and epochs == 0:
             raise ValueError(
                 "SebraModule: epochs must be >= 1 (Stage 2 epochs), got 0; for Stage 1 only pass "

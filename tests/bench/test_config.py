@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -137,11 +138,27 @@ def test_build_run_seeds_both_modules_and_names_a_refused_argument(cfg) -> None:
     assert module.hparams.seed == 4 and dm.aug_generator.initial_seed() == 4
     bad = copy.deepcopy(cfg)
     bad["methods"]["jtt"]["model"]["init_args"]["upweigth"] = 4
-    with pytest.raises(BenchError, match=r"toy.yaml: methods.jtt.model.init_args: .*'upweigth'"):
+    with pytest.raises(BenchError, match=r"toy.yaml: methods.jtt.model.init_args: JTTModule .*'upweigth'"):
         build_run(bad, "jtt", seed=0)
     bad["data"]["init_args"]["batchsize"] = 8
     with pytest.raises(BenchError, match=r"toy.yaml: data.init_args: .*'batchsize'"):
         build_run(bad, "erm", seed=0)
+
+
+def test_build_run_seeds_a_method_that_takes_seed_through_kwargs(cfg, tmp_path) -> None:
+    # RankUpsampledModule declares only its own arguments and hands seed on in **kwargs (to ERMModule, then
+    # NetworkArgs): the run seed must still reach it (it once did not: every seed ran as seed 0)
+    local = copy.deepcopy(cfg)
+    table = pd.DataFrame({"index": [0], "label": [0], "rank": [1], "position": [1], "p_y": [0.9]})
+    args = {**cfg["methods"]["erm"]["model"]["init_args"], "rankings": table}
+    local["methods"]["up"] = {
+        "model": {"class_path": "sebra.methods.rank_upsampled.RankUpsampledModule", "init_args": args},
+        "trainer": {},
+        "bench": {"also_select": [], "confidence_ranker": None},
+    }
+    for seed in (2, 5):
+        _, module = build_run(local, "up", seed=seed)
+        assert module.hparams.seed == seed and module.sample_generator.initial_seed() == seed
 
 
 def test_build_run_seeds_a_data_module_whose_seed_it_hands_on(cfg) -> None:
