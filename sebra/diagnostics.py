@@ -56,6 +56,9 @@ TAIL = 0.1
 #: below this overlap of the two least spurious tails in some class, :func:`tail_agreement` fires (set on dev
 #: variants only: BENCHMARKS.md §7.9)
 MIN_TAIL_OVERLAP = 0.78
+#: above this share of the first wave moved by the second look, its line says the wave hid a slower shortcut (the
+#: dev variants: 3.0-5.8% where blind, at most 1.05% where graded; BENCHMARKS.md §7.11)
+SECOND_LOOK_HIGH = 0.02
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,25 @@ def tail_agreement(
 def summary_line(check: PartitionCheck) -> str:
     """The one line the commands print (``warning: ...`` when the signal fired)."""
     return ("warning: " if check.fired else "") + check.message
+
+
+def second_look_line(look: dict) -> str:
+    """The line the commands print after the ranking check when a second look ran (``SebraModule`` with
+    ``second_look_epochs``; ``look`` is ``ranking_diagnostics.json``'s ``second_look``): how much of the first wave
+    a network trained with that wave's shortcut balanced away got wrong, and so moved toward the tail. On the dev
+    variants that share was 3.0-5.8% where the first ranking was blind to a slower shortcut and at most 1.05%
+    where it graded both (BENCHMARKS.md §7.11); it is a description, not a verdict on the final ranking."""
+    share = float(look["moved_share"])
+    return (
+        f"second look ({look['epochs']} epoch(s), the first wave's shortcut balanced away): "
+        f"{look['moved']} of {look['first_wave']} first-wave samples ({100 * share:.1f}%) were not learned "
+        "from the other shortcuts and moved toward the least spurious end"
+        + (
+            "; a share this high means the first wave hid a slower shortcut (look at the tails in `sebra inspect`)"
+            if share > SECOND_LOOK_HIGH
+            else ""
+        )
+    )
 
 
 def probe_agreement(first: pd.DataFrame, probe: pd.DataFrame) -> list[float]:

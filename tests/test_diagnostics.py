@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from sebra.diagnostics import PartitionCheck, summary_line, tail_agreement, unchecked, wave_stability
+from sebra.diagnostics import (
+    PartitionCheck,
+    second_look_line,
+    summary_line,
+    tail_agreement,
+    unchecked,
+    wave_stability,
+)
 
 
 def _scores(stable: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -99,3 +106,10 @@ def test_older_checks_without_a_signal_field_still_load():
     d = wave_stability(*_scores(stable=True)).to_dict()
     del d["signal"]
     assert PartitionCheck.from_dict(d).signal == "wave_stability"
+
+
+def test_the_second_look_line_says_how_much_of_the_first_wave_moved_and_warns_when_it_is_much():
+    low = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 5, "moved_share": 0.005})
+    high = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 42, "moved_share": 0.042})
+    assert "5 of 1000 first-wave samples (0.5%)" in low and "hid a slower shortcut" not in low
+    assert "42 of 1000 first-wave samples (4.2%)" in high and "hid a slower shortcut" in high

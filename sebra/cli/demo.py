@@ -23,7 +23,7 @@ from sebra.cli.console import PhaseProgress, quiet_lightning
 from sebra.cli.fitting import fit_method, make_trainer
 from sebra.cli.results import COLUMNS, level_scores, results_heading, results_table
 from sebra.datasets.builtin import BuiltinDataModule
-from sebra.diagnostics import summary_line
+from sebra.diagnostics import second_look_line, summary_line
 from sebra.export import save_rankings
 from sebra.methods import ERMModule, SebraModule
 
@@ -155,6 +155,8 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
     print(reference_text())
     print(f"\nrankings: {rank_path}")
     print(f"ranking check: {summary_line(sebra.ranking_check)}")
+    if sebra.second_look is not None:
+        print(second_look_line(sebra.second_look))
     try:
         from sebra.inspect.report import write_report
 
@@ -166,7 +168,10 @@ def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
             quality={k: v for k, v in rows["sebra"].items() if "tau" in k},
             title="Sebra on the built-in benchmark",
             last_step=int(sebra.extra_metrics()["rank_steps"]),  # what the method reports, not its state
-            check=sebra.ranking_check,
+            check={
+                **sebra.ranking_check.to_dict(),
+                **({"second_look": sebra.second_look} if sebra.second_look else {}),
+            },
         )
         print(f"report:   {report}")
     except Exception as e:  # the report is a convenience; the run's numbers are already printed
@@ -252,5 +257,7 @@ def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
         "(3 levels): tau-b {kendall_tau_b_3:.3f}".format(**q)
     )
     print(f"ranking check: {summary_line(model.ranking_check)}")
+    if model.second_look is not None:
+        print(second_look_line(model.second_look))
     print(f"rankings: {path}")
     return 0

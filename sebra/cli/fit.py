@@ -369,4 +369,9 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
             from sebra.diagnostics import summary_line
 
             print(f"ranking check: {summary_line(check)}")
+        look = getattr(model, "second_look", None)
+        if look is not None:
+            from sebra.diagnostics import second_look_line
+
+            print(second_look_line(look))
     return 0

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sebra.datasets.base import ImageDataset
+from sebra.diagnostics import second_look_line
 from sebra.export import check_rankings
 from sebra.inspect.curves import figure_png, plot_elimination_curves
 from sebra.inspect.grids import Grid, missing_images, render_extremes, render_rank_strips
@@ -232,6 +233,7 @@ def write_report(
                     for c, sh, ag in zip(labels, d.get("first_wave_share", []), d.get("agreement", []))
                 ],
             )
+            + (f"<p>{escape(second_look_line(d['second_look']))}</p>" if d.get("second_look") else "")
             + "</section>"
         )
     problems = missing_images(grids)

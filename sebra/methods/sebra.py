@@ -347,6 +347,12 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         """The label-free one-shortcut check of this fit's Stage 1 (:mod:`sebra.diagnostics`), once it ranked."""
         return self.ranking.first_check if self.rankings is not None else None
 
+    @property
+    def second_look(self) -> dict | None:
+        """What this fit's second look did (``second_look_epochs > 0``), once it ranked: ``epochs``,
+        ``first_wave``, ``moved``, ``moved_share``; ``None`` otherwise."""
+        return self.ranking.second_look_summary() if self.rankings is not None else None
+
     # --- networks and optimizers -------------------------------------------------------------------------------
     @override
     def configure_model(self) -> None:

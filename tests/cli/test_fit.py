@@ -280,3 +280,14 @@ def test_a_ckpt_path_refused_by_weights_only_is_one_line(tmp_path: Path, capsys)
     assert cli.main(["fit", "--config", str(cfg), "--ckpt_path", str(refused)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"sebra fit: error: {refused} is not a readable checkpoint")
+
+
+def test_fit_with_a_second_look_prints_what_it_moved_and_records_it(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, second_look_epochs=1, rank_bins=3)
+    assert cli.main(["fit", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.startswith("second look (1 epoch(s)"))
+    side = next((tmp_path / "runs").rglob("ranking_diagnostics.json"))
+    look = json.loads(side.read_text())["second_look"]
+    assert f"{look['moved']} of {look['first_wave']} first-wave samples" in line
+    assert "ranking check:" in out

@@ -307,3 +307,21 @@ def test_cli_errors_are_short(tmp_path, capsys):
     assert main([str(bad)]) == 1
     assert "column 'rank' holds 'x' on line 2" in capsys.readouterr().err
     assert main([str(bad), "--k", "0"]) == 2
+
+
+def test_report_shows_the_check_and_what_the_second_look_moved(ranked, tmp_path):
+    _, rk = ranked
+    check = {
+        "status": "graded",
+        "fired": False,
+        "message": "no sign of a one-shortcut partition",
+        "signal": "tail_agreement",
+        "first_wave_share": [0.9, 0.9],
+        "agreement": [0.95, 0.9],
+        "second_look": {"epochs": 3, "first_wave": 100, "moved": 7, "moved_share": 0.07},
+    }
+    _, text = _parse(write_report(rk, None, tmp_path, check=check))
+    assert "no sign of a one-shortcut partition" in text
+    assert "7 of 100 first-wave samples (7.0%)" in text and "hid a slower shortcut" in text
+    _, plain = _parse(write_report(rk, None, tmp_path / "b", check={**check, "second_look": None}))
+    assert "first-wave samples" not in plain
