@@ -307,11 +307,11 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("tint-faintpatch", Shortcut("tint", 0.8), Shortcut("patch", 0.15), role="spent", speed=(10, 75), note="spent held-out; strong background tint (10 steps) and a faint randomly placed square (75 steps); the fast shortcut is A"),
     VariantSpec("farm-faintsymbol-stripes", Shortcut("symbol", 0.12), Shortcut("stripes", 0.9), grouping="farm_wild", stronger=1, role="spent", speed=(105, 5), note="spent held-out; farm vs wild; a faint corner symbol (105 steps) and strong background stripes (5 steps); the fast shortcut is B"),
     VariantSpec("objcolor-gradient", Shortcut("objcolor", 0.5), Shortcut("gradient", 0.3), role="spent", speed=(5, 25), note="spent held-out; animal colour (5 steps) and a weak background ramp (25 steps): both learned within the first pass"),
-    # the third held-out set (issue 17, tenth session), registered in a commit of its own before any Sebra run of this
-    # session; kinds or strengths no dev variant uses; two with a large learning-speed difference, one control
-    VariantSpec("objcolor-faintdot", Shortcut("objcolor", 0.7), Shortcut("dot", 0.5), role="heldout", speed=(5, 210), note="strong animal colour (5 steps) and a faint 2 px corner dot (210 steps: 3.5 passes); the fast shortcut is A"),
-    VariantSpec("farm-faintsymbol-tint", Shortcut("symbol", 0.15), Shortcut("tint", 0.6), grouping="farm_wild", stronger=1, role="heldout", speed=(70, 5), note="farm vs wild; a faint corner symbol (70 steps) and a background tint (5 steps); the fast shortcut is B"),
-    VariantSpec("blur-patch", Shortcut("blur", 0.6), Shortcut("patch", 0.35), role="heldout", speed=(25, 50), note="blurred animal (25 steps) and a randomly placed square (50 steps): both learned within the first pass (a control)"),
+    # the third held-out set (issue 17, tenth session), registered in a commit of its own before any Sebra run of that
+    # session; looked at twice (BENCHMARKS.md §7.10, §7.12), so spent
+    VariantSpec("objcolor-faintdot", Shortcut("objcolor", 0.7), Shortcut("dot", 0.5), role="spent", speed=(5, 210), note="spent held-out; strong animal colour (5 steps) and a faint 2 px corner dot (210 steps: 3.5 passes); the fast shortcut is A"),
+    VariantSpec("farm-faintsymbol-tint", Shortcut("symbol", 0.15), Shortcut("tint", 0.6), grouping="farm_wild", stronger=1, role="spent", speed=(70, 5), note="spent held-out; farm vs wild; a faint corner symbol (70 steps) and a background tint (5 steps); the fast shortcut is B"),
+    VariantSpec("blur-patch", Shortcut("blur", 0.6), Shortcut("patch", 0.35), role="spent", speed=(25, 50), note="spent held-out; blurred animal (25 steps) and a randomly placed square (50 steps): both learned within the first pass (a control)"),
     # the fourth held-out set (issue 17, thirteenth session), registered in a commit of its own before any method run
     # on it (learning speeds measured first, seed 0); kinds or strengths no dev variant uses; two with a large
     # learning-speed difference (the fast one A in one, B in the other), one control

@@ -53,16 +53,16 @@ def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_pa
     out = tmp_path / "family.csv"
     runs = tmp_path / "runs"
     # lane a runs ERM on two variants, lane b Sebra on one of them: the same-budget ranker needs both
-    _lane(cfg, out, ["erm"], ["builtin", "objcolor-faintdot"], "a", FakeRun())
+    _lane(cfg, out, ["erm"], ["builtin", "border-faintblur"], "a", FakeRun())
     fam = pd.read_csv(out)
     assert list(fam.columns) == list(FAMILY_COLUMNS)
     assert "erm_conf_same_budget" not in set(fam["method"])
-    _lane(cfg, out, ["sebra"], ["objcolor-faintdot"], "b", FakeRun())
+    _lane(cfg, out, ["sebra"], ["border-faintblur"], "b", FakeRun())
     fam = pd.read_csv(out)
-    assert set(fam["variant"]) == {"builtin", "objcolor-faintdot"}
+    assert set(fam["variant"]) == {"builtin", "border-faintblur"}
     assert set(fam.loc[fam["variant"] == "builtin", "role"]) == {"dev"}
-    assert set(fam.loc[fam["variant"] == "objcolor-faintdot", "role"]) == {"heldout"}
-    sb = fam[(fam["method"] == "erm_conf_same_budget") & (fam["variant"] == "objcolor-faintdot")]
+    assert set(fam.loc[fam["variant"] == "border-faintblur", "role"]) == {"heldout"}
+    sb = fam[(fam["method"] == "erm_conf_same_budget") & (fam["variant"] == "border-faintblur")]
     assert sorted(sb["seed"].unique()) == [0, 1]  # derived from ERM (lane a) and Sebra's budget (lane b)
     assert sb[sb["metric"] == "budget_steps"].sort_values("seed")["value"].tolist() == [5.0, 6.0]
     assert not fam.duplicated(["variant", "method", "seed", "metric"]).any()
@@ -72,6 +72,6 @@ def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_pa
     assert len(again[again["method"] == "erm_conf_same_budget"]) == len(sb)
     # resuming a lane runs nothing new
     fake = FakeRun()
-    _lane(cfg, out, ["erm"], ["builtin", "objcolor-faintdot"], "a", fake)
+    _lane(cfg, out, ["erm"], ["builtin", "border-faintblur"], "a", fake)
     assert fake.calls == []
     assert lane_file(out, "builtin", "a").exists()

@@ -140,6 +140,6 @@ def test_registry_split_and_coverage() -> None:
     assert len(kinds_a | kinds_b) >= 4
     assert {v.grouping for v in VARIANTS.values()} == set(family.GROUPINGS)
     assert any(
-        v.stronger == 1 for n, v in VARIANTS.items() if n in held
-    )  # B the stronger on a held-out variant
+        v.stronger == 1 for v in VARIANTS.values() if v.role != "dev"
+    )  # B the stronger on a held-out (or spent held-out) variant
     assert any(v.stronger == 1 for n, v in VARIANTS.items() if n in dev)  # ... and on a dev variant
