@@ -8,6 +8,9 @@ untimed ERM epoch warms the process up):
   over the still-active samples (``train_s`` and ``score_s`` separately); one row per step and their mean.
 * ``confidence_epoch``: the confidence run that ``rank_by="fused"`` (the shipped setting) adds after the elimination
   runs: one plain cross-entropy epoch over all N samples plus one scoring pass over all N.
+* ``second_look_epoch``: one epoch of the second look (``second_look_epochs``, shipped 3) that ends Stage 1: a
+  plain cross-entropy epoch over N draws balancing each class's first wave against the rest, plus one scoring pass
+  over all N.
 * ``stage2``: a Stage 2 epoch with ``feature_pass="official"`` (positives and negatives re-encoded without gradients)
   and ``"shared"`` (positive features reused from the training forward). Its anchors are the training samples that
   have a positive (some are dropped); ``seconds_per_n`` rescales the epoch to N anchors, the ERM epoch's sample count,
@@ -219,6 +222,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         # Stage 1 time, its contrastive_weight 0 makes Stage 2 cheaper than measured here
         "rank_repeats": 1,
         "rank_by": "elimination",  # the confidence run of "fused" is its own phase below
+        "second_look_epochs": 0,  # and so is the second look
         "contrastive_weight": 1.0,
         **gpu,
     }
@@ -286,6 +290,13 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     recs, peak = _fit(conf, dm, args)
     add("confidence_epoch", recs[0], peak, step=1)
     add_mean("confidence_epoch")
+
+    # the second look (second_look_epochs, shipped 3): per epoch, N first-wave-balanced draws of plain CE and one
+    # scoring pass over every sample; one ranking step first makes the first wave it balances
+    look = TimedSebra(**{**sebra_settings, "max_steps": 1, "second_look_epochs": 1, "rank_only": True})
+    recs, peak = _fit(look, dm, args)
+    add("second_look_epoch", recs[-1], peak, step=1)
+    add_mean("second_look_epoch")
 
     for feature_pass in ("official", "shared"):
         module = TimedSebra(

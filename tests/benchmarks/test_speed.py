@@ -42,6 +42,7 @@ def test_speed_benchmark_writes_its_table(tmp_path: Path, capsys: pytest.Capture
         ("erm", ""),
         ("rank_step", ""),
         ("confidence_epoch", ""),
+        ("second_look_epoch", ""),
         ("stage2", "official"),
         ("stage2", "shared"),
     }
@@ -49,6 +50,8 @@ def test_speed_benchmark_writes_its_table(tmp_path: Path, capsys: pytest.Capture
     assert (
         len(conf) == 1 and (conf.samples == 256).all() and (conf.scored == 256).all()
     )  # all trained, all scored
+    look = df[(df.phase == "second_look_epoch") & (df.step != "mean")]
+    assert len(look) == 1 and (look.samples == 256).all() and (look.scored == 256).all()
     assert means.loc[("erm", ""), "ratio_to_erm"] == pytest.approx(1.0)
     steps = df[(df.phase == "rank_step") & (df.step != "mean")]
     assert len(steps) == 2 and (steps.samples == 256).all() and (steps.scored > 0).all()
