@@ -83,11 +83,11 @@ def test_script_refuses_a_missing_results_file(tmp_path: Path) -> None:
 
 def test_packaged_reference_matches_the_bench_results() -> None:
     """The shipped file is the script's output for benchmarks/results/builtin.csv with Sebra's rows from the re-run
-    of the shipped settings, fused/builtin.csv (BENCHMARKS.md §4, §6)."""
+    of the shipped settings, look/builtin.csv (the second look; BENCHMARKS.md §4, §6)."""
     ns = runpy.run_path(str(SCRIPT))
     results = ROOT / "benchmarks" / "results"
     expected = ns["reference_table"](
-        ns["merged_results"]([results / "builtin.csv", results / "fused" / "builtin.csv"])
+        ns["merged_results"]([results / "builtin.csv", results / "look" / "builtin.csv"])
     )
     shipped = pd.read_csv(REFERENCE_FILE)
     assert (
