@@ -1,6 +1,6 @@
 """The multi-seed reference the demo prints under its own table: mean ± std over seeds per method and metric.
 
-    python benchmarks/reference.py --results benchmarks/results/builtin.csv benchmarks/results/fused/builtin.csv \
+    python benchmarks/reference.py --results benchmarks/results/builtin.csv benchmarks/results/look/builtin.csv \
         --out sebra/configs/builtin_reference.csv
 
 Reads a ``sebra bench`` results file (rows ``method,seed,metric,value``) and writes a small CSV with columns
