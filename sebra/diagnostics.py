@@ -56,9 +56,6 @@ TAIL = 0.1
 #: below this overlap of the two least spurious tails in some class, :func:`tail_agreement` fires (set on dev
 #: variants only: BENCHMARKS.md §7.9)
 MIN_TAIL_OVERLAP = 0.78
-#: above this share of the first wave moved by the second look, its line says the wave hid a slower shortcut (the
-#: dev variants: 3.0-5.8% where blind, at most 1.05% where graded; BENCHMARKS.md §7.11)
-SECOND_LOOK_HIGH = 0.02
 
 
 @dataclass(frozen=True)
@@ -244,19 +241,17 @@ def summary_line(check: PartitionCheck) -> str:
 def second_look_line(look: dict) -> str:
     """The line the commands print after the ranking check when a second look ran (``SebraModule`` with
     ``second_look_epochs``; ``look`` is ``ranking_diagnostics.json``'s ``second_look``): how much of the first wave
-    a network trained with that wave's shortcut balanced away got wrong, and so moved toward the tail. On the dev
-    variants that share was 3.0-5.8% where the first ranking was blind to a slower shortcut and at most 1.05%
-    where it graded both (BENCHMARKS.md §7.11); it is a description, not a verdict on the final ranking."""
+    a network trained with that wave's shortcut balanced away got wrong, and so moved toward the tail.
+
+    It describes, it does not judge: on the dev variants the share was 3.0-5.8% where the first ranking was blind
+    to a slower shortcut and 0.1-1.3% where it graded both, but on held-out and demo runs graded rankings reached
+    2.7-6.8% (BENCHMARKS.md §7.11, §7.12), so no threshold on it separates the two."""
     share = float(look["moved_share"])
     return (
         f"second look ({look['epochs']} epoch(s), the first wave's shortcut balanced away): "
         f"{look['moved']} of {look['first_wave']} first-wave samples ({100 * share:.1f}%) were not learned "
-        "from the other shortcuts and moved toward the least spurious end"
-        + (
-            "; a share this high means the first wave hid a slower shortcut (look at the tails in `sebra inspect`)"
-            if share > SECOND_LOOK_HIGH
-            else ""
-        )
+        "from the other shortcuts and moved toward the least spurious end (on the dev benchmarks: 3-6% where the "
+        "first ranking missed a slower shortcut, about 1% where it saw both; not a verdict on its own)"
     )
 
 

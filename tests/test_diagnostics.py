@@ -108,8 +108,11 @@ def test_older_checks_without_a_signal_field_still_load():
     assert PartitionCheck.from_dict(d).signal == "wave_stability"
 
 
-def test_the_second_look_line_says_how_much_of_the_first_wave_moved_and_warns_when_it_is_much():
+def test_the_second_look_line_says_how_much_of_the_first_wave_moved():
     low = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 5, "moved_share": 0.005})
     high = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 42, "moved_share": 0.042})
-    assert "5 of 1000 first-wave samples (0.5%)" in low and "hid a slower shortcut" not in low
-    assert "42 of 1000 first-wave samples (4.2%)" in high and "hid a slower shortcut" in high
+    assert low.startswith("second look (3 epoch(s)") and "5 of 1000 first-wave samples (0.5%)" in low
+    assert "42 of 1000 first-wave samples (4.2%)" in high
+    assert (
+        "warning" not in high
+    )  # a description: no threshold on the share separates blind from graded rankings

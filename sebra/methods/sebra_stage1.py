@@ -511,11 +511,13 @@ class SelfGuidedRanking(GeneratorPickling):
         df, moved = second_look_order(base, first.loc[keys].to_numpy(), mean.loc[keys].to_numpy())
         self.second_look_run, self.second_look_moved = False, moved
         wave = int(self._look_first.sum())
-        note += f"; the second look moved {moved} of the {wave} first-wave samples toward the tail"
-        return self._result(df, note)
+        return self._result(
+            df, note, f"; the second look moved {moved} of the {wave} first-wave samples toward the tail"
+        )
 
-    def _result(self, df: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
-        """The finished table and a sentence on what made it; the check made (or said to be missing)."""
+    def _result(self, df: pd.DataFrame, note: str, after: str = "") -> tuple[pd.DataFrame, str]:
+        """The finished table and a sentence on what made it (``after`` ends it); the check made (or said to be
+        missing)."""
         if self.first_check is None:  # e.g. a first step of one batch, or no elimination run
             reason = (
                 "ranking blindness not checked: rank_by='confidence' has no elimination wave"
@@ -527,7 +529,7 @@ class SelfGuidedRanking(GeneratorPickling):
             if self.rank_repeats > 1:
                 note += f" (run {self.repeat + 1} of {self.rank_repeats}; rankings combined)"
             note += f", {self.controller.num_active} never eliminated"
-        return df, note
+        return df, note + after
 
     def second_look_summary(self) -> dict | None:
         """What the second look did, once done (``ranking_diagnostics.json``'s ``second_look``): its epochs, the
