@@ -15,7 +15,7 @@ def test_trial_script_refuses_held_out_variants() -> None:
             sys.executable,
             str(root / "benchmarks" / "family_trial.py"),
             "--variant",
-            "objcolor-faintdot",
+            "border-faintblur",
             "--rank-only",
             "--out",
             "/nonexistent/x.csv",
@@ -27,4 +27,4 @@ def test_trial_script_refuses_held_out_variants() -> None:
         timeout=120,
     )
     assert out.returncode != 0
-    assert "'objcolor-faintdot' is a heldout variant; settings are chosen on dev variants only" in out.stderr
+    assert "'border-faintblur' is a heldout variant; settings are chosen on dev variants only" in out.stderr
