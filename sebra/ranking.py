@@ -32,6 +32,7 @@ __all__ = [
     "number_positions",
     "order_table",
     "second_look_order",
+    "stratum_balanced_weights",
     "true_class_prob",
 ]
 
@@ -123,29 +124,44 @@ def first_wave(table: pd.DataFrame) -> pd.Series:
     return table["rank"] == table.groupby("label")["rank"].transform("min")
 
 
-def first_wave_weights(labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """``[N]`` draw weight per sample (float64) that balances each class's first wave against the rest of it.
+def stratum_balanced_weights(
+    labels: torch.Tensor, strata: torch.Tensor, active: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[N]`` draw weight per sample (float64) that gives every non-empty stratum of a class the same total weight,
+    each class keeping its share of the draws: ``n(class) / (S_class * n(class, stratum))`` over the ``active``
+    samples (all by default; inactive ones get 0), ``S_class`` counting the class's non-empty strata.
 
-    Within each class the samples with ``first`` and those without get equal total weight, and each class keeps
-    its share of the draws. The shortcut that made the first wave then no longer predicts the label in the draws,
-    so a network trained on them learns the *next* shortcut first. A class whose samples are all on one side is
-    drawn uniformly.
+    A stratum is a label-free part of a class, e.g. "in its first elimination wave" or not: balanced, the shortcut
+    that made it no longer predicts the label in the draws, so a network trained on them learns the next one.
 
     Args:
         labels: ``[N]`` class id per sample.
-        first: ``[N]`` bool, in its class's first elimination wave (:func:`first_wave`).
+        strata: ``[N]`` stratum id (>= 0) per sample.
+        active: ``[N]`` bool, the samples that may be drawn.
     """
-    labels, first = labels.long(), first.bool()
+    labels, strata = labels.long(), strata.long()
+    if labels.shape != strata.shape:
+        raise ValueError(f"labels {tuple(labels.shape)} and strata {tuple(strata.shape)} differ")
+    active = torch.ones_like(labels, dtype=torch.bool) if active is None else active.bool()
+    width = int(strata.max()) + 1 if len(strata) else 1
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    key = labels * width + strata
+    per_cell = torch.bincount(key[active], minlength=classes * width).double()
+    per_class = torch.bincount(labels[active], minlength=classes).double()
+    cells = (per_cell.view(classes, width) > 0).sum(1).double()
+    w = per_class[labels] / (cells[labels].clamp(min=1) * per_cell[key].clamp(min=1))
+    return w * active.double()
+
+
+def first_wave_weights(labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """``[N]`` draw weights (float64) that balance each class's first wave (``first``, :func:`first_wave`) against
+    the rest of it (:func:`stratum_balanced_weights` with the two strata); a class all on one side is drawn
+    uniformly."""
     if labels.shape != first.shape:
         raise ValueError(
             f"first_wave_weights: labels {tuple(labels.shape)} and first {tuple(first.shape)} differ"
         )
-    classes = int(labels.max()) + 1 if len(labels) else 0
-    group = labels * 2 + first.long()
-    group_size = torch.bincount(group, minlength=2 * classes).double()
-    class_size = torch.bincount(labels, minlength=classes).double()
-    parts = (group_size.view(-1, 2) > 0).sum(1).double()
-    return class_size[labels] / (parts[labels] * group_size[group])
+    return stratum_balanced_weights(labels, first.long())
 
 
 def second_look_order(
@@ -301,14 +317,7 @@ class RankingController(GeneratorPickling):
         kept = self.retain * (~self.active).float()
         if self.strata is None:
             return active + kept
-        key = self.labels * (int(self.strata.max()) + 1) + self.strata
-        per_cell = torch.bincount(key[self.active], minlength=int(key.max()) + 1).float()
-        per_class = torch.bincount(self.labels[self.active], minlength=self.num_classes).float()
-        cells_per_class = torch.zeros(self.num_classes)
-        occupied = torch.nonzero(per_cell > 0).squeeze(1)
-        cells_per_class.index_add_(0, occupied // (int(self.strata.max()) + 1), torch.ones(len(occupied)))
-        w = per_class[self.labels] / (cells_per_class[self.labels].clamp(min=1) * per_cell[key].clamp(min=1))
-        return w * active + kept
+        return stratum_balanced_weights(self.labels, self.strata, self.active).float() + kept
 
     def update(self, positions: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
         """Close one ranking step with the scores of this step's scoring pass.
