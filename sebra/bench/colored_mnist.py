@@ -78,12 +78,10 @@ def ratio_config(cfg: dict[str, Any], ratio: float) -> dict[str, Any]:
     Raises:
         BenchError: the config's data module takes no ``conflict_ratio``.
     """
-    from sebra.cli.config import import_class
-    from sebra.datasets.datamodule import datamodule_arguments
+    from sebra.cli.schema import class_defaults
 
     where = cfg.get("_path", "config")
-    cls = import_class(cfg["data"]["class_path"], f"{where}: data")
-    if "conflict_ratio" not in datamodule_arguments(cls):
+    if "conflict_ratio" not in class_defaults(cfg["data"]["class_path"]):
         raise BenchError(f"{where}: data.class_path {cfg['data']['class_path']} takes no conflict_ratio")
     out = copy.deepcopy(cfg)
     out["data"]["init_args"]["conflict_ratio"] = float(ratio)

@@ -21,12 +21,12 @@ Overrides use the same dotted keys (``methods.sebra.model.init_args.lr=0.01``, `
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sebra.cli.config import ConfigError, apply_overrides, import_class, mapping_at, read_yaml
+from sebra.cli.config import ConfigError, apply_overrides, mapping_at, read_yaml
+from sebra.cli.schema import build_block, check_block, check_trainer, class_defaults
 
 __all__ = [
     "ALSO_SELECT_RULES",
@@ -71,7 +71,11 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] =
 
 def check_config(cfg: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
     """The config with every optional section filled in (empty mappings, ``bench`` keys present); ``where`` names
-    the file in errors. The result is what the runner reads (``_path`` holds ``where``)."""
+    the file in errors. The result is what the runner reads (``_path`` holds ``where``).
+
+    Every ``class_path`` block and ``trainer`` mapping is parsed against its class's signature by the one schema
+    (:mod:`sebra.cli.schema`, jsonargparse), so an unknown argument or a value of the wrong type is refused here,
+    before any run, and in the words ``sebra fit`` uses."""
     unknown = set(cfg) - _TOP_KEYS - {"_path"}
     if unknown:
         raise BenchError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS)}")
@@ -81,7 +85,22 @@ def check_config(cfg: Mapping[str, Any], where: str = "config") -> dict[str, Any
     methods = mapping_at(cfg, "methods", where, required=True)
     out["methods"] = {name: _method(cfg, name, methods, where) for name in methods}
     out["_path"] = where
+    _check_schema(out, where)
     return out
+
+
+def _check_schema(cfg: Mapping[str, Any], where: str) -> None:
+    try:
+        check_block(cfg["data"], "data", "data", where)
+        check_trainer(cfg["trainer"], "trainer", where)
+        for name, m in cfg["methods"].items():
+            check_block(m["model"], "model", f"methods.{name}.model", where)
+            if m["trainer"]:
+                check_trainer({**cfg["trainer"], **m["trainer"]}, f"methods.{name}.trainer", where)
+    except BenchError:
+        raise
+    except ConfigError as e:  # the bench's own kind, with the schema's message
+        raise BenchError(str(e)) from e
 
 
 def _class_block(cfg: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -160,12 +179,9 @@ def selection_rules(cfg: Mapping[str, Any]) -> dict[str, str]:
     for name, m in cfg["methods"].items():
         sel = m["model"]["init_args"].get("selection")
         if sel is None:
-            from sebra.datasets.datamodule import datamodule_arguments
-
             try:
-                params = datamodule_arguments(import_class(m["model"]["class_path"], f"methods.{name}"))
-                sel = params["selection"].default
-            except (KeyError, ConfigError):
+                sel = class_defaults(m["model"]["class_path"]).get("selection", "?")
+            except ConfigError:
                 sel = "?"
         out[name] = str(sel)
     return out
@@ -192,40 +208,28 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_run(cfg: Mapping[str, Any], method: str, seed: int | None) -> tuple[Any, Any]:
-    """The data module and the method's module of one run, each given ``seed`` when its class takes one (the data
-    module's own draws, e.g. batch augmentation, follow the run seed unless the config fixes ``data.init_args.seed``).
+    """The data module and the method's module of one run, built by the one schema (:func:`sebra.cli.schema.build_block`),
+    each given ``seed`` when its class takes one (the data module's own draws, e.g. batch augmentation, follow the
+    run seed unless the config fixes ``data.init_args.seed``).
 
     Raises:
         BenchError: a class refuses its arguments (the message names the file and block, and the class's reason).
     """
-    from sebra.datasets.datamodule import datamodule_arguments
-
     where = cfg.get("_path", "config")
-    data_cls = import_class(cfg["data"]["class_path"], f"{where}: data")
-    module_cls = import_class(
-        cfg["methods"][method]["model"]["class_path"], f"{where}: methods.{method}.model"
-    )
-    data_args = dict(cfg["data"]["init_args"])
-    if seed is not None and "seed" in datamodule_arguments(data_cls) and "seed" not in data_args:
-        data_args["seed"] = seed
-    init_args = dict(cfg["methods"][method]["model"]["init_args"])
-    if seed is not None and "seed" in datamodule_arguments(module_cls):  # also when passed on in **kwargs
-        init_args["seed"] = seed
+    data = {"class_path": cfg["data"]["class_path"], "init_args": dict(cfg["data"]["init_args"])}
+    model = dict(cfg["methods"][method]["model"])
+    model["init_args"] = dict(model["init_args"])
     try:
-        dm = data_cls(**data_args)
-    except (TypeError, ValueError) as e:
-        raise BenchError(f"{where}: data.init_args: {e}") from e
-    accepted = datamodule_arguments(module_cls)
-    for key in init_args:
-        if key not in accepted:  # before the call: a TypeError would name the base class that caught it
-            near = difflib.get_close_matches(key, accepted, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise BenchError(
-                f"{where}: methods.{method}.model.init_args: {module_cls.__name__} got an unexpected argument "
-                f"{key!r}{hint}"
-            )
-    try:
-        module = module_cls(**init_args)
-    except (TypeError, ValueError) as e:
-        raise BenchError(f"{where}: methods.{method}.model.init_args: {e}") from e
+        if seed is not None and "seed" in class_defaults(data["class_path"]):
+            data["init_args"].setdefault("seed", seed)
+        if seed is not None and "seed" in class_defaults(
+            model["class_path"]
+        ):  # also when passed on in **kwargs
+            model["init_args"]["seed"] = seed
+        dm = build_block(data, "data", "data", where)
+        module = build_block(model, "model", f"methods.{method}.model", where)
+    except BenchError:
+        raise
+    except ConfigError as e:
+        raise BenchError(str(e)) from e
     return dm, module

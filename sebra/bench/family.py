@@ -33,13 +33,12 @@ DATA_CLASS = "sebra.datasets.family.FamilyDataModule"
 
 def family_config(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
     """``cfg`` with its data module replaced by the variant's (data arguments the family module lacks are dropped)."""
-    from sebra.datasets.datamodule import datamodule_arguments
-    from sebra.datasets.family import FamilyDataModule
+    from sebra.cli.schema import class_defaults
     from sebra.datasets.family import variant as lookup
 
     lookup(variant)  # unknown names fail here, with the list of registered ones
     out = copy.deepcopy(cfg)
-    accepted = set(datamodule_arguments(FamilyDataModule)) - {"variant", "root"}
+    accepted = set(class_defaults(DATA_CLASS)) - {"variant", "root"}
     args = {k: v for k, v in cfg["data"]["init_args"].items() if k in accepted}
     out["data"] = {"class_path": DATA_CLASS, "init_args": {**args, "variant": variant}}
     out["dataset"] = variant

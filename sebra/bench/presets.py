@@ -34,8 +34,21 @@ def builtin_config(
 ) -> dict[str, Any]:
     """A benchmark configuration in ``builtin.yaml``'s layout (default: the packaged one), read and checked as
     ``sebra bench`` reads it (:func:`sebra.bench.config.load_config`), with dotted overrides
-    (``methods.sebra.model.init_args.lr=0.01``) applied."""
-    return load_config(path or default_config("builtin"), overrides)
+    (``methods.sebra.model.init_args.lr=0.01``) applied.
+
+    Raises:
+        ConfigError: as :func:`~sebra.bench.config.load_config`, or the data module is not the built-in benchmark's
+            (``sebra demo`` and ``sebra rank`` print its tables: background and symbol, its reference rows).
+    """
+    cfg = load_config(path or default_config("builtin"), overrides)
+    given = cfg["data"]["class_path"]
+    if given != BUILTIN_CLASS_PATH:
+        raise ConfigError(
+            f"{cfg['_path']}: data.class_path must be {BUILTIN_CLASS_PATH} for sebra demo and sebra rank (they "
+            f"run the built-in benchmark), got {given!r}; for your own data run sebra fit --config <your config> "
+            "(or sebra bench --config)"
+        )
+    return cfg
 
 
 def _init_args(cfg: dict[str, Any], method: str) -> dict[str, Any]:
@@ -43,16 +56,10 @@ def _init_args(cfg: dict[str, Any], method: str) -> dict[str, Any]:
 
 
 def builtin_settings(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The keyword arguments the demo and ``sebra rank`` build from a config: ``data`` (without ``root``, given on
-    the command line, and ``data_seed``, fixed by the benchmark), ``erm``, ``sebra`` and ``oracle``."""
+    """The keyword arguments of a config's built-in data module (without ``root``, a machine's folder, and
+    ``data_seed``, fixed by the benchmark), ``erm``, ``sebra`` and ``oracle``: for scripts that build these modules
+    with other settings beside them (``benchmarks/speed.py``); the commands build through the config."""
     data = mapping_at(cfg, "data.init_args", "benchmark config")
-    given = cfg.get("data", {}).get("class_path", BUILTIN_CLASS_PATH)
-    if given != BUILTIN_CLASS_PATH:  # the demo and rank build the built-in data module themselves
-        raise ConfigError(
-            f"benchmark config: data.class_path must be {BUILTIN_CLASS_PATH} for sebra demo and sebra rank (they "
-            f"run the built-in benchmark), got {given!r}; for your own data run sebra fit --config <your config> "
-            "(or sebra bench --config)"
-        )
     return {
         "data": {k: v for k, v in data.items() if k not in ("root", "data_seed")},
         **{m: _init_args(dict(cfg), m) for m in ("erm", "sebra", "oracle") if m in cfg.get("methods", {})},

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import inspect
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -133,65 +132,14 @@ def parse_overrides(pairs: Iterable[str], short: str | None = None, source: str 
     return out
 
 
-def _accepts(block: Mapping[str, Any], name: str, where: str) -> bool:
-    """Whether an ``init_args`` key absent from the file is an argument of the block's class."""
-    if "class_path" not in block:
-        return False
-    from sebra.datasets.datamodule import datamodule_arguments  # follows **kwargs passed to the parent
-
-    return name in datamodule_arguments(import_class(block["class_path"], where))
-
-
-def _numeric_kind(param: inspect.Parameter) -> tuple[str, bool] | None:
-    """``("a number" | "an integer", None allowed)`` when a class argument takes only numbers (its annotation is
-    ``int`` / ``float``, optionally ``| None``, or it has no annotation and a numeric default); else ``None``."""
-    ann, default = param.annotation, param.default
-    if isinstance(ann, type):
-        ann = ann.__name__
-    if isinstance(ann, str) and ann:
-        kinds = {t for t in re.split(r"[\s|]+", ann) if t}
-        types = kinds - {"None"}
-        if not types or not types <= {"int", "float"}:
-            return None
-        return ("an integer" if types == {"int"} else "a number"), "None" in kinds or default is None
-    if ann is inspect.Parameter.empty and isinstance(default, int | float) and not isinstance(default, bool):
-        return ("an integer" if isinstance(default, int) else "a number"), False
-    return None
-
-
-def _check_number(block: Mapping[str, Any], name: str, value: Any, key: str, source: str) -> None:
-    """Refuse a text (``--set p_critical=abc``) for a numeric argument of the block's class, in one line naming the
-    key and the type, before the class compares it with a number (a raw ``TypeError``)."""
-    if "class_path" not in block:
-        return
-    from sebra.datasets.datamodule import datamodule_arguments
-
-    param = datamodule_arguments(import_class(block["class_path"], f"{source} {key}")).get(name)
-    found = _numeric_kind(param) if param is not None else None
-    if found is None:
-        return
-    kind, none_ok = found
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        cls = str(block["class_path"]).rpartition(".")[2]
-        alt = " or null" if none_ok else ""
-        raise ConfigError(f"{source} {key}={value!r}: {cls}'s {name} must be {kind}{alt}, got {value!r}")
-
-
-def _trainer_accepts(name: str) -> bool:
-    import lightning as L
-
-    return name in inspect.signature(L.Trainer).parameters
-
-
 def apply_overrides(
     cfg: Mapping[str, Any], overrides: Mapping[str, Any] | Iterable[str], source: str = "--set"
 ) -> dict[str, Any]:
     """A copy of ``cfg`` with dotted overrides applied (``cfg`` itself is left alone).
 
-    A key must exist in ``cfg``, except the last part of an ``init_args`` key (any argument of the block's
-    ``class_path`` class, as LightningCLI allows) or of a ``trainer`` key (any ``lightning.Trainer`` argument).
+    A key must exist in ``cfg``, except the last part of an ``init_args`` key or of a ``trainer`` key: whether the
+    class (or ``lightning.Trainer``) takes that argument, and of what type, is the schema's to say, once, when the
+    config is checked (:mod:`sebra.cli.schema`, jsonargparse, as ``sebra fit`` does).
 
     Raises:
         ConfigError: an unknown key (with the keys that exist there) or a key through a non-mapping.
@@ -214,16 +162,14 @@ def apply_overrides(
                 if not last and (part == "trainer" or (part == "init_args" and "class_path" in node)):
                     node[part] = {}  # an empty section may be left out of a file
                 elif not last or not (
-                    (parent == "init_args" and _accepts(_block(out, parts[: i - 1]), part, f"{source} {key}"))
-                    or (parent == "trainer" and _trainer_accepts(part))
+                    (parent == "init_args" and "class_path" in _block(out, parts[: i - 1]))
+                    or parent == "trainer"
                 ):
                     have = ", ".join(str(k) for k in node if not str(k).startswith("_")) or "nothing"
                     raise ConfigError(
                         f"{source} {key}: unknown key {'.'.join(parts[: i + 1])!r} (there: {have})"
                     )
             if last:
-                if i >= 1 and parts[i - 1] == "init_args":
-                    _check_number(_block(out, parts[: i - 1]), part, value, key, source)
                 node[part] = value
             else:
                 node = node[part]

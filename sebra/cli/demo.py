@@ -17,15 +17,14 @@ import lightning as L
 import pandas as pd
 import torch
 
-from sebra.bench.presets import SEBRA_SHORT, builtin_config, builtin_settings
-from sebra.cli.config import add_set_option, parse_overrides
+from sebra.bench.config import build_run
+from sebra.bench.presets import SEBRA_SHORT, builtin_config
+from sebra.cli.config import ConfigError, add_set_option, apply_overrides, parse_overrides
 from sebra.cli.console import PhaseProgress, quiet_lightning
 from sebra.cli.fitting import fit_method, make_trainer
 from sebra.cli.results import COLUMNS, level_scores, results_heading, results_table
-from sebra.datasets.builtin import BuiltinDataModule
 from sebra.diagnostics import second_look_line, summary_line
 from sebra.export import save_rankings
-from sebra.methods import ERMModule, SebraModule
 
 __all__ = ["REFERENCE_FILE", "main", "rank_main", "reference_text"]
 
@@ -131,25 +130,37 @@ def _parser(prog: str, description: str, out: str) -> argparse.ArgumentParser:
 
 def _run(p: argparse.ArgumentParser, argv: list[str] | None, command: Callable[..., int]) -> int:
     a = p.parse_args(argv)
-    settings = builtin_settings(builtin_config(a.config, parse_overrides(a.set, short=SEBRA_SHORT)))
+    cfg = builtin_config(a.config, parse_overrides(a.set, short=SEBRA_SHORT))
     with quiet_lightning(a.verbose):
-        return command(a, settings)
+        return command(a, cfg)
 
 
-def _demo(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
+def _build(cfg: dict[str, Any], a: argparse.Namespace, method: str, **init_args: Any) -> tuple[Any, Any]:
+    """The data module and ``method``'s module, built as ``sebra bench`` builds a run (the one schema:
+    :func:`sebra.bench.config.build_run`), with the command's ``--root``, ``--seed`` and its own arguments
+    (``rank_only``, ``epochs``) over the config's."""
+    if method not in cfg["methods"]:
+        raise ConfigError(
+            f"{cfg.get('_path', 'config')}: this command needs methods.{method} (have: {', '.join(cfg['methods'])})"
+        )
+    sets: dict[str, Any] = {"data.init_args.root": a.root} if a.root is not None else {}
+    sets.update({f"methods.{method}.model.init_args.{k}": v for k, v in init_args.items()})
+    return build_run(apply_overrides(cfg, sets, source=f"sebra {method}"), method, a.seed)
+
+
+def _demo(a: argparse.Namespace, cfg: dict[str, Any]) -> int:
     out = Path(a.out)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     rows: dict[str, dict] = {}
     L.seed_everything(a.seed, verbose=False)
-    dm = BuiltinDataModule(root=a.root, **settings["data"])
-    sebra = SebraModule(**{**settings["sebra"], "seed": a.seed})
+    dm, sebra = _build(cfg, a, "sebra")
     rows["sebra"] = fit_method("sebra", sebra, dm, out)
     rows["sebra"].update(level_scores(sebra.rankings, dm.splits["train"]))
     rank_path = save_rankings(sebra.rankings, out / "rankings.csv")
     if not a.skip_erm:
         L.seed_everything(a.seed, verbose=False)
-        dm = BuiltinDataModule(root=a.root, **settings["data"])
-        rows["erm"] = fit_method("erm", ERMModule(**{**settings["erm"], "seed": a.seed}), dm, out)
+        dm, erm = _build(cfg, a, "erm")
+        rows["erm"] = fit_method("erm", erm, dm, out)
     print("\n" + results_heading("Built-in benchmark", sebra.selection, ("background", "symbol"), COLUMNS))
     print(results_table(rows, COLUMNS))
     print(reference_text())
@@ -200,11 +211,11 @@ def rank_main(argv: list[str] | None = None) -> int:
     return _run(p, argv, _rank)
 
 
-def _rank_by_erm(a: argparse.Namespace, settings: dict[str, dict[str, Any]], dm: Any, out: Path) -> int:
+def _rank_by_erm(a: argparse.Namespace, cfg: dict[str, Any], out: Path) -> int:
     """ERM trained ``--epoch`` epochs, scored once on the training split: its confidence or its error set."""
     from sebra.scoring import confidence_rankings, dataset_scores, error_set_rankings
 
-    model = ERMModule(**{**settings["erm"], "epochs": a.epoch, "seed": a.seed})
+    dm, model = _build(cfg, a, "erm", epochs=a.epoch)
     t = time.time()
     make_trainer(out, "rank", [PhaseProgress()]).fit(model, datamodule=dm)
     train = dm.train_eval_dataset
@@ -232,14 +243,13 @@ def _rank_by_erm(a: argparse.Namespace, settings: dict[str, dict[str, Any]], dm:
     return 0
 
 
-def _rank(a: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> int:
+def _rank(a: argparse.Namespace, cfg: dict[str, Any]) -> int:
     if a.ranker != "sebra" and a.epoch < 1:
         raise ValueError(f"sebra rank: --epoch must be >= 1, got {a.epoch}")
     L.seed_everything(a.seed, verbose=False)
-    dm = BuiltinDataModule(root=a.root, **settings["data"])
     if a.ranker != "sebra":
-        return _rank_by_erm(a, settings, dm, Path(a.out))
-    model = SebraModule(**{**settings["sebra"], "rank_only": True, "seed": a.seed})
+        return _rank_by_erm(a, cfg, Path(a.out))
+    dm, model = _build(cfg, a, "sebra", rank_only=True)
     out = Path(a.out)
     trainer = make_trainer(out, "rank", [PhaseProgress()])
     t = time.time()

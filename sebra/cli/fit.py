@@ -11,7 +11,6 @@ phase unless ``--verbose``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import shlex
 import shutil
@@ -49,7 +48,7 @@ def follow_seed(config: Any) -> None:
     Raises:
         SeedConflict: a ``seed`` was given that is neither the class default nor ``seed_everything``.
     """
-    from sebra.datasets.datamodule import datamodule_arguments  # sees a seed passed on through **kwargs
+    from sebra.cli.schema import class_defaults  # sees a seed passed on through **kwargs
 
     seed = config.get("seed_everything")
     if seed is None or isinstance(seed, bool):
@@ -58,39 +57,13 @@ def follow_seed(config: Any) -> None:
         init, class_path = config.get(f"{part}.init_args"), config.get(f"{part}.class_path")
         if init is None or class_path is None or "seed" not in init:
             continue
-        module, _, name = str(class_path).rpartition(".")
-        param = datamodule_arguments(getattr(importlib.import_module(module), name)).get("seed")
-        default = param.default if param is not None else None
+        default = class_defaults(str(class_path)).get("seed")
         if init["seed"] not in (default, seed):
             raise SeedConflict(
                 f"{part}.init_args.seed is {init['seed']} but seed_everything is {seed}: sebra fit seeds a run "
                 f"once; set seed_everything only (the {part}'s seed follows it)"
             )
         init["seed"] = seed
-
-
-def _innermost(e: BaseException) -> BaseException:
-    """The exception at the bottom of a ``raise ... from`` chain (the constructor's own message under jsonargparse's
-    "Does not validate against any of the Union subtypes")."""
-    seen = set()
-    while e.__cause__ is not None and id(e) not in seen:
-        seen.add(id(e))
-        e = e.__cause__
-    return e
-
-
-def _short_parse_error(message: str) -> str:
-    """jsonargparse's nested "Parser key ... Union subtypes" text as one line: the option, the class, the problem."""
-    m = re.search(
-        r'Parser key "(\w+)":.*?Problem with given class_path \'([^\']+)\':\s*Parser key "([^"]+)":\s*'
-        r"(.+?)(?:\n\s*- |\n\s*Given value|\Z)",
-        message,
-        re.DOTALL,
-    )
-    if m:
-        return f"--{m[1]}.init_args.{m[3]} ({m[2]}): {' '.join(m[4].split())}"
-    lines = [ln for ln in message.splitlines() if not ln.strip().startswith(("Given value", "Subtypes:"))]
-    return " ".join(" ".join(lines).split())
 
 
 def _newest_last_ckpt(root: Path) -> Path | None:
@@ -183,6 +156,7 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     from sebra.cli.console import PhaseProgress
     from sebra.cli.errors import error_line
     from sebra.cli.fitting import selected_checkpoint
+    from sebra.cli.schema import innermost, short_parse_error
     from sebra.datasets.base import DatasetError, DatasetNotFoundError
     from sebra.datasets.datamodule import SebraDataModule
     from sebra.methods.base import BaseMethod
@@ -232,11 +206,11 @@ def _fit(argv: list[str], debug: bool, verbose: bool) -> int:
     except argparse.ArgumentError as e:
         if debug:
             raise
-        return fail(f"{_short_parse_error(str(e))}; `sebra fit --help` lists the options", 2)
+        return fail(f"{short_parse_error(str(e))}; `sebra fit --help` lists the options", 2)
     except Exception as e:  # a constructor refused a value: its own message, not jsonargparse's wrapping
         if debug:
             raise
-        return fail(str(_innermost(e)), 2)
+        return fail(str(innermost(e)), 2)
     model, trainer = cli.model, cli.trainer
     if isinstance(model, SebraModule) and model.hparams.get("rank_only"):
         return fail(

@@ -20,7 +20,6 @@ every process (and in the checkpoint, through :meth:`SebraDataModule.state_dict`
 
 from __future__ import annotations
 
-import inspect
 import numbers
 from collections.abc import Callable
 from typing import Literal
@@ -43,7 +42,6 @@ __all__ = [
     "SebraDataModule",
     "ShardSampler",
     "augment_batch",
-    "datamodule_arguments",
     "make_transform",
     "shard_positions",
 ]
@@ -185,27 +183,6 @@ class _DecodeRows(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor]:
         return row, self.dataset._decode_row(row)
-
-
-def datamodule_arguments(cls: type) -> dict[str, inspect.Parameter]:
-    """The arguments a data module class takes, by name, with the ``**kwargs`` it passes on resolved.
-
-    A data module declares its own arguments (and the base ones it gives another default) and hands the rest on with
-    ``super().__init__(..., **kwargs)``; this follows ``**kwargs`` up the MRO, as jsonargparse (LightningCLI) does,
-    so ``"seed" in datamodule_arguments(cls)`` holds for every :class:`SebraDataModule`. The nearest declaration
-    of a name wins (its default is the one that applies).
-    """
-    out: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        if klass is object or "__init__" not in vars(klass):
-            continue
-        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        for p in params:
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                out.setdefault(p.name, p)
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return out
 
 
 #: The smallest ``image_size``: below it an image holds too little to learn or rank anything (a ResNet halves its side

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sebra.cli.config import import_class, mapping_at, read_yaml
+from sebra.cli.config import ConfigError, mapping_at, read_yaml
 from sebra.cli.errors import EXIT_INPUT, EXIT_USAGE, error_line
 from sebra.datasets.base import DatasetError, ImageDataset
 from sebra.export import load_rankings
@@ -67,35 +67,34 @@ def load_datamodule(data: str, root: Path | None = None) -> Any:
             message names the file and field (:class:`~sebra.cli.config.ConfigError` when the file is not YAML or the
             class cannot be imported).
     """
+    from sebra.cli.schema import build_block
+
     if data == "builtin":
-        try:
-            from sebra.datasets.builtin import BuiltinDataModule
-        except ImportError as e:
+        block: dict[str, Any] = {"class_path": "sebra.datasets.builtin.BuiltinDataModule", "init_args": {}}
+        where = "--data builtin"
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise InspectError(f"--data: {path} is neither 'builtin' nor an existing YAML config file")
+        cfg = read_yaml(path, "--data config")
+        if not isinstance(cfg.get("data"), dict):
+            raise InspectError(f"{path}: expected a top-level 'data' mapping with class_path and init_args")
+        if "class_path" not in cfg["data"]:
             raise InspectError(
-                f"--data builtin needs sebra.datasets.builtin.BuiltinDataModule, which cannot be "
-                f"imported: {e}"
-            ) from e
-        return BuiltinDataModule(root=root) if root is not None else BuiltinDataModule()
-    path = Path(data)
-    if not path.is_file():
-        raise InspectError(f"--data: {path} is neither 'builtin' nor an existing YAML config file")
-    cfg = read_yaml(path, "--data config")
-    block = cfg.get("data")
-    if not isinstance(block, dict):
-        raise InspectError(f"{path}: expected a top-level 'data' mapping with class_path and init_args")
-    if "class_path" not in block:
-        raise InspectError(
-            f"{path}: field 'data.class_path' is missing; expected e.g. "
-            "sebra.datasets.urbancars.UrbanCarsDataModule"
-        )
-    cls = import_class(block["class_path"], f"{path}: field 'data.class_path'")
-    init_args = mapping_at(cfg, "data.init_args", str(path))
+                f"{path}: field 'data.class_path' is missing; expected e.g. "
+                "sebra.datasets.urbancars.UrbanCarsDataModule"
+            )
+        block = {
+            "class_path": cfg["data"]["class_path"],
+            "init_args": mapping_at(cfg, "data.init_args", str(path)),
+        }
+        where = str(path)
     if root is not None:
-        init_args["root"] = str(root)
-    try:
-        return cls(**init_args)
-    except TypeError as e:
-        raise InspectError(f"{path}: field 'data.init_args' does not fit {block['class_path']}: {e}") from e
+        block["init_args"]["root"] = str(root)
+    try:  # the one schema (sebra.cli.schema), as sebra fit and sebra bench build it
+        return build_block(block, "data", "data", where)
+    except ConfigError as e:
+        raise InspectError(str(e)) from e
 
 
 def _tail(path: str) -> tuple[str, ...]:

@@ -3,8 +3,8 @@
 ERM, GroupDRO, JTT, LfF and Sebra each train one or two networks of the same kind, built, optimised and seeded the
 same way; their constructors used to repeat these arguments (and their checks) line by line. A method now declares
 only what is its own (and any shared argument it gives another default) and hands the rest on with
-``super().__init__(**kwargs)``: jsonargparse (``sebra fit``, the bench configs) and
-:func:`~sebra.datasets.datamodule.datamodule_arguments` follow ``**kwargs`` up the MRO, so the dotted keys
+``super().__init__(**kwargs)``: jsonargparse, the one schema of every command (LightningCLI for ``sebra fit``,
+:mod:`sebra.cli.schema` for the others), follows ``**kwargs`` up the MRO, so the dotted keys
 (``model.init_args.backbone``, ``--set methods.sebra.model.init_args.seed=...``) stay what they were.
 """
 

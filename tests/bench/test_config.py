@@ -102,7 +102,9 @@ def test_overrides_use_lightning_cli_keys(tmp_path: Path) -> None:
         "max_epochs": 5
     }
     assert cfg["methods"]["jtt"]["bench"]["also_select"] == ["val_acc"]
-    with pytest.raises(ConfigError, match=r"unknown key 'methods.erm.model.init_args.lrr'"):
+    with pytest.raises(
+        ConfigError, match=r"methods.erm.model.init_args: ERMModule got an unexpected argument 'lrr'"
+    ):
         load_config(path, ["methods.erm.model.init_args.lrr=0.1"])
     with pytest.raises(ConfigError, match=r"unknown key 'methods.magic'"):
         load_config(path, ["methods.magic.model.init_args.lr=0.1"])

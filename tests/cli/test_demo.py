@@ -20,15 +20,18 @@ class _Stop(Exception):
 
 @pytest.fixture
 def built(monkeypatch) -> list[dict]:
-    """The SebraModule arguments ``sebra rank`` builds with (it stops there: nothing is trained)."""
+    """What ``sebra rank`` / ``demo`` hand the one schema to build (the run builder ``sebra bench`` uses): the data
+    module's arguments (without ``root`` and ``data_seed``, the machine's folder and the benchmark's rendering), the
+    method's, and the seed; it stops there: nothing is trained."""
     seen: list[dict] = []
 
-    def capture(**kwargs: object) -> None:
-        seen.append(kwargs)
+    def capture(cfg: dict, method: str, seed: int) -> None:
+        data = dict(cfg["data"]["init_args"])
+        assert data.pop("root") is None and data.pop("data_seed") == 0
+        seen.extend([data, {**cfg["methods"][method]["model"]["init_args"], "seed": seed}])
         raise _Stop
 
-    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: seen.append(kwargs))
-    monkeypatch.setattr(demo, "SebraModule", capture)
+    monkeypatch.setattr(demo, "build_run", capture)
     return seen
 
 
@@ -85,7 +88,11 @@ def test_a_config_file_is_checked_as_the_bench_checks_it(tmp_path: Path) -> None
 def test_an_unknown_key_is_one_message_naming_it(built: list[dict], capsys) -> None:
     assert cli.main(["demo", "--set", "methods.sebra.model.init_args.no_such_thing=1"]) == 2
     err = capsys.readouterr().err
-    assert "sebra demo: error: --set methods.sebra.model.init_args.no_such_thing: unknown key" in err
+    assert (
+        "sebra demo: error: "
+        f"{builtin_config()['_path']}: methods.sebra.model.init_args: SebraModule got an "
+        "unexpected argument 'no_such_thing'" in err
+    )
     assert built == []
 
 
@@ -103,8 +110,13 @@ def test_rank_by_a_simpler_ranker_writes_the_same_checked_table(
     from tiny_data import TinyDataModule
 
     from sebra.export import load_rankings
+    from sebra.methods import ERMModule
 
-    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
+    def tiny(cfg: dict, method: str, seed: int) -> tuple:
+        assert method == "erm" and cfg["methods"]["erm"]["model"]["init_args"]["epochs"] == 1  # --epoch 1
+        return TinyDataModule(batch_size=8), ERMModule(backbone="test_resnet", epochs=1, seed=seed)
+
+    monkeypatch.setattr(demo, "build_run", tiny)
     assert demo.rank_main(["--out", str(tmp_path), "--ranker", ranker, "--epoch", "1"]) == 0
     table = load_rankings(tmp_path / "rankings.csv")  # the one checked format
     assert len(table) == 16 and f"rankings: {tmp_path / 'rankings.csv'}" in capsys.readouterr().out

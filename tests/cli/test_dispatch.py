@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from expected import TABLE_METRICS
-from tiny_data import TINY_SEBRA, TinyDataModule
+from tiny_data import TINY_SEBRA
 
 from sebra import cli
 from sebra.cli import demo
@@ -101,9 +101,28 @@ def test_demo_and_rank_offer_verbose(command: str, capsys) -> None:
 @pytest.fixture
 def tiny_builtin(monkeypatch) -> None:
     """The demo's and rank's built-in benchmark and settings replaced by the tiny data set and networks."""
-    monkeypatch.setattr(demo, "BuiltinDataModule", lambda root=None, **kwargs: TinyDataModule(batch_size=8))
-    tiny = {"data": {}, "sebra": dict(TINY_SEBRA), "erm": {"backbone": "test_resnet", "epochs": 2}}
-    monkeypatch.setattr(demo, "builtin_settings", lambda cfg: tiny)
+    from sebra.bench.config import check_config
+    from sebra.cli.config import apply_overrides
+
+    tiny = {
+        "data": {"class_path": "tiny_data.TinyDataModule", "init_args": {"batch_size": 8}},
+        "methods": {
+            "sebra": {
+                "model": {"class_path": "sebra.methods.sebra.SebraModule", "init_args": dict(TINY_SEBRA)}
+            },
+            "erm": {
+                "model": {
+                    "class_path": "sebra.methods.erm.ERMModule",
+                    "init_args": {"backbone": "test_resnet", "epochs": 2},
+                }
+            },
+        },
+    }
+    monkeypatch.setattr(
+        demo,
+        "builtin_config",
+        lambda path=None, sets=(): check_config(apply_overrides(tiny, sets), "tiny.yaml"),
+    )
 
 
 NOISE = ("GPU available", "TPU available", "Tip:", "will override existing callbacks")

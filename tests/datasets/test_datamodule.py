@@ -1,5 +1,6 @@
 """Every data module takes every base option (declared by the base, handed on with ``**kwargs``), with the base's
-meaning; :func:`datamodule_arguments` and LightningCLI see each with its default, and the config readers use it."""
+meaning; the one schema (:func:`sebra.cli.schema.class_defaults`, jsonargparse) and LightningCLI see each with its
+default, and the config readers use it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from jsonargparse import ArgumentParser
 
 from sebra.cli.config import ConfigError, apply_overrides
+from sebra.cli.schema import check_block, class_defaults
 from sebra.datasets.bar import BARDataModule
 from sebra.datasets.builtin import BuiltinDataModule
 from sebra.datasets.celeba import CelebADataModule
 from sebra.datasets.csv_manifest import CSVDataModule
-from sebra.datasets.datamodule import SebraDataModule, datamodule_arguments
+from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.family import FamilyDataModule
 from sebra.datasets.folder import ImageFolderDataModule
 from sebra.datasets.urbancars import UrbanCarsDataModule
@@ -43,7 +45,8 @@ VALUES = {
     "batch_augment": False,
     "seed": 7,
 }
-BASE = datamodule_arguments(SebraDataModule)
+BASE = class_defaults(SebraDataModule)
+BASE_SIGNATURE = inspect.signature(SebraDataModule.__init__).parameters
 
 
 def test_values_cover_every_base_argument() -> None:
@@ -52,16 +55,17 @@ def test_values_cover_every_base_argument() -> None:
 
 @pytest.mark.parametrize("cls", list(DATA_MODULES), ids=lambda c: c.__name__)
 def test_every_base_argument_is_taken_with_the_base_default(cls: type) -> None:
-    params = datamodule_arguments(cls)
+    params = class_defaults(cls)
     for name in BASE:
         assert name in params, f"{cls.__name__} lacks {name}"
         if name not in OWN_DEFAULTS:
-            assert params[name].default == BASE[name].default, name
-            assert params[name].annotation == BASE[name].annotation, name
-    # a base argument is declared again only to give it another default
-    own = set(inspect.signature(cls.__init__).parameters) & set(BASE)
+            assert params[name] == BASE[name], name
+    # a base argument is declared again only to give it another default, with the base's type
+    signature = inspect.signature(cls.__init__).parameters
+    own = set(signature) & set(BASE)
     assert own <= OWN_DEFAULTS | {"seed"}, own
-    assert all(params[n].default != BASE[n].default for n in own - {"seed"}), own
+    assert all(params[n] != BASE[n] for n in own - {"seed"}), own
+    assert all(signature[n].annotation == BASE_SIGNATURE[n].annotation for n in own), own
 
 
 @pytest.mark.parametrize("cls", list(DATA_MODULES), ids=lambda c: c.__name__)
@@ -77,11 +81,11 @@ def test_base_arguments_reach_the_base(cls: type) -> None:
 @pytest.mark.parametrize("cls", list(DATA_MODULES), ids=lambda c: c.__name__)
 def test_defaults_apply_as_listed(cls: type) -> None:
     dm = cls(**DATA_MODULES[cls])
-    params = datamodule_arguments(cls)
+    params = class_defaults(cls)
     for name in set(BASE) - {"seed", "eval_batch_size"}:
-        assert getattr(dm, name) == params[name].default, name
-    assert dm.eval_batch_size == 2 * params["batch_size"].default
-    assert dm.aug_generator.initial_seed() == params["seed"].default == 0
+        assert getattr(dm, name) == params[name], name
+    assert dm.eval_batch_size == 2 * params["batch_size"]
+    assert dm.aug_generator.initial_seed() == params["seed"] == 0
 
 
 @pytest.mark.parametrize("cls", list(DATA_MODULES), ids=lambda c: c.__name__)
@@ -92,13 +96,13 @@ def test_cli_lists_every_option_with_its_default(cls: type) -> None:
     required = DATA_MODULES[cls]
     args = [f"--data={cls.__module__}.{cls.__name__}"] + [f"--data.{k}={v}" for k, v in required.items()]
     init = parser.parse_args(args).data.init_args
-    params = datamodule_arguments(cls)
-    assert list(init.keys()) == list(params)  # every option, in the order datamodule_arguments gives
-    for name, p in params.items():
-        assert init[name] == required.get(name, p.default), name
+    params = class_defaults(cls)
+    assert list(init.keys()) == list(params)  # every option, in the order of the signatures
+    for name, default in params.items():
+        assert init[name] == required.get(name, default), name
 
 
-def test_datamodule_arguments_follow_kwargs_up_to_a_class_without_them() -> None:
+def test_the_schema_follows_kwargs_up_to_a_class_without_them() -> None:
     class Middle(SebraDataModule):
         def __init__(self, size: int = 1, batch_size: int = 8, **kwargs) -> None:
             super().__init__(batch_size=batch_size, **kwargs)
@@ -111,23 +115,29 @@ def test_datamodule_arguments_follow_kwargs_up_to_a_class_without_them() -> None
         def __init__(self, size: int = 3) -> None:
             super().__init__(size=size)
 
-    params = datamodule_arguments(Leaf)
+    params = class_defaults(Leaf)
     assert list(params)[:3] == ["name", "size", "batch_size"] and set(BASE) <= set(params)
-    assert params["size"].default == 2 and params["batch_size"].default == 8
-    assert params["seed"].default == 0 and params["name"].default is inspect.Parameter.empty
-    assert list(datamodule_arguments(Closed)) == ["size"]
+    assert params["size"] == 2 and params["batch_size"] == 8 and params["seed"] == 0
+    assert list(class_defaults(Closed)) == ["size"]
 
 
 @pytest.mark.parametrize(
     "cls", [BuiltinDataModule, UrbanCarsDataModule, ImageFolderDataModule], ids=lambda c: c.__name__
 )
 def test_overrides_accept_base_arguments_and_refuse_typos(cls: type) -> None:
-    """``--set`` (sebra bench / rank) sees the arguments behind ``**kwargs`` and still refuses an unknown one."""
-    cfg = {"data": {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": {}}}
+    """``--set`` (sebra bench / rank) sees the arguments behind ``**kwargs`` and the schema still refuses an unknown
+    one, naming the nearest."""
+    cfg = {"data": {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": dict(DATA_MODULES[cls])}}
     out = apply_overrides(cfg, ["data.init_args.seed=3", "data.init_args.pin_memory=true"])
-    assert out["data"]["init_args"] == {"seed": 3, "pin_memory": True}
-    with pytest.raises(ConfigError, match=r"unknown key 'data.init_args.batchsize'"):
-        apply_overrides(cfg, ["data.init_args.batchsize=3"])
+    assert out["data"]["init_args"] == {**DATA_MODULES[cls], "seed": 3, "pin_memory": True}
+    check_block(out["data"], "data", "data", "b.yaml")
+    typo = apply_overrides(cfg, ["data.init_args.batchsize=3"])
+    with pytest.raises(
+        ConfigError,
+        match=rf"^b.yaml: data.init_args: {cls.__name__} got an unexpected argument 'batchsize' "
+        r"\(did you mean 'batch_size'\?\)$",
+    ):
+        check_block(typo["data"], "data", "data", "b.yaml")
 
 
 @pytest.mark.parametrize("cls", [UrbanCarsDataModule, FamilyDataModule], ids=lambda c: c.__name__)

@@ -214,16 +214,18 @@ def test_cli_without_images(ranked, tmp_path, capsys):
 _DM_MODULE = """
 import torch, pandas as pd
 from sebra.datasets.base import ImageDataset
+from sebra.datasets.datamodule import SebraDataModule
 
-class TinyDM:
-    def __init__(self, n: int = 4, root: str | None = None):
-        self.n, self.root, self.splits = n, root, {}
+class TinyDM(SebraDataModule):
+    def __init__(self, n: int = 4, root: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.root = n, root
 
-    def setup(self, stage=None):
+    def build_splits(self):
         table = pd.DataFrame({"index": range(10, 10 + self.n), "label": [i % 2 for i in range(self.n)]})
         images = torch.zeros(self.n, 3, 4, 4, dtype=torch.uint8)
         images[:, 1] = 200
-        self.splits = {"train": ImageDataset(table, images=images, class_names=["even", "odd"], name="tiny")}
+        return {"train": ImageDataset(table, images=images, class_names=["even", "odd"], name="tiny")}
 """
 
 
@@ -257,8 +259,15 @@ def test_cli_with_yaml_config(tmp_path, monkeypatch, capsys):
     [
         ("model: {}\n", "top-level 'data' mapping"),
         ("data:\n  init_args: {}\n", "field 'data.class_path' is missing"),
-        ("data:\n  class_path: no_such_module_xyz.DM\n", r"field 'data.class_path': cannot import module"),
-        ("data:\n  class_path: tiny_dm_for_inspect.TinyDM\n  init_args: {colour: 3}\n", "data.init_args"),
+        ("data:\n  class_path: no_such_module_xyz.DM\n", r"data.class_path: cannot import module"),
+        (
+            "data:\n  class_path: tiny_dm_for_inspect.TinyDM\n  init_args: {colour: 3}\n",
+            r"data.init_args: TinyDM got an unexpected argument 'colour'",
+        ),
+        (
+            "data:\n  class_path: sebra.methods.erm.ERMModule\n",
+            r"data.class_path .*ERMModule is not a data module",
+        ),
     ],
 )
 def test_cli_bad_config_named(tmp_path, monkeypatch, capsys, yaml_text, match):
@@ -286,7 +295,7 @@ def test_cli_builtin_gets_root(tmp_path, monkeypatch, capsys):
     seen = {}
 
     class Builtin(tiny_dm_for_inspect.TinyDM):
-        def __init__(self, root=None):
+        def __init__(self, root: str | None = None):
             seen["root"] = root
             super().__init__(n=4, root=root)
 
@@ -294,7 +303,7 @@ def test_cli_builtin_gets_root(tmp_path, monkeypatch, capsys):
     fake.BuiltinDataModule = Builtin
     monkeypatch.setitem(sys.modules, "sebra.datasets.builtin", fake)
     assert main([str(_tiny_rankings(tmp_path)), "--data", "builtin", "--root", str(tmp_path / "data")]) == 0
-    assert seen["root"] == tmp_path / "data"
+    assert seen["root"] == str(tmp_path / "data")
     assert Path(capsys.readouterr().out.strip()).exists()
 
 

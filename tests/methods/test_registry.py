@@ -8,7 +8,7 @@ import inspect
 import pandas as pd
 import pytest
 
-from sebra.datasets.datamodule import datamodule_arguments
+from sebra.cli.schema import class_defaults
 from sebra.methods import METHODS, BaseMethod
 
 #: A few training steps of each method (a new method needs its entry here).
@@ -46,9 +46,20 @@ def test_every_registered_method_fits_and_tests(name: str, tiny_dm, make_trainer
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_init_argument_is_typed_and_named(name: str) -> None:
     # what a method declares plus what it hands on in **kwargs (to NetworkArgs), as jsonargparse resolves it
-    params = datamodule_arguments(METHODS[name]).values()
-    assert {"backbone", "seed", "selection", "epochs", "optimizer", "lr"} <= {p.name for p in params}
-    for p in params:
+    names = set(class_defaults(METHODS[name]))
+    assert {"backbone", "seed", "selection", "epochs", "optimizer", "lr"} <= names
+    declared = {}  # each name's nearest declaration, up the classes that take **kwargs
+    for klass in METHODS[name].__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        ps = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in ps:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                declared.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in ps):
+            break
+    assert names <= set(declared)  # less where a class fixes a parent's argument (LfF: sampling="uniform")
+    for p in (declared[n] for n in names):
         assert p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, p.name  # no *args
         assert p.annotation is not inspect.Parameter.empty, p.name
         assert p.default is not inspect.Parameter.empty, p.name
