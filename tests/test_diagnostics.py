@@ -116,3 +116,14 @@ def test_the_second_look_line_says_how_much_of_the_first_wave_moved():
     assert (
         "warning" not in high
     )  # a description: no threshold on the share separates blind from graded rankings
+
+
+def test_a_moved_share_beyond_every_validated_run_says_what_it_meant_there():
+    from sebra.diagnostics import SECOND_LOOK_UNSEEN
+
+    inside = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 68, "moved_share": 0.068})
+    beyond = second_look_line({"epochs": 3, "first_wave": 1000, "moved": 180, "moved_share": 0.18})
+    assert 0.068 < SECOND_LOOK_UNSEEN < 0.18
+    assert "may not have learned" not in inside
+    assert "more than any validated run moved (10%)" in beyond and "in 3 epoch(s)" in beyond
+    assert "second_look_epochs=0" in beyond and beyond.count("\n") == 0
