@@ -24,7 +24,8 @@ from tiny_data import TinyDataModule, tiny_splits
 from trainers import quiet_trainer
 
 from sebra import SebraModule, load_rankings
-from sebra.datasets.datamodule import ShardSampler, augment_batch, shard_positions
+from sebra.datasets.sharding import ShardSampler, shard_positions
+from sebra.datasets.transforms import augment_batch
 from sebra.ranking import ActiveSetSampler
 
 SETTINGS = {

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sebra.backbones import Classifier
-from sebra.methods.args import check_backbone
+from sebra.methods._args import check_backbone
 
 
 def test_registered_and_shaped() -> None:

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from sebra.backbones import Classifier
-from sebra.datasets.datamodule import IMAGENET_MEAN, IMAGENET_STD, augment_batch
 from sebra.datasets.family import VariantSpec, render_variant, variant
+from sebra.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, augment_batch
 
 __all__ = ["attribute_speed", "variant_speeds"]
 

@@ -28,9 +28,10 @@ import torch
 from typing_extensions import override
 
 from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.datamodule import Augment, SebraDataModule
+from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.mnist_idx import MNIST_FILES, read_mnist
 from sebra.datasets.splits import seeded_split
+from sebra.datasets.transforms import Augment
 
 __all__ = [
     "COLORS",

@@ -22,154 +22,29 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.ops import roi_align
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from sebra.datasets.base import BiasSpec, ImageDataset
+from sebra.datasets.sharding import EvalShard, ShardSampler, shard_positions
+from sebra.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, augment_batch, make_transform
 from sebra.utils.rng import GeneratorPickling
 
-__all__ = [
+__all__ = [  # the transforms and samplers live in sebra.datasets.transforms / .sharding; named here as before
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_IMAGE_SIZE",
+    "Augment",
     "SebraDataModule",
     "ShardSampler",
     "augment_batch",
     "make_transform",
     "shard_positions",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-Augment = Literal["none", "flip", "crop_flip", "resized_crop_flip"]
-
-
-def make_transform(
-    image_size: int | None,
-    augment: Augment = "none",
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
-    pad: int | None = None,
-) -> Callable:
-    """A v2 transform from a uint8 ``[3, H, W]`` tensor to a normalised float tensor.
-
-    ``crop_flip`` is the CIFAR recipe (reflect-pad by ``image_size // 8``, random crop, horizontal flip);
-    ``resized_crop_flip`` is the ImageNet recipe (BAR's Stage 2 augmentation).
-    """
-    ops: list = []
-    if augment == "resized_crop_flip":
-        ops.append(v2.RandomResizedCrop(image_size, antialias=True))
-    elif image_size is not None:
-        ops.append(v2.Resize((image_size, image_size), antialias=True))
-    if augment == "crop_flip":
-        p = pad if pad is not None else max(1, (image_size or 32) // 8)
-        ops.append(v2.RandomCrop(image_size, padding=p, padding_mode="reflect"))
-    if augment in ("flip", "crop_flip", "resized_crop_flip"):
-        ops.append(v2.RandomHorizontalFlip())
-    elif augment != "none":
-        raise ValueError(f"augment must be one of none, flip, crop_flip, resized_crop_flip; got {augment!r}")
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    return v2.Compose(ops)
-
-
-def augment_batch(
-    x: torch.Tensor, augment: Augment, size: int | None, generator: torch.Generator
-) -> torch.Tensor:
-    """Batched random augmentation of float images ``[B, C, H, W]`` (one independent draw per image).
-
-    ``crop_flip``: reflect-pad by ``size // 8``, random crop, horizontal flip; ``flip``: flip only;
-    ``resized_crop_flip``: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, via ``roi_align``) and flip.
-    """
-    b, _, h, w = x.shape
-    dev = x.device
-    if augment == "crop_flip":
-        p = max(1, (size or h) // 8)
-        xp = F.pad(x, (p, p, p, p), mode="reflect")
-        oy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
-        ox = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
-        windows = xp.unfold(2, h, 1).unfold(3, w, 1)  # [B, C, 2p+1, 2p+1, H, W], a view
-        x = windows[torch.arange(b, device=dev), :, oy, ox]
-    elif augment == "resized_crop_flip":
-        area = h * w * torch.empty(b).uniform_(0.08, 1.0, generator=generator)
-        logr = torch.empty(b).uniform_(
-            torch.log(torch.tensor(3 / 4)).item(), torch.log(torch.tensor(4 / 3)).item(), generator=generator
-        )
-        ratio = torch.exp(logr)
-        cw = torch.sqrt(area * ratio).clamp(max=w)
-        ch = torch.sqrt(area / ratio).clamp(max=h)
-        x0 = torch.rand(b, generator=generator) * (w - cw)
-        y0 = torch.rand(b, generator=generator) * (h - ch)
-        boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1).to(
-            dev, x.dtype
-        )
-        out = size or h
-        x = roi_align(x, boxes, output_size=(out, out), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    elif augment not in ("flip", "none"):
-        raise ValueError(f"augment must be one of none, flip, crop_flip, resized_crop_flip; got {augment!r}")
-    if augment != "none":
-        flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-class ShardSampler(DistributedSampler):
-    """Yields a fixed list of indices: this process's share, already sharded (and padded) by the caller.
-
-    A :class:`~torch.utils.data.DistributedSampler` subclass only so that Lightning leaves it in place instead of
-    sharding the loader a second time; none of the parent's machinery is used.
-    """
-
-    def __init__(self, indices, num_replicas: int = 1, rank: int = 0) -> None:
-        self.indices = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
-        self.epoch, self.seed, self.shuffle, self.drop_last = 0, 0, False, False
-        self.num_samples = len(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self):
-        return iter(self.indices)
-
-
-def shard_positions(n: int, num_replicas: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Strided share ``rank, rank + k, ...`` of ``0..n-1``, padded to ``ceil(n / k)``; returns ``(positions, valid)``.
-
-    Padding repeats the share's first position (or 0) with ``valid=False``, so every process runs the same number of
-    batches (DDP synchronises buffers on every forward) and no sample is counted twice.
-    """
-    if not 0 <= rank < num_replicas:
-        raise ValueError(f"rank must lie in 0..{num_replicas - 1}, got {rank}")
-    pos = torch.arange(n)[rank::num_replicas]
-    size = -(-n // num_replicas)
-    pad = size - len(pos)
-    fill = pos[:1] if len(pos) else torch.zeros(1, dtype=torch.long)
-    positions = torch.cat([pos, fill.repeat(pad)])
-    valid = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(pad, dtype=torch.bool)])
-    return positions, valid
-
-
-class _EvalShard(Dataset):
-    """One process's padded share of an evaluation split; each item gets ``valid`` (False on padding rows)."""
-
-    def __init__(self, base: Dataset, positions: torch.Tensor, valid: torch.Tensor) -> None:
-        self.base, self.positions, self.valid = base, positions, valid
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> dict:
-        item = dict(self.base[int(self.positions[i])])
-        item["valid"] = bool(self.valid[i])
-        return item
 
 
 class _DecodeRows(Dataset):
@@ -441,7 +316,7 @@ class SebraDataModule(GeneratorPickling, L.LightningDataModule):
         if world == 1:
             return self.loader(dataset)
         positions, valid = shard_positions(len(dataset), world, rank)
-        shard = _EvalShard(dataset, positions, valid)
+        shard = EvalShard(dataset, positions, valid)
         return self.loader(shard, sampler=ShardSampler(range(len(shard)), world, rank))
 
     def _split_for(self, split: str):

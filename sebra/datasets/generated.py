@@ -20,8 +20,9 @@ from typing_extensions import override
 
 from sebra.datasets.animal_mnist import ANIMAL_CLASSES
 from sebra.datasets.base import BiasSpec, ImageDataset
-from sebra.datasets.datamodule import Augment, SebraDataModule
+from sebra.datasets.datamodule import SebraDataModule
 from sebra.datasets.splits import SPLITS
+from sebra.datasets.transforms import Augment
 from sebra.datasets.urbancars import URBANCARS_GROUP_NAMES, read_urbancars
 
 __all__ = ["GeneratedDataModule", "data_home", "is_generated", "write_generated", "write_splits"]

@@ -5,13 +5,13 @@ ranking table (:class:`RankedHeadModule`, :class:`RankUpsampledModule`, :class:`
 is ``SebraModule(rankings=...)``) are built by the ranker x mitigation grid instead.
 """
 
+from sebra.methods._optim import make_optimizer
 from sebra.methods.base import BaseMethod
 from sebra.methods.checkpoints import LastCheckpoint, SelectionCheckpoint
 from sebra.methods.erm import ERMModule
 from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
 from sebra.methods.jtt import JTTModule
 from sebra.methods.lff import LfFModule
-from sebra.methods.optim import make_optimizer
 from sebra.methods.rank_group_dro import RankGroupDROModule
 from sebra.methods.rank_upsampled import RankUpsampledModule
 from sebra.methods.ranked_head import RankedHeadModule

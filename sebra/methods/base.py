@@ -15,12 +15,12 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import ARG_RULES, Selection, check_args, check_choices
+from sebra.methods._args import ARG_RULES, Selection, check_args, check_choices
+from sebra.methods._devices import apply_gpu_options
+from sebra.methods._group_layout import group_metric
+from sebra.methods._optim import make_optimizer
 from sebra.methods.checkpoints import checkpoint_callbacks, is_module_checkpoint, resolve_selection
-from sebra.methods.devices import apply_gpu_options
 from sebra.methods.finite import check_finite_loss
-from sebra.methods.group_layout import group_metric
-from sebra.methods.optim import make_optimizer
 from sebra.methods.phase import Phase, epoch_phase
 from sebra.utils.files import remove_stale_temporaries
 from sebra.utils.rng import GeneratorPickling
@@ -92,7 +92,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
 
     def check_hparams(self, rules: dict[str, dict[str, Any]] | None = None) -> None:
         """Check every saved hyper-parameter: each one typed as a ``Literal`` against its type
-        (:func:`~sebra.methods.args.check_choices`), each one :mod:`sebra.methods.args` has a numeric rule for
+        (:func:`~sebra.methods._args.check_choices`), each one :mod:`sebra.methods._args` has a numeric rule for
         against it (``rules`` overrides them), in signature order; raises ``ValueError`` naming the class, the
         argument and the value."""
         check_choices(type(self), dict(self.hparams))
@@ -124,7 +124,7 @@ class BaseMethod(GeneratorPickling, L.LightningModule):
 
     def _apply_gpu_options(self, *nets: nn.Module | None) -> None:
         """The ``channels_last`` and ``compile`` hyper-parameters applied to ``nets``
-        (:func:`~sebra.methods.devices.apply_gpu_options`)."""
+        (:func:`~sebra.methods._devices.apply_gpu_options`)."""
         h = self.hparams
         apply_gpu_options(*nets, channels_last=bool(h.channels_last), compile=bool(h.compile))
 

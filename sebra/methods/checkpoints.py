@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from sebra.methods.args import Selection
+from sebra.methods._args import Selection
 from sebra.utils.files import atomic_write
 
 __all__ = [

@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Optimizer, Sampling
+from sebra.methods._args import Optimizer, Sampling
+from sebra.methods._network_args import NetworkArgs
+from sebra.methods._sampling import shuffled_loader, weighted_loader
 from sebra.methods.base import EpochLimited
-from sebra.methods.network_args import NetworkArgs
-from sebra.methods.sampling import shuffled_loader, weighted_loader
 
 __all__ = ["ERMModule"]
 
@@ -23,11 +23,11 @@ class ERMModule(NetworkArgs, EpochLimited):
 
     Args:
         epochs: training epochs (stops the trainer itself; use ``Trainer(max_epochs=-1)`` or at least this).
-        optimizer, weight_decay: the optimizer (``lr``, ``momentum``: :class:`~sebra.methods.network_args.NetworkArgs`).
+        optimizer, weight_decay: the optimizer (``lr``, ``momentum``: :class:`~sebra.methods._network_args.NetworkArgs`).
         sampling: ``uniform`` (plain ERM) or ``group_balanced`` (each group drawn equally often: uses training group
             labels, the label-using reference "oracle" of the benchmarks).
         **kwargs: the network, learning rate, schedule, seed and GPU options
-            (:class:`~sebra.methods.network_args.NetworkArgs`: ``seed`` seeds the initialisation and the shuffling /
+            (:class:`~sebra.methods._network_args.NetworkArgs`: ``seed`` seeds the initialisation and the shuffling /
             group-balanced draws, ``sample_generator``, saved in checkpoints) and ``selection``, ``num_classes``
             (:class:`~sebra.methods.base.BaseMethod`).
     """

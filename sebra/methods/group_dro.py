@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-from sebra.methods.args import check_args
+from sebra.methods._args import check_args
 from sebra.methods.erm import ERMModule
 
 __all__ = ["GroupDROLoss", "GroupDROModule"]

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Optimizer
-from sebra.methods.network_args import NetworkArgs
-from sebra.methods.optim import cosine_lr, make_optimizer
+from sebra.methods._args import Optimizer
+from sebra.methods._network_args import NetworkArgs
+from sebra.methods._optim import cosine_lr, make_optimizer
+from sebra.methods._sampling import shuffled_loader, weighted_loader
 from sebra.methods.phase import Phase, as_int
-from sebra.methods.sampling import shuffled_loader, weighted_loader
 from sebra.methods.two_phase import TwoPhaseMethod
 from sebra.scoring import dataset_scores, error_set_rankings
 from sebra.utils.files import atomic_write
@@ -80,13 +80,13 @@ class JTTModule(NetworkArgs, TwoPhaseMethod):
         upweight: lambda_up, sampling weight of an error-set sample relative to 1 for the others (>= 1).
         epochs: retraining epochs.
         optimizer, weight_decay: the optimizer of both phases (retraining: these values; ``lr`` and ``momentum``:
-            :class:`~sebra.methods.network_args.NetworkArgs`).
+            :class:`~sebra.methods._network_args.NetworkArgs`).
         id_lr, id_weight_decay: identification optimizer's learning rate and weight decay (default: ``lr``,
             ``weight_decay``); the optimizer kind and momentum are shared.
         **kwargs: the network of both phases, ``lr``, ``lr_schedule`` (applied per phase: over ``id_epochs``, then
             over ``epochs``), ``seed`` (the networks' initialisation: identification ``seed``, as ERM, retraining
             ``seed + 1``; the identification shuffling and the retraining draws) and the GPU options
-            (:class:`~sebra.methods.network_args.NetworkArgs`); ``selection`` (during retraining) and
+            (:class:`~sebra.methods._network_args.NetworkArgs`); ``selection`` (during retraining) and
             ``num_classes`` (:class:`~sebra.methods.base.BaseMethod`).
     """
 

@@ -29,7 +29,7 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Optimizer, require
+from sebra.methods._args import Optimizer, require
 from sebra.methods.erm import ERMModule
 
 __all__ = ["LfFModule", "SampleLossEMA", "generalized_ce", "relative_difficulty"]

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from typing_extensions import override
 
+from sebra.methods._rank_table import given_rankings, position_bins
 from sebra.methods.group_dro import GroupDROLoss, GroupDROModule
-from sebra.methods.rank_table import given_rankings, position_bins
 
 __all__ = ["RankGroupDROModule"]
 

@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from sebra.methods.args import check_choices, require
+from sebra.methods._args import check_choices, require
+from sebra.methods._rank_table import first_wave, given_rankings, position_bins
+from sebra.methods._sampling import weighted_loader
 from sebra.methods.erm import ERMModule
-from sebra.methods.rank_table import first_wave, given_rankings, position_bins
-from sebra.methods.sampling import weighted_loader
 from sebra.methods.sebra_stage2 import check_given_rankings
 from sebra.ranking import first_wave_weights as balanced_weights
 

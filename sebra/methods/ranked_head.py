@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection, require
+from sebra.methods._args import Selection, require
+from sebra.methods._rank_table import given_rankings
 from sebra.methods.base import EpochLimited
-from sebra.methods.rank_table import given_rankings
 from sebra.methods.sebra_stage2 import check_given_rankings
 
 __all__ = ["RankedHeadModule", "least_spurious", "load_classifier"]

@@ -39,12 +39,12 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.datasets.datamodule import ShardSampler
+from sebra.datasets.sharding import ShardSampler
 from sebra.diagnostics import PartitionCheck
 from sebra.export import check_ranking_values, check_rankings, load_rankings, save_rankings
-from sebra.methods.args import Optimizer
-from sebra.methods.network_args import NetworkArgs
-from sebra.methods.optim import make_optimizer
+from sebra.methods._args import Optimizer
+from sebra.methods._network_args import NetworkArgs
+from sebra.methods._optim import make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import (
     ConfidenceScore,
@@ -174,7 +174,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         **kwargs: the timm network of both stages (Stage 2 starts from a fresh copy), Stage 2's ``lr``,
             ``momentum`` and ``lr_schedule`` (none or cosine), ``seed`` (the networks, the Stage 1 draws and the
             Stage 2 pair tables) and the GPU options ``channels_last``, ``compile``
-            (:class:`~sebra.methods.network_args.NetworkArgs`; mixed precision itself is
+            (:class:`~sebra.methods._network_args.NetworkArgs`; mixed precision itself is
             ``Trainer(precision="bf16-mixed")`` or ``"16-mixed"``, and the Stage 1 scoring passes run under it);
             ``selection`` (during Stage 2: ``val_wga``, ``val_acc`` or ``last``) and ``num_classes``
             (:class:`~sebra.methods.base.BaseMethod`).

@@ -17,9 +17,9 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from sebra.datasets.datamodule import ShardSampler, shard_positions
+from sebra.datasets.sharding import ShardSampler, shard_positions
 from sebra.diagnostics import PartitionCheck, tail_agreement, unchecked, wave_stability
-from sebra.methods.args import check_args, check_choices
+from sebra.methods._args import check_args, check_choices
 from sebra.ranking import (
     ActiveSetSampler,
     RankingController,

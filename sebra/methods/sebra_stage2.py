@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sebra.contrastive import PairTable, RankContrastiveLoss, mine_rank_pairs
-from sebra.methods.args import check_args, check_choices
+from sebra.methods._args import check_args, check_choices
 from sebra.utils.rng import GeneratorPickling
 
 __all__ = [

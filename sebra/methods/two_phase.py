@@ -9,11 +9,11 @@ from torch import nn
 from typing_extensions import override
 
 from sebra.backbones import Classifier
-from sebra.methods.args import Selection
+from sebra.methods._args import Selection
+from sebra.methods._devices import allow_unused_parameters
+from sebra.methods._optim import cosine_lr
 from sebra.methods.base import BaseMethod
-from sebra.methods.devices import allow_unused_parameters
 from sebra.methods.finite import NonFiniteScores, nonfinite_scores_message, phase_step
-from sebra.methods.optim import cosine_lr
 
 __all__ = ["DONE", "TwoPhaseMethod"]
 

@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 
 from sebra.methods import ERMModule, GroupDROModule, JTTModule, SebraModule
-from sebra.methods.args import check_choices, literal_choices
+from sebra.methods._args import check_choices, literal_choices
 
 
 class _Base:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sebra.methods.optim import cosine_lr, make_optimizer
+from sebra.methods._optim import cosine_lr, make_optimizer
 
 
 def test_make_optimizer_by_name() -> None:

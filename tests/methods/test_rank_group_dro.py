@@ -7,8 +7,8 @@ import pytest
 import torch
 from tiny_data import ranked_table
 
+from sebra.methods._rank_table import position_bins
 from sebra.methods.rank_group_dro import RankGroupDROModule
-from sebra.methods.rank_table import position_bins
 
 
 def test_pseudo_groups_are_class_and_bin_and_true_groups_are_not_read(tiny_dm, make_trainer) -> None:

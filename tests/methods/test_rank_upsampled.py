@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny_data import ranked_table
 
-from sebra.methods.rank_table import position_bins
+from sebra.methods._rank_table import position_bins
 from sebra.methods.rank_upsampled import RankUpsampledModule, bin_weights, first_wave_weights
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from sebra.export import check_ranking_values, check_rankings, load_rankings
-from sebra.methods.args import require
+from sebra.methods._args import require
 from sebra.methods.sebra_stage2 import check_given_rankings, stage2_bins
 from sebra.ranking import first_wave
 

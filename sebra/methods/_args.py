@@ -27,7 +27,7 @@ __all__ = [
 
 Selection = Literal["val_wga", "val_acc", "last"]
 SELECTIONS: tuple[str, ...] = get_args(Selection)
-#: The optimizers :func:`sebra.methods.optim.make_optimizer` builds.
+#: The optimizers :func:`sebra.methods._optim.make_optimizer` builds.
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["none", "cosine"]
 #: ``uniform`` draws, or each (class, bias attributes) group equally often (uses group labels).

@@ -6,7 +6,7 @@ from typing import get_args
 
 import torch
 
-from sebra.methods.args import Optimizer
+from sebra.methods._args import Optimizer
 
 __all__ = ["OPTIMIZERS", "cosine_lr", "make_optimizer"]
 

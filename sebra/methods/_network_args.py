@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sebra.methods.args import LRSchedule, Selection
+from sebra.methods._args import LRSchedule, Selection
 
 __all__ = ["NetworkArgs"]
 
