@@ -61,7 +61,7 @@ def test_lanes_merge_into_one_table_with_roles_and_cross_lane_same_budget(tmp_pa
     fam = pd.read_csv(out)
     assert set(fam["variant"]) == {"builtin", "border-faintblur"}
     assert set(fam.loc[fam["variant"] == "builtin", "role"]) == {"dev"}
-    assert set(fam.loc[fam["variant"] == "border-faintblur", "role"]) == {"heldout"}
+    assert set(fam.loc[fam["variant"] == "border-faintblur", "role"]) == {"spent"}  # its registry role
     sb = fam[(fam["method"] == "erm_conf_same_budget") & (fam["variant"] == "border-faintblur")]
     assert sorted(sb["seed"].unique()) == [0, 1]  # derived from ERM (lane a) and Sebra's budget (lane b)
     assert sb[sb["metric"] == "budget_steps"].sort_values("seed")["value"].tolist() == [5.0, 6.0]

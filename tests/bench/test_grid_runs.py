@@ -38,8 +38,8 @@ def test_a_lane_skips_what_it_holds_and_refuses_another_role(monkeypatch, tmp_pa
     grid_runs.run_grid({}, "dev", dev, [0, 1], ("stage2", "rank_dro"), **kw)
     assert all(("sebra", "stage2") in c[2] for c in calls)  # the lane file said so: not fitted again
     assert len(pd.read_csv(lane)) == 8
-    with pytest.raises(ValueError, match="is a heldout variant, not dev"):
-        grid_runs.run_grid({}, "dev", [variants("heldout")[0]], [0], ("stage2",), **kw)
+    with pytest.raises(ValueError, match="is a spent variant, not dev"):
+        grid_runs.run_grid({}, "dev", [variants("spent")[0]], [0], ("stage2",), **kw)
 
 
 def test_merge_keeps_the_later_lane_for_a_cell_held_twice(tmp_path) -> None:
