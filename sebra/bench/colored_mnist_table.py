@@ -21,6 +21,7 @@ _NAMES = {
     "jtt": "JTT",
     "lff": "LfF",
     "sebra": "Sebra",
+    "sebra_bins10": "Sebra, 10 bins / gap 7 (before the validation choice)",
     "oracle": "group-balanced (colour labels)",
 }
 
