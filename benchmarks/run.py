@@ -1,4 +1,4 @@
-"""Run the benchmark sweep: a thin wrapper over ``sebra.bench.cli.main`` (same as ``sebra bench``).
+"""Run the benchmark sweep: a thin wrapper over ``sebra.cli.bench.main`` (same as ``sebra bench``).
 
 python benchmarks/run.py --dataset builtin --methods erm,jtt,groupdro,sebra,oracle --seeds 3
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from sebra.bench.cli import main
+from sebra.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

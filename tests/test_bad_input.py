@@ -30,6 +30,7 @@ from sebra import cli
 from sebra.bench.config import load_config
 from sebra.bench.sweep import run_bench
 from sebra.bench.tables import main as tables_main
+from sebra.cli.inspect import main as inspect_main
 from sebra.cli.results import level_scores
 from sebra.cli.verify import main as verify_main
 from sebra.datasets.bar import read_bar, read_bar_torch
@@ -37,7 +38,6 @@ from sebra.datasets.base import BiasSpec, DatasetError, ImageDataset
 from sebra.datasets.csv_manifest import read_manifest
 from sebra.datasets.urbancars import read_urbancars
 from sebra.export import load_rankings, save_rankings
-from sebra.inspect.cli import main as inspect_main
 from sebra.methods import ERMModule, GroupDROModule, JTTModule, SebraModule
 from sebra.utils import files
 from sebra.utils.files import _host, atomic_write, remove_stale_temporaries

@@ -9,5 +9,5 @@ Stage 1/Stage 2 core imports it.
 * :mod:`sebra.bench.rankers`: reference rankers scored against the true levels (ERM confidence per epoch).
 * :mod:`sebra.bench.tables`: Markdown tables, the plot and BENCHMARKS.md blocks.
 * :mod:`sebra.bench.family`, :mod:`sebra.bench.family_tables`: the benchmark family sweep and its tables.
-* :mod:`sebra.bench.cli`: the ``sebra bench`` command.
+* the ``sebra bench`` command itself is :mod:`sebra.cli.bench`, with the other commands.
 """

@@ -93,11 +93,11 @@ def _dispatch(cmd: str, rest: list[str]) -> int:
 
         return verify_main(rest[1:])
     if cmd == "inspect":
-        from sebra.inspect.cli import main as inspect_main
+        from sebra.cli.inspect import main as inspect_main
 
         return inspect_main(rest)
     if cmd == "bench":
-        from sebra.bench.cli import main as bench_main
+        from sebra.cli.bench import main as bench_main
 
         return _guarded("bench", bench_main, rest)
     print(f"sebra: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from sebra.bench.cli import main
+from sebra.cli.bench import main
 
 from .helpers import CONFIG
 

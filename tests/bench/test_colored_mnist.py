@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sebra.bench.cli import main
 from sebra.bench.colored_mnist import (
     CMNIST_COLUMNS,
     parse_ratios,
@@ -17,6 +16,7 @@ from sebra.bench.colored_mnist import (
     run_colored_mnist,
 )
 from sebra.bench.config import BenchError, build_run, default_config, load_config, selection_rules
+from sebra.cli.bench import main
 
 from .helpers import FakeRun
 

@@ -8,9 +8,9 @@ from contextlib import nullcontext
 import pandas as pd
 import pytest
 
-from sebra.bench import cli as bench_cli
 from sebra.bench import grid_runs
 from sebra.bench.grid import GRID_COLUMNS
+from sebra.cli import bench as bench_cli
 from sebra.datasets.family import variants
 
 

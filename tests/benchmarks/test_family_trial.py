@@ -27,4 +27,4 @@ def test_trial_script_refuses_held_out_variants() -> None:
         timeout=120,
     )
     assert out.returncode != 0
-    assert "'border-faintblur' is a heldout variant; settings are chosen on dev variants only" in out.stderr
+    assert "'border-faintblur' is a spent variant; settings are chosen on dev variants only" in out.stderr

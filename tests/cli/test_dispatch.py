@@ -51,8 +51,8 @@ def test_data_needs_verify(capsys) -> None:
         (["rank", "--seed", "1"], "sebra.cli.demo", "rank_main", ["--seed", "1"]),
         (["fit", "--config", "c.yaml"], "sebra.cli.fit", "main", ["--config", "c.yaml"]),
         (["data", "verify", "bar", "r"], "sebra.cli.verify", "main", ["bar", "r"]),
-        (["inspect", "r.csv"], "sebra.inspect.cli", "main", ["r.csv"]),
-        (["bench", "--dry-run"], "sebra.bench.cli", "main", ["--dry-run"]),
+        (["inspect", "r.csv"], "sebra.cli.inspect", "main", ["r.csv"]),
+        (["bench", "--dry-run"], "sebra.cli.bench", "main", ["--dry-run"]),
     ],
 )
 def test_each_command_reaches_its_entry_point(monkeypatch, argv, module, name, passed) -> None:

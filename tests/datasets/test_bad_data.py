@@ -14,12 +14,12 @@ import pytest
 from dataset_fixtures import write_image
 from PIL import Image
 
+from sebra.cli.inspect import main as inspect_main
 from sebra.cli.verify import main as verify_main
 from sebra.datasets.base import DatasetError, decode_image
 from sebra.datasets.csv_manifest import read_manifest
 from sebra.datasets.folder import ImageFolderDataModule, read_image_folder
 from sebra.export import save_rankings
-from sebra.inspect.cli import main as inspect_main
 
 
 def _gray16(path: Path, values: np.ndarray) -> Path:

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from ranked_fixtures import CLASS_NAMES
 
+from sebra.cli.inspect import main
 from sebra.export import save_rankings
-from sebra.inspect.cli import main
 from sebra.inspect.report import rank_class_counts, write_report
 
 
