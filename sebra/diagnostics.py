@@ -40,8 +40,10 @@ __all__ = [
     "MIN_AGREEMENT",
     "MIN_SHARE",
     "MIN_TAIL_OVERLAP",
+    "SECOND_LOOK_UNSEEN",
     "TAIL",
     "PartitionCheck",
+    "second_look_line",
     "summary_line",
     "tail_agreement",
     "wave_stability",
@@ -238,6 +240,11 @@ def summary_line(check: PartitionCheck) -> str:
     return ("warning: " if check.fired else "") + check.message
 
 
+#: A moved share above every run validated before the fourth held-out set (dev at most 5.8%, the third held-out set
+#: at most 6.8%, BENCHMARKS.md §7.11-§7.12, rounded up): past it the line says what it meant on the fourth (§7.14).
+SECOND_LOOK_UNSEEN = 0.10
+
+
 def second_look_line(look: dict) -> str:
     """The line the commands print after the ranking check when a second look ran (``SebraModule`` with
     ``second_look_epochs``; ``look`` is ``ranking_diagnostics.json``'s ``second_look``): how much of the first wave
@@ -263,11 +270,6 @@ def second_look_line(look: dict) -> str:
             "ones; compare with second_look_epochs=0 or a longer second look on your validation split"
         )
     return line
-
-
-#: A moved share above every run validated before the fourth held-out set (dev at most 5.8%, the third held-out set
-#: at most 6.8%, BENCHMARKS.md §7.11-§7.12, rounded up): past it the line says what it meant on the fourth (§7.14).
-SECOND_LOOK_UNSEEN = 0.10
 
 
 def probe_agreement(first: pd.DataFrame, probe: pd.DataFrame) -> list[float]:

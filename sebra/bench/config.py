@@ -21,7 +21,8 @@ Overrides use the same dotted keys (``methods.sebra.model.init_args.lr=0.01``, `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +90,25 @@ def check_config(cfg: Mapping[str, Any], where: str = "config") -> dict[str, Any
     return out
 
 
-def _check_schema(cfg: Mapping[str, Any], where: str) -> None:
+@contextlib.contextmanager
+def _as_bench_error() -> Iterator[None]:
+    """The schema's refusals (:class:`ConfigError`) raised as the bench's own kind, with the same message."""
     try:
+        yield
+    except BenchError:
+        raise
+    except ConfigError as e:
+        raise BenchError(str(e)) from e
+
+
+def _check_schema(cfg: Mapping[str, Any], where: str) -> None:
+    with _as_bench_error():
         check_block(cfg["data"], "data", "data", where)
         check_trainer(cfg["trainer"], "trainer", where)
         for name, m in cfg["methods"].items():
             check_block(m["model"], "model", f"methods.{name}.model", where)
             if m["trainer"]:
                 check_trainer({**cfg["trainer"], **m["trainer"]}, f"methods.{name}.trainer", where)
-    except BenchError:
-        raise
-    except ConfigError as e:  # the bench's own kind, with the schema's message
-        raise BenchError(str(e)) from e
 
 
 def _class_block(cfg: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -219,17 +227,13 @@ def build_run(cfg: Mapping[str, Any], method: str, seed: int | None) -> tuple[An
     data = {"class_path": cfg["data"]["class_path"], "init_args": dict(cfg["data"]["init_args"])}
     model = dict(cfg["methods"][method]["model"])
     model["init_args"] = dict(model["init_args"])
-    try:
+    with _as_bench_error():
         if seed is not None and "seed" in class_defaults(data["class_path"]):
             data["init_args"].setdefault("seed", seed)
         if seed is not None and "seed" in class_defaults(
             model["class_path"]
-        ):  # also when passed on in **kwargs
+        ):  # also when handed on in **kwargs
             model["init_args"]["seed"] = seed
         dm = build_block(data, "data", "data", where)
         module = build_block(model, "model", f"methods.{method}.model", where)
-    except BenchError:
-        raise
-    except ConfigError as e:
-        raise BenchError(str(e)) from e
     return dm, module

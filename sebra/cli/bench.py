@@ -257,9 +257,7 @@ def _family_run(args: argparse.Namespace) -> int | str:
     _check_destinations(("--out", out.parent), ("--runs-dir", runs_dir))
     if args.dry_run:
         for v in names:
-            done = completed_runs(read_results(lane_file(out, v, args.lane)))
-            todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
-            print(f"{v}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
+            _print_todo(v, lane_file(out, v, args.lane), methods, seeds, args.lane)
         return 0
     _set_threads(args.threads)
     run_family(
@@ -325,6 +323,13 @@ def _grid_run(args: argparse.Namespace) -> int | str:
     return f"grid rows in {lane}, merged into benchmarks/results/grid.csv"
 
 
+def _print_todo(what: str, lane_results: Path, methods: list[str], seeds: list[int], lane: str) -> None:
+    """``--dry-run`` of a lane: how many of its (method, seed) runs its results file does not hold yet."""
+    done = completed_runs(read_results(lane_results))
+    todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
+    print(f"{what}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {lane})")
+
+
 def _check_lane(lane: str) -> None:
     """A lane names a results file (``<out stem>.<lane>.csv``): letters, digits, ``-``, ``_`` and ``.`` (so
     ``--lane r0.01`` works), not starting with a dot, never a path."""
@@ -350,9 +355,7 @@ def _colored_mnist_run(args: argparse.Namespace) -> int | str:
     _check_destinations(("--out", out.parent), ("--runs-dir", args.runs_dir))
     if args.dry_run:
         for r in ratios:
-            done = completed_runs(read_results(ratio_lane_file(out, r, args.lane)))
-            todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
-            print(f"ratio {r:g}: {len(todo)} of {len(seeds) * len(methods)} run(s) to do (lane {args.lane})")
+            _print_todo(f"ratio {r:g}", ratio_lane_file(out, r, args.lane), methods, seeds, args.lane)
         return 0
     _set_threads(args.threads)
     run_colored_mnist(

@@ -105,20 +105,28 @@ def _plain_types(text: str) -> str:
     return " ".join(text.split())
 
 
+def _unknown_argument(message: str, cls: type | str) -> str | None:
+    """``'name' (did you mean 'nearest'?)`` when jsonargparse's ``message`` refuses an argument ``cls`` does not
+    take (the nearest by spelling among the ones it does take), else ``None``."""
+    m = _NOT_ACCEPTED.search(message)
+    if not m:
+        return None
+    name = m[1].rpartition(".")[2]
+    try:
+        accepted = list(class_defaults(cls))
+    except ConfigError:
+        accepted = []
+    near = difflib.get_close_matches(name, accepted, n=1)
+    return f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+
+
 def _refusal(block: Mapping[str, Any], key: str, where: str, message: str) -> ConfigError:
     """A config error for jsonargparse's ``message`` on ``block`` at ``key`` of ``where``."""
     cls_path = str(block.get("class_path", ""))
-    cls = cls_path.rpartition(".")[2]
-    m = _NOT_ACCEPTED.search(message)
-    if m:  # an unknown argument: name it, and the nearest the class has
-        name = m[1].rpartition(".")[2]
-        try:
-            accepted = list(class_defaults(cls_path))
-        except ConfigError:
-            accepted = []
-        near = difflib.get_close_matches(name, accepted, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        return ConfigError(f"{where}: {key}.init_args: {cls} got an unexpected argument {name!r}{hint}")
+    unknown = _unknown_argument(message, cls_path)
+    if unknown:
+        cls = cls_path.rpartition(".")[2]
+        return ConfigError(f"{where}: {key}.init_args: {cls} got an unexpected argument {unknown}")
     return ConfigError(f"{where}: {short_parse_error(message, key)}")
 
 
@@ -183,12 +191,9 @@ def check_trainer(trainer: Mapping[str, Any], key: str, where: str) -> None:
         _class_parser(L.Trainer).parse_object({"args": dict(trainer)})
     except ArgumentError as e:
         message = str(e)
-        m = _NOT_ACCEPTED.search(message)
-        if m:
-            name = m[1].rpartition(".")[2]
-            near = difflib.get_close_matches(name, list(class_defaults(L.Trainer)), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{where}: {key}: lightning.Trainer takes no argument {name!r}{hint}") from e
+        unknown = _unknown_argument(message, L.Trainer)
+        if unknown:
+            raise ConfigError(f"{where}: {key}: lightning.Trainer takes no argument {unknown}") from e
         lines = [
             ln for ln in message.splitlines() if not ln.strip().startswith(("Given value type", "Subtypes:"))
         ]
