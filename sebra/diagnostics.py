@@ -269,6 +269,11 @@ def second_look_line(look: dict) -> str:
             f"have learned the slower shortcut in {look['epochs']} epoch(s), so the moved samples are partly aligned "
             "ones; compare with second_look_epochs=0 or a longer second look on your validation split"
         )
+    if look.get("stop") == "cap":
+        line += (
+            f"; it stopped at its cap of {look['max_epochs']} epochs while the share it got wrong was still "
+            "falling, so the slower shortcut may not be learned yet: try a larger second_look_max_epochs"
+        )
     return line
 
 

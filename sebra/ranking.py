@@ -31,6 +31,7 @@ __all__ = [
     "first_wave_weights",
     "number_positions",
     "order_table",
+    "second_look_continues",
     "second_look_order",
     "stratum_balanced_weights",
     "true_class_prob",
@@ -205,6 +206,26 @@ def second_look_order(
     out = out.sort_values(["label", "_k", "index"], kind="mergesort").reset_index(drop=True)
     out = number_positions(out.drop(columns="_k"))
     return out.assign(rank=out["position"]), int(move.sum())
+
+
+def second_look_continues(shares: list[float], relative: float = 0.1, absolute: float = 0.005) -> bool:
+    """Whether a lengthened second look should train another epoch: the share of the first wave it got wrong
+    fell, at the last epoch, by more than ``relative`` of the epoch before and by more than ``absolute``.
+
+    A second-look network that has not yet learned the slower shortcut errs on aligned and conflicting first-wave
+    samples alike, so its wrong share is large and falls while it learns; once the shortcut is learned the share
+    settles near the share that conflicts with it. Stopping where it stops falling lets the look last as long as
+    the slower shortcut needs instead of a fixed number of epochs (BENCHMARKS.md §7.15). Label-free: it reads
+    only the class labels and the first ranking's wave.
+
+    Args:
+        shares: per epoch so far, the share of the first wave with second-look ``p_y`` below 0.5.
+        relative, absolute: the least fall that counts (both must be exceeded).
+    """
+    if len(shares) < 2:
+        return True
+    before, now = shares[-2], shares[-1]
+    return before - now > max(relative * before, absolute)
 
 
 class RankingController(GeneratorPickling):

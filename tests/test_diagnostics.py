@@ -127,3 +127,11 @@ def test_a_moved_share_beyond_every_validated_run_says_what_it_meant_there():
     assert "may not have learned" not in inside
     assert "more than any validated run moved (10%)" in beyond and "in 3 epoch(s)" in beyond
     assert "second_look_epochs=0" in beyond and beyond.count("\n") == 0
+
+
+def test_a_lengthened_second_look_that_hit_its_cap_says_so_and_what_to_try():
+    look = {"epochs": 12, "first_wave": 1000, "moved": 60, "moved_share": 0.06, "max_epochs": 12}
+    capped = second_look_line({**look, "stop": "cap"})
+    settled = second_look_line({**look, "stop": "plateau"})
+    assert "stopped at its cap of 12 epochs" in capped and "second_look_max_epochs" in capped
+    assert "cap" not in settled and "(12 epoch(s)" in settled

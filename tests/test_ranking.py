@@ -14,6 +14,7 @@ from sebra.ranking import (
     first_wave,
     first_wave_weights,
     order_table,
+    second_look_continues,
     second_look_order,
     true_class_prob,
 )
@@ -419,3 +420,16 @@ def test_second_look_that_gets_nothing_wrong_changes_nothing_and_bad_input_is_na
         second_look_order(table, [True] * 4, [0.9] * 5)
     with pytest.raises(ValueError, match="p_y has 1 NaN"):
         second_look_order(table, [True] * 5, [0.9, 0.9, float("nan"), 0.9, 0.9])
+
+
+def test_a_lengthened_second_look_goes_on_only_while_its_wrong_share_clearly_falls():
+    assert second_look_continues([0.2])  # one epoch: nothing to compare yet
+    assert second_look_continues([0.20, 0.15])  # fell by a quarter, 5 points
+    assert not second_look_continues([0.20, 0.19])  # fell by 5%: under a tenth
+    assert not second_look_continues([0.20, 0.22])  # rose
+    assert second_look_continues([0.030, 0.024])  # a fifth and 0.6 points: both bounds passed
+    assert not second_look_continues([0.010, 0.006])  # four tenths, but 0.4 points: under the half point
+    assert second_look_continues([0.010, 0.006], absolute=0.001)
+    assert second_look_continues([0.3, 0.2, 0.1]) and not second_look_continues(
+        [0.1, 0.2, 0.19]
+    )  # the last two

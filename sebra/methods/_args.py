@@ -170,6 +170,7 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "rank_repeats": {"integer": True, "low": 1},
     "confidence_steps": {"integer": True, "low": 1},
     "second_look_epochs": {"integer": True, "low": 0},
+    "second_look_max_epochs": {"integer": True, "low": 0},
     "first_step_passes": {"low": 0, "low_open": True},
     "retain_eliminated": {"low": 0, "high": 1},
     "upweight": {"low": 1, "note": "1 = plain ERM retraining"},

@@ -152,6 +152,12 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             percentiles (:func:`~sebra.ranking.second_look_order`); the rest keep their place. Where the ranking
             already grades both shortcuts it moves almost nothing (BENCHMARKS.md §7.11). Needs ``rank_bins``
             (one sample per rank) and an elimination run (not ``rank_by="confidence"``).
+        second_look_max_epochs: ``0`` (the default): the second look lasts ``second_look_epochs`` epochs. Above
+            ``second_look_epochs``: it goes on, up to this many epochs, while the share of the first wave it gets
+            wrong still falls by more than a tenth (and half a point) from one epoch to the next
+            (:func:`~sebra.ranking.second_look_continues`), and the order reads the mean ``p_y`` of its last
+            ``second_look_epochs`` epochs: a slower shortcut is then given the epochs it needs (BENCHMARKS.md
+            §7.15). ``ranking_diagnostics.json`` records the epochs run, why it stopped and the share per epoch.
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -205,6 +211,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         confidence_steps: int = 1,
         confidence_score: ConfidenceScore = "last",
         second_look_epochs: int = 0,
+        second_look_max_epochs: int = 0,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -270,6 +277,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             confidence_steps=confidence_steps,
             confidence_score=confidence_score,
             second_look_epochs=second_look_epochs,
+            second_look_max_epochs=second_look_max_epochs,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split
@@ -329,7 +337,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
     def phase(self) -> Phase:
         h, r = self.hparams, self.ranking
         if self.stage == RANK and r.second_look_run:
-            return Phase("Stage 1 second look", "epoch", r.second_look_done + 1, r.second_look_epochs)
+            return Phase("Stage 1 second look", "epoch", r.second_look_done + 1, r.second_look_max_epochs)
         if self.stage == RANK and r.confidence_run:
             return Phase("Stage 1 confidence run", "epoch", r.confidence_steps_done + 1, r.confidence_steps)
         if self.stage == RANK:

@@ -28,6 +28,7 @@ from sebra.ranking import (
     confidence_weighted_loss,
     first_wave,
     first_wave_weights,
+    second_look_continues,
     second_look_order,
 )
 from sebra.scoring import confidence_rankings, score_loader
@@ -98,6 +99,9 @@ class SelfGuidedRanking(GeneratorPickling):
     balance each class's first elimination wave against the rest of the class
     (:func:`~sebra.ranking.first_wave_weights`); every sample is scored after each epoch, and the first-wave
     samples whose mean ``p_y`` is below 0.5 move toward the tail (:func:`~sebra.ranking.second_look_order`).
+    With ``second_look_max_epochs`` above ``second_look_epochs`` the look goes on past ``second_look_epochs``
+    epochs while the share of the first wave it gets wrong keeps falling (:func:`second_look_continues`), and
+    the order reads the mean ``p_y`` of its last ``second_look_epochs`` epochs.
 
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
@@ -120,6 +124,7 @@ class SelfGuidedRanking(GeneratorPickling):
         confidence_steps: int = 1,
         confidence_score: ConfidenceScore = "last",
         second_look_epochs: int = 0,
+        second_look_max_epochs: int = 0,
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -143,8 +148,18 @@ class SelfGuidedRanking(GeneratorPickling):
             first_step_passes=first_step_passes,
             retain_eliminated=retain_eliminated,
             second_look_epochs=second_look_epochs,
+            second_look_max_epochs=second_look_max_epochs,
             seed=seed,
         )
+        if second_look_max_epochs and second_look_max_epochs < second_look_epochs:
+            raise ValueError(
+                f"second_look_max_epochs ({second_look_max_epochs}) must be 0 (a fixed look) or at least "
+                f"second_look_epochs ({second_look_epochs}): the look runs that many epochs before it may stop"
+            )
+        if second_look_max_epochs and not second_look_epochs:
+            raise ValueError(
+                "second_look_max_epochs > 0 lengthens a second look: set second_look_epochs (its window, e.g. 3)"
+            )
         if second_look_epochs and rank_by == "confidence":
             raise ValueError(
                 "second_look_epochs > 0 re-grades the first elimination wave: it needs rank_by='elimination' or "
@@ -175,6 +190,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.rank_by, self.confidence_steps = rank_by, int(confidence_steps)
         self.confidence_score, self.seed = confidence_score, int(seed)
         self.second_look_epochs = int(second_look_epochs)
+        self.second_look_max_epochs = max(int(second_look_max_epochs), self.second_look_epochs)
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -194,7 +210,11 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_run = False
         self.second_look_done = 0  # its epochs so far
         self.second_look_seed = self.seed
-        self.second_look_sum: torch.Tensor | None = None  # p_y summed over its epochs, per position
+        self.second_look_recent: list[
+            torch.Tensor
+        ] = []  # p_y per position, its last second_look_epochs epochs
+        self.second_look_shares: list[float] = []  # per epoch: share of the first wave with p_y < 0.5
+        self.second_look_stop: str | None = None  # why it ended: "fixed", "plateau" or "cap"
         self.second_look_moved: int | None = None  # first-wave samples it moved, once done
         self._look_base: tuple[pd.DataFrame, str] | None = None  # (the table it re-grades, its note)
         self._look_first: torch.Tensor | None = None  # [N] bool: in the class's first wave, per position
@@ -204,7 +224,7 @@ class SelfGuidedRanking(GeneratorPickling):
         """Ranking steps of every elimination run plus the confidence run's epochs: the most epochs ranking takes."""
         elimination = 0 if self.rank_by == "confidence" else self.max_steps * self.rank_repeats
         confidence = 0 if self.rank_by == "elimination" else self.confidence_steps
-        return elimination + confidence + self.second_look_epochs
+        return elimination + confidence + self.second_look_max_epochs
 
     def start(
         self,
@@ -474,11 +494,12 @@ class SelfGuidedRanking(GeneratorPickling):
         self._look_first = torch.from_numpy(np.array(first.loc[ctl.indices.numpy()].to_numpy(dtype=bool)))
         self._look_base = (df, note)
         self.second_look_run, self.confidence_run = True, False
-        self.second_look_done, self.second_look_sum = 0, None
+        self.second_look_done, self.second_look_recent, self.second_look_shares = 0, [], []
+        self.second_look_stop = None
         self.second_look_seed = self.seed + 1000 * (self.rank_repeats + 1)
         host.reset_ranker(self.second_look_seed)
         rank_zero_info(
-            f"Stage 1 ranking made ({note}); the second look ({self.second_look_epochs} epoch(s) of cross-entropy "
+            f"Stage 1 ranking made ({note}); the second look ({self._look_epochs_text()} of cross-entropy "
             f"on draws balancing each class's first wave of {int(self._look_first.sum())} samples against the "
             "rest) starts from a fresh ranker"
         )
@@ -495,25 +516,46 @@ class SelfGuidedRanking(GeneratorPickling):
         share, _ = shard_positions(len(draws), *replicas)
         return draws[share].tolist()
 
+    def _look_epochs_text(self) -> str:
+        if self.second_look_max_epochs > self.second_look_epochs:
+            return f"{self.second_look_epochs} to {self.second_look_max_epochs} epochs"
+        return f"{self.second_look_epochs} epoch(s)"
+
     def _close_second_look_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
         self.second_look_done += 1
         p_y = self._dense(*self.gathered_scores(host, every=True))
-        self.second_look_sum = p_y if self.second_look_sum is None else self.second_look_sum + p_y
-        total = self.second_look_epochs
-        rank_zero_info(f"second look: epoch {self.second_look_done} of {total} done")
-        if self.second_look_done < total:
+        window = self.second_look_epochs
+        self.second_look_recent = [*self.second_look_recent, p_y][-window:]
+        wave = self._look_first
+        share = float((p_y[wave] < 0.5).float().mean()) if bool(wave.any()) else 0.0
+        self.second_look_shares.append(share)
+        done, cap = self.second_look_done, self.second_look_max_epochs
+        rank_zero_info(
+            f"second look: epoch {done} of {self._look_epochs_text()} done; it gets {100 * share:.1f}% of the "
+            "first wave wrong"
+        )
+        if done < window:
             return None
+        if cap > window:
+            if done < cap and second_look_continues(self.second_look_shares):
+                return None
+            still_falling = second_look_continues(self.second_look_shares)
+            self.second_look_stop = "cap" if still_falling else "plateau"
+        else:
+            self.second_look_stop = "fixed"
         base, note = self._look_base
         ctl = self.controller
-        mean = pd.Series((self.second_look_sum / total).numpy(), index=ctl.indices.numpy())
+        total = self.second_look_recent[0]
+        for later in self.second_look_recent[1:]:  # summed in epoch order, as the fixed look always did
+            total = total + later
+        mean = pd.Series((total / len(self.second_look_recent)).numpy(), index=ctl.indices.numpy())
         first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
         keys = base["index"].to_numpy()
         df, moved = second_look_order(base, first.loc[keys].to_numpy(), mean.loc[keys].to_numpy())
         self.second_look_run, self.second_look_moved = False, moved
         wave = int(self._look_first.sum())
-        return self._result(
-            df, note, f"; the second look moved {moved} of the {wave} first-wave samples toward the tail"
-        )
+        after = f"; the second look ({done} epochs) moved {moved} of the {wave} first-wave samples toward the tail"
+        return self._result(df, note, after)
 
     def _result(self, df: pd.DataFrame, note: str, after: str = "") -> tuple[pd.DataFrame, str]:
         """The finished table and a sentence on what made it (``after`` ends it); the check made (or said to be
@@ -538,7 +580,11 @@ class SelfGuidedRanking(GeneratorPickling):
             return None
         wave = int(self._look_first.sum())
         return {
-            "epochs": self.second_look_epochs,
+            "epochs": self.second_look_done or self.second_look_epochs,
+            "window": self.second_look_epochs,
+            "max_epochs": self.second_look_max_epochs,
+            "stop": self.second_look_stop,
+            "wrong_share_by_epoch": list(self.second_look_shares),
             "first_wave": wave,
             "moved": self.second_look_moved,
             "moved_share": self.second_look_moved / wave if wave else 0.0,
@@ -585,7 +631,9 @@ class SelfGuidedRanking(GeneratorPickling):
                 "run": self.second_look_run,
                 "done": self.second_look_done,
                 "seed": self.second_look_seed,
-                "sum": self.second_look_sum.tolist() if self.second_look_sum is not None else None,
+                "recent": [t.tolist() for t in self.second_look_recent],
+                "shares": list(self.second_look_shares),
+                "stop": self.second_look_stop,
                 "moved": self.second_look_moved,
                 "base": self._look_base[0].to_dict("list") if self._look_base is not None else None,
                 "note": self._look_base[1] if self._look_base is not None else None,
@@ -613,7 +661,15 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_run = look.get("run", False)
         self.second_look_done = look.get("done", 0)
         self.second_look_seed = look.get("seed", self.second_look_seed)
-        self.second_look_sum = torch.tensor(look["sum"], dtype=torch.float32) if look.get("sum") else None
+        recent = look.get("recent")
+        if (
+            recent is None and look.get("sum") and self.second_look_done
+        ):  # a checkpoint from the fixed-only look
+            mean = torch.tensor(look["sum"], dtype=torch.float32) / self.second_look_done
+            recent = [mean.tolist()] * self.second_look_done  # the same window mean, so the same order
+        self.second_look_recent = [torch.tensor(r, dtype=torch.float32) for r in (recent or [])]
+        self.second_look_shares = list(look.get("shares", []))
+        self.second_look_stop = look.get("stop")
         self.second_look_moved = look.get("moved")
         base = look.get("base")
         self._look_base = (pd.DataFrame(base), look.get("note", "")) if base is not None else None

@@ -167,6 +167,11 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
         ({"draws_per_step": 0}, "draws_per_step must be None, 'active' or an integer >= 1"),
         ({"second_look_epochs": -1}, "SelfGuidedRanking: second_look_epochs must be >= 0"),
         ({"rank_by": "confidence", "second_look_epochs": 1}, "needs rank_by='elimination' or 'fused'"),
+        (
+            {"second_look_epochs": 3, "second_look_max_epochs": 2},
+            r"second_look_max_epochs \(2\) must be 0 .* at least",
+        ),
+        ({"second_look_max_epochs": 4}, "lengthens a second look: set second_look_epochs"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
@@ -206,7 +211,7 @@ def test_the_second_look_balances_the_first_wave_trains_plain_ce_and_regrades_on
         share = first[draws][mine].float().mean()
         assert 0.4 < float(share) < 0.6, float(share)
     table, note = _rank(ranking, host)
-    assert "the second look moved" in note and ranking.second_look_moved is not None
+    assert "the second look (2 epochs) moved" in note and ranking.second_look_moved is not None
     assert not ranking.second_look_run
     # only first-wave samples may move: the rest keep their relative order within their class
     wave = pd.Series(first.numpy(), index=ranking.controller.indices.numpy())
@@ -215,3 +220,32 @@ def test_the_second_look_balances_the_first_wave_trains_plain_ce_and_regrades_on
         rest_after = [i for i in part.sort_values("position")["index"] if not wave[i]]
         assert rest_after == rest_before
     assert sorted(table["index"]) == sorted(base["index"])
+
+
+def test_a_lengthened_second_look_stops_where_its_wrong_share_stops_falling_and_reads_its_last_epochs() -> (
+    None
+):
+    from sebra.ranking import second_look_continues
+
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=1, second_look_max_epochs=6)
+    assert ranking.epochs_needed() == SETTINGS["max_steps"] + 6  # the budget is the cap
+    _start(ranking, host)
+    table, note = _rank(ranking, host)
+    look = ranking.second_look_summary()
+    shares = look["wrong_share_by_epoch"]
+    assert look["window"] == 1 and look["max_epochs"] == 6 and look["epochs"] == len(shares)
+    assert 1 <= len(shares) <= 6 and f"the second look ({len(shares)} epochs)" in note
+    # it went on exactly while the share fell, and stopped for the reason it records
+    assert all(second_look_continues(shares[:k]) for k in range(2, len(shares)))
+    if look["stop"] == "plateau":
+        assert not second_look_continues(shares)
+    else:
+        assert look["stop"] == "cap" and len(shares) == 6
+    # the recorded share is the last epoch's, from the p_y the order reads (window 1: that epoch alone)
+    last = ranking.second_look_recent[-1]
+    first = ranking._look_first
+    assert len(ranking.second_look_recent) == 1
+    assert shares[-1] == pytest.approx(float((last[first] < 0.5).float().mean()))
+    assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
