@@ -48,6 +48,7 @@ from sebra.methods._optim import make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import (
     ConfidenceScore,
+    LookReduce,
     RankBy,
     RepeatDraws,
     Scoring,
@@ -158,6 +159,10 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             (:func:`~sebra.ranking.second_look_continues`), and the order reads the mean ``p_y`` of its last
             ``second_look_epochs`` epochs: a slower shortcut is then given the epochs it needs (BENCHMARKS.md
             §7.15). ``ranking_diagnostics.json`` records the epochs run, why it stopped and the share per epoch.
+        second_look_reduce: how the second look's last epochs are read per sample: ``mean`` (the default, shipped
+            in §7.11) or ``median`` (a sample moves only if most of those epochs get it wrong). On the dev variants
+            the look network's end-of-epoch snapshot sometimes erred on many first-wave samples at once (its wrong
+            share went 5% → 12% → 5%); the median keeps one such epoch from moving them (BENCHMARKS.md §7.15).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -212,6 +217,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         confidence_score: ConfidenceScore = "last",
         second_look_epochs: int = 0,
         second_look_max_epochs: int = 0,
+        second_look_reduce: LookReduce = "mean",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -278,6 +284,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             confidence_score=confidence_score,
             second_look_epochs=second_look_epochs,
             second_look_max_epochs=second_look_max_epochs,
+            second_look_reduce=second_look_reduce,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split

@@ -42,6 +42,7 @@ Unranked = Literal["last", "official"]
 WithinStep = Literal["elimination", "final", "mean"]
 RepeatDraws = Literal["uniform", "balanced"]
 ConfidenceScore = Literal["last", "mean"]
+LookReduce = Literal["mean", "median"]
 
 
 class RankingHost(Protocol):
@@ -101,7 +102,8 @@ class SelfGuidedRanking(GeneratorPickling):
     samples whose mean ``p_y`` is below 0.5 move toward the tail (:func:`~sebra.ranking.second_look_order`).
     With ``second_look_max_epochs`` above ``second_look_epochs`` the look goes on past ``second_look_epochs``
     epochs while the share of the first wave it gets wrong keeps falling (:func:`second_look_continues`), and
-    the order reads the mean ``p_y`` of its last ``second_look_epochs`` epochs.
+    the order reads the mean ``p_y`` of its last ``second_look_epochs`` epochs (``second_look_reduce="median"``:
+    their median).
 
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
@@ -125,6 +127,7 @@ class SelfGuidedRanking(GeneratorPickling):
         confidence_score: ConfidenceScore = "last",
         second_look_epochs: int = 0,
         second_look_max_epochs: int = 0,
+        second_look_reduce: LookReduce = "mean",
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -137,6 +140,7 @@ class SelfGuidedRanking(GeneratorPickling):
                 "repeat_draws": repeat_draws,
                 "rank_by": rank_by,
                 "confidence_score": confidence_score,
+                "second_look_reduce": second_look_reduce,
             },
         )
         check_args(
@@ -191,6 +195,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.confidence_score, self.seed = confidence_score, int(seed)
         self.second_look_epochs = int(second_look_epochs)
         self.second_look_max_epochs = max(int(second_look_max_epochs), self.second_look_epochs)
+        self.second_look_reduce = second_look_reduce
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -545,10 +550,7 @@ class SelfGuidedRanking(GeneratorPickling):
             self.second_look_stop = "fixed"
         base, note = self._look_base
         ctl = self.controller
-        total = self.second_look_recent[0]
-        for later in self.second_look_recent[1:]:  # summed in epoch order, as the fixed look always did
-            total = total + later
-        mean = pd.Series((total / len(self.second_look_recent)).numpy(), index=ctl.indices.numpy())
+        mean = pd.Series(self._look_score().numpy(), index=ctl.indices.numpy())
         first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
         keys = base["index"].to_numpy()
         df, moved = second_look_order(base, first.loc[keys].to_numpy(), mean.loc[keys].to_numpy())
@@ -556,6 +558,18 @@ class SelfGuidedRanking(GeneratorPickling):
         wave = int(self._look_first.sum())
         after = f"; the second look ({done} epochs) moved {moved} of the {wave} first-wave samples toward the tail"
         return self._result(df, note, after)
+
+    def _look_score(self) -> torch.Tensor:
+        """Per position, the ``p_y`` the second look orders and moves by: over its last epochs, their mean
+        (``second_look_reduce="mean"``) or their median (``"median"``: one epoch whose snapshot errs on many samples
+        at once, as the look network's did on the dev variants of BENCHMARKS.md §7.15, moves nothing by itself)."""
+        recent = self.second_look_recent
+        if self.second_look_reduce == "median":
+            return torch.stack(recent).double().quantile(0.5, dim=0).to(recent[0].dtype)
+        total = recent[0]
+        for later in recent[1:]:  # summed in epoch order, as the fixed look always did
+            total = total + later
+        return total / len(recent)
 
     def _result(self, df: pd.DataFrame, note: str, after: str = "") -> tuple[pd.DataFrame, str]:
         """The finished table and a sentence on what made it (``after`` ends it); the check made (or said to be
@@ -582,6 +596,7 @@ class SelfGuidedRanking(GeneratorPickling):
         return {
             "epochs": self.second_look_done or self.second_look_epochs,
             "window": self.second_look_epochs,
+            "reduce": self.second_look_reduce,
             "max_epochs": self.second_look_max_epochs,
             "stop": self.second_look_stop,
             "wrong_share_by_epoch": list(self.second_look_shares),

@@ -172,6 +172,7 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
             r"second_look_max_epochs \(2\) must be 0 .* at least",
         ),
         ({"second_look_max_epochs": 4}, "lengthens a second look: set second_look_epochs"),
+        ({"second_look_reduce": "max"}, "second_look_reduce"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
@@ -248,4 +249,36 @@ def test_a_lengthened_second_look_stops_where_its_wrong_share_stops_falling_and_
     first = ranking._look_first
     assert len(ranking.second_look_recent) == 1
     assert shares[-1] == pytest.approx(float((last[first] < 0.5).float().mean()))
+    assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def test_a_median_second_look_ignores_one_epoch_that_errs_on_many_samples_where_the_mean_moves_them() -> None:
+    # three epochs' p_y for four samples: the middle epoch's snapshot errs on the first three at once
+    recent = [
+        torch.tensor([0.7, 0.8, 0.6, 0.2]),
+        torch.tensor([0.05, 0.1, 0.2, 0.3]),
+        torch.tensor([0.7, 0.6, 0.65, 0.1]),
+    ]
+    looks = {}
+    for reduce in ("mean", "median"):
+        ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=3, second_look_reduce=reduce)
+        ranking.second_look_recent = recent
+        looks[reduce] = ranking._look_score()
+    assert torch.allclose(looks["mean"], torch.stack(recent).mean(0))
+    assert torch.allclose(looks["median"], torch.tensor([0.7, 0.6, 0.6, 0.2]))
+    # the mean moves two samples the other epochs got right; the median moves only the one most epochs got wrong
+    assert (looks["mean"] < 0.5).tolist() == [True, False, True, True]
+    assert (looks["median"] < 0.5).tolist() == [False, False, False, True]
+
+
+def test_a_median_second_look_moves_the_first_wave_samples_whose_median_p_y_is_below_one_half() -> None:
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=3, second_look_reduce="median")
+    _start(ranking, host)
+    table, note = _rank(ranking, host)
+    look = ranking.second_look_summary()
+    assert look["reduce"] == "median" and look["epochs"] == 3 and len(ranking.second_look_recent) == 3
+    score = torch.stack(ranking.second_look_recent).double().median(0).values
+    assert ranking.second_look_moved == int((score[ranking._look_first] < 0.5).sum())
     assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
