@@ -44,6 +44,7 @@ __all__ = [
     "TAIL",
     "PartitionCheck",
     "second_look_line",
+    "second_look_unsettled",
     "summary_line",
     "tail_agreement",
     "wave_stability",
@@ -245,6 +246,24 @@ def summary_line(check: PartitionCheck) -> str:
 SECOND_LOOK_UNSEEN = 0.10
 
 
+def second_look_unsettled(
+    shares: list[float], rise: float = 0.02, ratio: float = 2.0
+) -> tuple[int, float, float] | None:
+    """Where a second look's network had not settled: the first epoch ``k`` (0-based, after the first) at which the
+    share of the first wave it got wrong rose above ``ratio`` times, and ``rise`` above, the lowest share of the
+    epochs before it, as ``(k, lowest before, share at k)``; ``None`` where no epoch did.
+
+    A network that has learned what it will learn gets a steady share wrong; one whose end-of-epoch snapshot jumps
+    (on the dev and fifth held-out variants: 4.8% -> 11.7%, 3.0% -> 26.4%, 1.3% -> 7.6%; BENCHMARKS.md §7.15) errs
+    on many aligned first-wave samples at once, and a look read by the mean of its epochs then moves them.
+    Label-free: it reads only the shares the look recorded."""
+    for k in range(1, len(shares)):
+        low = min(shares[:k])
+        if shares[k] - low > rise and shares[k] > ratio * low:
+            return k, low, shares[k]
+    return None
+
+
 def second_look_line(look: dict) -> str:
     """The line the commands print after the ranking check when a second look ran (``SebraModule`` with
     ``second_look_epochs``; ``look`` is ``ranking_diagnostics.json``'s ``second_look``): how much of the first wave
@@ -268,6 +287,14 @@ def second_look_line(look: dict) -> str:
             f"; more than any validated run moved ({100 * SECOND_LOOK_UNSEEN:.0f}%): the second-look network may not "
             f"have learned the slower shortcut in {look['epochs']} epoch(s), so the moved samples are partly aligned "
             "ones; compare with second_look_epochs=0 or a longer second look on your validation split"
+        )
+    jump = second_look_unsettled(list(look.get("wrong_share_by_epoch") or []))
+    if jump is not None:
+        k, low, high = jump
+        line += (
+            f"; its network had not settled (the share of the first wave it got wrong rose from {100 * low:.1f}% "
+            f"to {100 * high:.1f}% at epoch {k + 1}), so part of what it moved may be that epoch's noise: compare "
+            "second_look_reduce='median' and second_look_epochs=0 on your validation split"
         )
     if look.get("stop") == "cap":
         line += (

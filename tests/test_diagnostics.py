@@ -135,3 +135,20 @@ def test_a_lengthened_second_look_that_hit_its_cap_says_so_and_what_to_try():
     settled = second_look_line({**look, "stop": "plateau"})
     assert "stopped at its cap of 12 epochs" in capped and "second_look_max_epochs" in capped
     assert "cap" not in settled and "(12 epoch(s)" in settled
+
+
+def test_a_second_look_whose_wrong_share_jumped_says_its_network_had_not_settled():
+    from sebra.diagnostics import second_look_unsettled
+
+    look = {"epochs": 3, "first_wave": 1000, "moved": 80, "moved_share": 0.08}
+    jumped = second_look_line({**look, "wrong_share_by_epoch": [0.144, 0.048, 0.117]})
+    falling = second_look_line({**look, "wrong_share_by_epoch": [0.331, 0.043, 0.029]})
+    small = second_look_line({**look, "wrong_share_by_epoch": [0.007, 0.008, 0.009]})
+    assert "had not settled" in jumped and "rose from 4.8% to 11.7% at epoch 3" in jumped
+    assert "second_look_reduce='median'" in jumped and jumped.count("\n") == 0
+    assert "had not settled" not in falling and "had not settled" not in small
+    assert "had not settled" not in second_look_line(look)  # older diagnostics files carry no shares
+    # the rise must clear both the absolute and the relative bar
+    assert second_look_unsettled([0.063, 0.079]) is None  # 1.6 points: under the 2-point bar
+    assert second_look_unsettled([0.10, 0.125]) is None  # 2.5 points but not twice the lowest
+    assert second_look_unsettled([0.013, 0.043, 0.076]) == (1, 0.013, 0.043)
