@@ -20,20 +20,20 @@ import numpy as np
 import pandas as pd
 
 from sebra.datasets.family import variant
+from sebra.methods.sebra import stage2_bins
 
 
 def bin_composition(table: pd.DataFrame, attrs: tuple[str, str], bins: int = 10) -> pd.DataFrame:
-    """Per position bin (1 = most spurious; bins of equal size within each class): the share of samples that
-    conflict with A only, B only, both, or neither. Attribute value ``c`` is aligned with class ``c``."""
+    """Per position bin (1 = most spurious; Stage 2's own per-class bins, :func:`stage2_bins`): the share of
+    samples that conflict with A only, B only, both, or neither. Attribute value ``c`` is aligned with class ``c``."""
     a, b = attrs
-    size = table.groupby("label")["position"].transform("max")
-    bin_ = np.minimum(((table["position"] - 1) * bins // size) + 1, bins)
+    bin_ = stage2_bins(table, bins)
     conf_a = table[a].to_numpy() != table["label"].to_numpy()
     conf_b = table[b].to_numpy() != table["label"].to_numpy()
     kind = np.select(
         [conf_a & ~conf_b, conf_b & ~conf_a, conf_a & conf_b], ["A only", "B only", "both"], default="aligned"
     )
-    out = pd.crosstab(bin_.to_numpy(), kind, normalize="index").mul(100)
+    out = pd.crosstab(bin_, kind, normalize="index").mul(100)
     out.index.name = "bin"
     return out.reindex(columns=["aligned", "A only", "B only", "both"], fill_value=0.0)
 
@@ -48,11 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     spec = variant(args.method_dir.parent.name)
     attrs = tuple(spec.attr_names)
+    last = []
     for run in sorted(args.method_dir.glob("seed*")):
         path = run / "rankings.csv"
         if not path.exists():
             continue
         comp = bin_composition(pd.read_csv(path), attrs, args.bins)
+        last.append(comp.loc[args.bins])
         diag = run / "ranking_diagnostics.json"
         look = json.loads(diag.read_text()).get("second_look") if diag.exists() else None
         said = (
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = [1, *range(args.bins - args.last + 1, args.bins + 1)]
         print(comp.loc[[r for r in rows if r in comp.index]].round(1).to_string())
         print()
+    if last:
+        mean = pd.concat(last, axis=1).mean(axis=1).round(1)
+        print(
+            f"bin {args.bins}, mean over {len(last)} run(s): "
+            + ", ".join(f"{k} {v}" for k, v in mean.items())
+        )
 
 
 if __name__ == "__main__":

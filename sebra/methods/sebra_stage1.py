@@ -550,10 +550,10 @@ class SelfGuidedRanking(GeneratorPickling):
             self.second_look_stop = "fixed"
         base, note = self._look_base
         ctl = self.controller
-        mean = pd.Series(self._look_score().numpy(), index=ctl.indices.numpy())
+        score = pd.Series(self._look_score().numpy(), index=ctl.indices.numpy())
         first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
         keys = base["index"].to_numpy()
-        df, moved = second_look_order(base, first.loc[keys].to_numpy(), mean.loc[keys].to_numpy())
+        df, moved = second_look_order(base, first.loc[keys].to_numpy(), score.loc[keys].to_numpy())
         self.second_look_run, self.second_look_moved = False, moved
         wave = int(self._look_first.sum())
         after = f"; the second look ({done} epochs) moved {moved} of the {wave} first-wave samples toward the tail"
