@@ -294,8 +294,17 @@ def test_resume_inside_the_confidence_run(tmp_path: Path, rank_by: str, score: s
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
 
 
-def test_resume_inside_the_second_look(tmp_path: Path) -> None:
-    settings = {**SETTINGS, "max_steps": 2, "epochs": 1, "second_look_epochs": 2, "rank_bins": 3}
+@pytest.mark.parametrize("ema", [0.0, 2.0])
+def test_resume_inside_the_second_look(tmp_path: Path, ema: float) -> None:
+    # ema: the look scored through a weight average of its network, which the checkpoint must carry
+    settings = {
+        **SETTINGS,
+        "max_steps": 2,
+        "epochs": 1,
+        "second_look_epochs": 2,
+        "rank_bins": 3,
+        "second_look_ema_epochs": ema,
+    }
     ref = SebraModule(**settings)
     ref_trace = Trace()
     _trainer(tmp_path / "ref", ref_trace).fit(ref, datamodule=_dm())
@@ -313,6 +322,7 @@ def test_resume_inside_the_second_look(tmp_path: Path) -> None:
     saved = torch.load(ckpt, weights_only=False)["sebra"]
     look = saved["second_look"]
     assert look["run"] and look["done"] == 1 and len(look["recent"]) == 1 and saved["stage"] == "rank"
+    assert (look["ema"] is not None) == bool(ema) and side["second_look"]["ema_epochs"] == ema
     trace = Trace()
     resumed = SebraModule(**settings)
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)

@@ -163,6 +163,10 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             in §7.11) or ``median`` (a sample moves only if most of those epochs get it wrong). On the dev variants
             the look network's end-of-epoch snapshot sometimes erred on many first-wave samples at once (its wrong
             share went 5% → 12% → 5%); the median keeps one such epoch from moving them (BENCHMARKS.md §7.15).
+        second_look_ema_epochs: ``0`` (the default, shipped): the look scores its network as it is at the end of
+            each epoch. Above 0: it scores an exponential moving average of that network's weights (timm's
+            ``ModelEmaV3``, decay ``1 - 1 / (second_look_ema_epochs * batches per epoch)``), so one epoch's last
+            steps cannot swing the scores of many first-wave samples at once (BENCHMARKS.md §7.15).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -218,6 +222,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         second_look_epochs: int = 0,
         second_look_max_epochs: int = 0,
         second_look_reduce: LookReduce = "mean",
+        second_look_ema_epochs: float = 0.0,
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -285,6 +290,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             second_look_epochs=second_look_epochs,
             second_look_max_epochs=second_look_max_epochs,
             second_look_reduce=second_look_reduce,
+            second_look_ema_epochs=second_look_ema_epochs,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split

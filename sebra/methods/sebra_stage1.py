@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
+from timm.utils.model_ema import ModelEmaV3
 from torch import nn
 
 from sebra.datasets.sharding import ShardSampler, shard_positions
@@ -103,7 +104,9 @@ class SelfGuidedRanking(GeneratorPickling):
     With ``second_look_max_epochs`` above ``second_look_epochs`` the look goes on past ``second_look_epochs``
     epochs while the share of the first wave it gets wrong keeps falling (:func:`second_look_continues`), and
     the order reads the mean ``p_y`` of its last ``second_look_epochs`` epochs (``second_look_reduce="median"``:
-    their median).
+    their median). With ``second_look_ema_epochs > 0`` the look scores through an exponential moving average of
+    its network's weights (timm's ``ModelEmaV3``, a horizon of that many epochs) instead of its end-of-epoch
+    network, whose snapshots erred on many first-wave samples at once on the dev variants (BENCHMARKS.md §7.15).
 
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
@@ -128,6 +131,7 @@ class SelfGuidedRanking(GeneratorPickling):
         second_look_epochs: int = 0,
         second_look_max_epochs: int = 0,
         second_look_reduce: LookReduce = "mean",
+        second_look_ema_epochs: float = 0.0,
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -164,6 +168,16 @@ class SelfGuidedRanking(GeneratorPickling):
             raise ValueError(
                 "second_look_max_epochs > 0 lengthens a second look: set second_look_epochs (its window, e.g. 3)"
             )
+        if not (isinstance(second_look_ema_epochs, (int, float)) and second_look_ema_epochs >= 0):
+            raise ValueError(
+                f"second_look_ema_epochs must be a number >= 0 (0: score the look's end-of-epoch network), got "
+                f"{second_look_ema_epochs!r}"
+            )
+        if second_look_ema_epochs and not second_look_epochs:
+            raise ValueError(
+                "second_look_ema_epochs > 0 scores the second look through a weight average: set "
+                "second_look_epochs (e.g. 3)"
+            )
         if second_look_epochs and rank_by == "confidence":
             raise ValueError(
                 "second_look_epochs > 0 re-grades the first elimination wave: it needs rank_by='elimination' or "
@@ -196,6 +210,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_epochs = int(second_look_epochs)
         self.second_look_max_epochs = max(int(second_look_max_epochs), self.second_look_epochs)
         self.second_look_reduce = second_look_reduce
+        self.second_look_ema_epochs = float(second_look_ema_epochs)
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -223,6 +238,12 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_moved: int | None = None  # first-wave samples it moved, once done
         self._look_base: tuple[pd.DataFrame, str] | None = None  # (the table it re-grades, its note)
         self._look_first: torch.Tensor | None = None  # [N] bool: in the class's first wave, per position
+        self._look_ema: ModelEmaV3 | None = (
+            None  # second_look_ema_epochs > 0: the look network's weight average
+        )
+        self._look_ema_pending: dict | None = (
+            None  # its state from a checkpoint, applied when the look resumes
+        )
 
     # --- what the host asks ----------------------------------------------------------------------------------------
     def epochs_needed(self) -> int:
@@ -295,11 +316,12 @@ class SelfGuidedRanking(GeneratorPickling):
 
     # --- scoring -----------------------------------------------------------------------------------------------
     def score(
-        self, host: RankingHost, every: bool = False, full: bool = False
+        self, host: RankingHost, every: bool = False, full: bool = False, net: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's ``(positions, p_y)``: every active sample once in eval mode, or the official draw;
         ``every``: every training sample once in eval mode (the final network's scores for ``within_step``);
-        ``full``: the active set in eval mode whatever ``scoring`` says (the mid-step check).
+        ``full``: the active set in eval mode whatever ``scoring`` says (the mid-step check); ``net``: the network
+        that scores (default: the ranker; the second look's weight average with ``second_look_ema_epochs``).
 
         Under data parallelism this process's strided share only (see :meth:`gathered_scores`).
         """
@@ -315,7 +337,7 @@ class SelfGuidedRanking(GeneratorPickling):
             positions = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
             loader = dm.loader(dm.train_dataset, sampler=positions.tolist(), batch_size=dm.batch_size)
         scores = score_loader(
-            host.ranker,
+            net if net is not None else host.ranker,
             loader,
             device=host.device,
             transform=dm.batch_transform,
@@ -326,13 +348,13 @@ class SelfGuidedRanking(GeneratorPickling):
         return positions, scores.p_y
 
     def gathered_scores(
-        self, host: RankingHost, every: bool = False, full: bool = False
+        self, host: RankingHost, every: bool = False, full: bool = False, net: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`score` on every process with rank 0's BatchNorm buffers, gathered (``positions, p_y``)."""
         distributed = host.replicas()[0] > 1
         if distributed:
-            _sync_buffers(host.ranker)
-        positions, p_y = self.score(host, every=every, full=full)
+            _sync_buffers(net if net is not None else host.ranker)
+        positions, p_y = self.score(host, every=every, full=full, net=net)
         if distributed:
             positions, p_y = _gather_scores(host, positions, p_y)
         return positions, p_y
@@ -346,7 +368,11 @@ class SelfGuidedRanking(GeneratorPickling):
     def after_batch(self, host: RankingHost, batch_idx: int, num_batches: int) -> None:
         """At the middle of the first run's first ranking step, score the active set once (eval mode, no
         augmentation) for the one-shortcut check (:mod:`sebra.diagnostics`). The global RNG is left as it was, so
-        the ranking does not change."""
+        the ranking does not change. In the second look with ``second_look_ema_epochs``, update its weight
+        average instead."""
+        if self.second_look_run and self.second_look_ema_epochs:
+            self._update_look_ema(host, num_batches)
+            return
         if (
             self.confidence_run
             or self.second_look_run
@@ -501,6 +527,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_run, self.confidence_run = True, False
         self.second_look_done, self.second_look_recent, self.second_look_shares = 0, [], []
         self.second_look_stop = None
+        self._look_ema, self._look_ema_pending = None, None
         self.second_look_seed = self.seed + 1000 * (self.rank_repeats + 1)
         host.reset_ranker(self.second_look_seed)
         rank_zero_info(
@@ -526,9 +553,38 @@ class SelfGuidedRanking(GeneratorPickling):
             return f"{self.second_look_epochs} to {self.second_look_max_epochs} epochs"
         return f"{self.second_look_epochs} epoch(s)"
 
+    def _update_look_ema(self, host: RankingHost, num_batches: int) -> None:
+        """After a second-look optimizer step, fold the ranker into the look's weight average (timm's
+        ``ModelEmaV3``, parameters and BatchNorm buffers). It starts as a copy of the ranker after the look's first
+        step; its decay, ``1 - 1 / (second_look_ema_epochs * batches per epoch)``, gives the average a horizon of
+        that many epochs whatever the data's size."""
+        if self._look_ema is None:
+            pending, self._look_ema_pending = self._look_ema_pending, None
+            decay = 1.0 - 1.0 / max(1.0, self.second_look_ema_epochs * max(1, num_batches))
+            if pending is not None:
+                decay = float(pending["decay"])
+            self._look_ema = ModelEmaV3(host.ranker, decay=decay)
+            if pending is not None:  # resumed mid-look: the average so far, then this step folded in
+                self._look_ema.module.load_state_dict(pending["state"])
+                self._look_ema.update(host.ranker)
+            return
+        self._look_ema.update(host.ranker)
+
+    def _look_network(self) -> nn.Module | None:
+        """The network the second look scores with: its weight average (``second_look_ema_epochs``) or the
+        ranker (``None``)."""
+        if not self.second_look_ema_epochs:
+            return None
+        if self._look_ema is None:
+            raise RuntimeError(
+                "second_look_ema_epochs > 0, but the look's weight average was never updated: the look epoch "
+                "trained no batch"
+            )
+        return self._look_ema.module
+
     def _close_second_look_step(self, host: RankingHost) -> tuple[pd.DataFrame, str] | None:
         self.second_look_done += 1
-        p_y = self._dense(*self.gathered_scores(host, every=True))
+        p_y = self._dense(*self.gathered_scores(host, every=True, net=self._look_network()))
         window = self.second_look_epochs
         self.second_look_recent = [*self.second_look_recent, p_y][-window:]
         wave = self._look_first
@@ -555,6 +611,7 @@ class SelfGuidedRanking(GeneratorPickling):
         keys = base["index"].to_numpy()
         df, moved = second_look_order(base, first.loc[keys].to_numpy(), score.loc[keys].to_numpy())
         self.second_look_run, self.second_look_moved = False, moved
+        self._look_ema = None  # the look is over: its average is not needed any more
         wave = int(self._look_first.sum())
         after = f"; the second look ({done} epochs) moved {moved} of the {wave} first-wave samples toward the tail"
         return self._result(df, note, after)
@@ -597,6 +654,7 @@ class SelfGuidedRanking(GeneratorPickling):
             "epochs": self.second_look_done or self.second_look_epochs,
             "window": self.second_look_epochs,
             "reduce": self.second_look_reduce,
+            "ema_epochs": self.second_look_ema_epochs,
             "max_epochs": self.second_look_max_epochs,
             "stop": self.second_look_stop,
             "wrong_share_by_epoch": list(self.second_look_shares),
@@ -631,7 +689,8 @@ class SelfGuidedRanking(GeneratorPickling):
 
     # --- state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything a resumed ranking needs, as plain Python values (the controller's own ``state_dict``)."""
+        """Everything a resumed ranking needs, as plain Python values (the controller's own ``state_dict``; the
+        second look's weight average, when one is running, as its tensors)."""
         return {
             "repeat": self.repeat,
             "repeat_tables": [t.to_dict("list") for t in self._repeat_tables],
@@ -653,6 +712,7 @@ class SelfGuidedRanking(GeneratorPickling):
                 "base": self._look_base[0].to_dict("list") if self._look_base is not None else None,
                 "note": self._look_base[1] if self._look_base is not None else None,
                 "first": self._look_first.tolist() if self._look_first is not None else None,
+                "ema": self._look_ema_state(),
             },
             "controller": self.controller.state_dict() if self.controller is not None else None,
         }
@@ -690,11 +750,20 @@ class SelfGuidedRanking(GeneratorPickling):
         self._look_base = (pd.DataFrame(base), look.get("note", "")) if base is not None else None
         first = look.get("first")
         self._look_first = torch.tensor(first, dtype=torch.bool) if first is not None else None
+        self._look_ema, self._look_ema_pending = None, look.get("ema")
         if state.get("controller") is not None:
             if self.controller is not None:
                 self.controller.load_state_dict(state["controller"])
             else:
                 self._pending_controller_state = state["controller"]
+
+    def _look_ema_state(self) -> dict | None:
+        """The look's weight average for a checkpoint (its decay and tensors), or what a resumed fit has not yet
+        applied; ``None`` when there is none."""
+        if self._look_ema is None:
+            return self._look_ema_pending
+        state = {k: v.detach().cpu().clone() for k, v in self._look_ema.module.state_dict().items()}
+        return {"decay": self._look_ema.decay, "state": state}
 
 
 def _sync_buffers(net: nn.Module) -> None:

@@ -56,22 +56,25 @@ def _start(ranking: SelfGuidedRanking, host: LoopHost) -> None:
     ranking.start(train.labels, train.indices, None, 2)
 
 
-def _step(ranking: SelfGuidedRanking, host: LoopHost) -> tuple[pd.DataFrame, str] | None:
-    """One ranking step: train on the step's draws with the ranker's loss, then close it."""
+def _step(ranking: SelfGuidedRanking, host: LoopHost, hooks: bool = False) -> tuple[pd.DataFrame, str] | None:
+    """One ranking step: train on the step's draws with the ranker's loss, then close it; ``hooks``: call
+    ``after_batch`` after every optimizer step, as SebraModule does."""
     dm = host.datamodule
     loader = dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=ranking.sampler(host.replicas()))
-    for batch in loader:
+    for i, batch in enumerate(loader):
         batch = dm.on_after_batch_transfer(batch, 0)
         loss = ranking.loss(host.ranker(batch["image"]), batch["label"])
         host.optimizer.zero_grad()
         loss.backward()
         host.optimizer.step()
+        if hooks:
+            ranking.after_batch(host, i, len(loader))
     return ranking.close_step(host)
 
 
-def _rank(ranking: SelfGuidedRanking, host: LoopHost) -> tuple[pd.DataFrame, str]:
+def _rank(ranking: SelfGuidedRanking, host: LoopHost, hooks: bool = False) -> tuple[pd.DataFrame, str]:
     for _ in range(ranking.epochs_needed()):
-        done = _step(ranking, host)
+        done = _step(ranking, host, hooks)
         if done is not None:
             return done
     raise AssertionError("ranking did not end within epochs_needed()")
@@ -173,6 +176,11 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
         ),
         ({"second_look_max_epochs": 4}, "lengthens a second look: set second_look_epochs"),
         ({"second_look_reduce": "max"}, "second_look_reduce"),
+        (
+            {"second_look_epochs": 3, "second_look_ema_epochs": -1},
+            "second_look_ema_epochs must be a number >= 0",
+        ),
+        ({"second_look_ema_epochs": 1}, "weight average: set second_look_epochs"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
@@ -282,3 +290,93 @@ def test_a_median_second_look_moves_the_first_wave_samples_whose_median_p_y_is_b
     score = torch.stack(ranking.second_look_recent).double().median(0).values
     assert ranking.second_look_moved == int((score[ranking._look_first] < 0.5).sum())
     assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def _until_look_epoch(ranking: SelfGuidedRanking, host: LoopHost, epochs: int) -> None:
+    """Rank (with the module's hooks) until the second look has trained ``epochs`` epochs."""
+    while not (ranking.second_look_run and ranking.second_look_done >= epochs):
+        assert _step(ranking, host, hooks=True) is None
+
+
+def test_an_ema_second_look_scores_the_weight_average_of_its_network_not_its_last_snapshot() -> None:
+    from sebra.scoring import score_loader
+
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=2, second_look_ema_epochs=2.0)
+    _start(ranking, host)
+    while not ranking.second_look_run:
+        assert _step(ranking, host, hooks=True) is None
+    assert ranking._look_ema is None  # the elimination steps kept no average
+    # the look's first epoch, batch by batch: the average follows ema <- d * ema + (1 - d) * ranker
+    dm = host.datamodule
+    loader = dm.loader(dm.train_dataset, batch_size=dm.batch_size, sampler=ranking.sampler(host.replicas()))
+    n = len(loader)
+    expected: dict[str, torch.Tensor] | None = None
+    for i, batch in enumerate(loader):
+        batch = dm.on_after_batch_transfer(batch, 0)
+        loss = ranking.loss(host.ranker(batch["image"]), batch["label"])
+        host.optimizer.zero_grad()
+        loss.backward()
+        host.optimizer.step()
+        ranking.after_batch(host, i, n)
+        now = {k: v.detach().clone() for k, v in host.ranker.state_dict().items()}
+        d = 1.0 - 1.0 / max(1.0, 2.0 * n)
+        if expected is None:
+            expected = now  # a copy of the ranker after the look's first step
+        else:
+            expected = {
+                k: v.lerp(now[k].to(v.dtype), 1 - d) if v.is_floating_point() else now[k]
+                for k, v in expected.items()
+            }
+    assert n >= 2 and ranking._look_ema.decay == pytest.approx(1.0 - 1.0 / max(1.0, 2.0 * n))
+    for k, v in ranking._look_ema.module.state_dict().items():
+        assert torch.allclose(v.float(), expected[k].float(), atol=1e-6), k
+    assert ranking.close_step(host) is None  # epoch 1 of 2 closed
+    # its recorded p_y is the average's, not the last snapshot's (which differs)
+    every = torch.arange(len(ranking.controller))
+    eval_loader = dm.loader(dm.train_eval_dataset, sampler=every.tolist())
+    ema_p = score_loader(
+        ranking._look_ema.module, eval_loader, device=host.device, transform=dm.batch_transform
+    ).p_y
+    net_p = score_loader(host.ranker, eval_loader, device=host.device, transform=dm.batch_transform).p_y
+    assert torch.allclose(ranking.second_look_recent[-1], ema_p.float(), atol=1e-6)
+    assert not torch.allclose(ema_p, net_p, atol=1e-4)
+    table, note = _rank(ranking, host, hooks=True)
+    assert ranking.second_look_summary()["ema_epochs"] == 2.0 and ranking._look_ema is None
+    assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def test_an_ema_second_look_resumed_mid_look_gives_the_same_table() -> None:
+    torch.manual_seed(0)
+    host = LoopHost()
+    settings = {**SETTINGS, "second_look_epochs": 3, "second_look_ema_epochs": 1.0}
+    ranking = SelfGuidedRanking(**settings)
+    _start(ranking, host)
+    _until_look_epoch(ranking, host, 1)
+    state = copy.deepcopy(ranking.state_dict())
+    assert state["second_look"]["ema"] is not None  # the average travels with the checkpoint
+    net = copy.deepcopy(host.ranker.state_dict())
+    opt = copy.deepcopy(host.optimizer.state_dict())
+    rng = torch.get_rng_state()
+    expected, _ = _rank(ranking, host, hooks=True)
+
+    torch.set_rng_state(rng)
+    again = LoopHost()
+    again.ranker.load_state_dict(net)
+    again.optimizer.load_state_dict(opt)
+    resumed = SelfGuidedRanking(**settings)
+    resumed.load_state_dict(state)
+    _start(resumed, again)
+    got, _ = _rank(resumed, again, hooks=True)
+    pd.testing.assert_frame_equal(got, expected)
+    # without the average (a checkpoint that lost it) the look restarts its average and ranks differently
+    torch.set_rng_state(rng)
+    third = LoopHost()
+    third.ranker.load_state_dict(net)
+    third.optimizer.load_state_dict(opt)
+    lost = SelfGuidedRanking(**settings)
+    lost.load_state_dict({**state, "second_look": {**state["second_look"], "ema": None}})
+    _start(lost, third)
+    other, _ = _rank(lost, third, hooks=True)
+    assert not torch.equal(torch.stack(lost.second_look_recent), torch.stack(ranking.second_look_recent))
