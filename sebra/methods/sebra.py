@@ -166,7 +166,9 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         second_look_ema_epochs: ``0`` (the default, shipped): the look scores its network as it is at the end of
             each epoch. Above 0: it scores an exponential moving average of that network's weights (timm's
             ``ModelEmaV3``, decay ``1 - 1 / (second_look_ema_epochs * batches per epoch)``), so one epoch's last
-            steps cannot swing the scores of many first-wave samples at once (BENCHMARKS.md §7.15).
+            steps cannot swing the scores of many first-wave samples at once. Not shipped: on the dev variants the
+            average lagged (its first epoch got up to half the wave wrong) and it moved more aligned samples, 6
+            points lower on both failure variants (BENCHMARKS.md §7.15, trial 3).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
