@@ -8,6 +8,14 @@ the classes), plus the second look's line from ``ranking_diagnostics.json``. It 
 audit of a ranking, never an input to one. Example::
 
     python benchmarks/tail_audit.py runs/bench_dov/farm-objcolor-faintpatch/sebra
+
+Several method folders pool their runs. With ``--results`` (a bench results CSV, given once or more; the first
+file with a run's ``variant, method, seed`` row wins) each run's last-bin shares are printed beside its test
+worst-group accuracy, with their Spearman correlations over the pooled runs: whether the runs that do well are the
+ones whose positive bin holds both kinds of conflicting sample (BENCHMARKS.md §7.15)::
+
+    python benchmarks/tail_audit.py runs/bench_dov/farm-objcolor-faintpatch/sebra* \
+        --results benchmarks/results/dev_overmove/family.csv
 """
 
 from __future__ import annotations
@@ -38,41 +46,95 @@ def bin_composition(table: pd.DataFrame, attrs: tuple[str, str], bins: int = 10)
     return out.reindex(columns=["aligned", "A only", "B only", "both"], fill_value=0.0)
 
 
+def worst_group_of(results: list[pd.DataFrame], variant_name: str, method: str, seed: int) -> float | None:
+    """The test worst-group accuracy of one run from the first results table that has it (``None``: none has)."""
+    for table in results:
+        row = table[
+            (table["variant"] == variant_name)
+            & (table["method"] == method)
+            & (table["seed"] == seed)
+            & (table["metric"] == "worst_group_acc")
+        ]
+        if len(row):
+            return float(row["value"].iloc[0])
+    return None
+
+
+def outcome_table(rows: list[dict]) -> tuple[pd.DataFrame, pd.Series]:
+    """Per run: the last bin's A-only, B-only and smaller of the two shares beside worst-group; and each share's
+    Spearman correlation with worst-group over the runs that have one."""
+    table = pd.DataFrame(rows)
+    table["smaller"] = table[["A only", "B only"]].min(axis=1)
+    have = table.dropna(subset=["worst_group"])
+    corr = have[["A only", "B only", "smaller"]].corrwith(have["worst_group"], method="spearman")
+    return table, corr
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "method_dir", type=Path, help="runs/<bench>/<variant>/<method> (holds seed*/rankings.csv)"
+        "method_dir",
+        type=Path,
+        nargs="+",
+        help="runs/<bench>/<variant>/<method> (holds seed*/rankings.csv); several pool their runs",
+    )
+    ap.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        default=[],
+        help="bench results CSV for the runs' worst-group (repeatable; the first with the row wins)",
     )
     ap.add_argument("--bins", type=int, default=10)
     ap.add_argument("--last", type=int, default=3, help="print the last this many bins (and bin 1)")
     args = ap.parse_args(argv)
-    spec = variant(args.method_dir.parent.name)
-    attrs = tuple(spec.attr_names)
-    last = []
-    for run in sorted(args.method_dir.glob("seed*")):
-        path = run / "rankings.csv"
-        if not path.exists():
-            continue
-        comp = bin_composition(pd.read_csv(path), attrs, args.bins)
-        last.append(comp.loc[args.bins])
-        diag = run / "ranking_diagnostics.json"
-        look = json.loads(diag.read_text()).get("second_look") if diag.exists() else None
-        said = (
-            f"second look: {look['epochs']} epochs, moved {look['moved']} of {look['first_wave']} "
-            f"({100 * look['moved_share']:.1f}%), wrong share by epoch "
-            + " / ".join(f"{100 * s:.1f}" for s in look["wrong_share_by_epoch"])
-            if look
-            else "no second look"
-        )
-        print(f"{run}: {said}")
-        rows = [1, *range(args.bins - args.last + 1, args.bins + 1)]
-        print(comp.loc[[r for r in rows if r in comp.index]].round(1).to_string())
-        print()
+    results = [pd.read_csv(p) for p in args.results]
+    last, rows = [], []
+    for method_dir in args.method_dir:
+        spec = variant(method_dir.parent.name)
+        attrs = tuple(spec.attr_names)
+        for run in sorted(method_dir.glob("seed*")):
+            path = run / "rankings.csv"
+            if not path.exists():
+                continue
+            comp = bin_composition(pd.read_csv(path), attrs, args.bins)
+            last.append(comp.loc[args.bins])
+            seed = int(run.name.removeprefix("seed"))
+            rows.append(
+                {
+                    "run": str(run),
+                    "worst_group": worst_group_of(results, spec.name, method_dir.name, seed),
+                    **comp.loc[args.bins].round(1).to_dict(),
+                }
+            )
+            diag = run / "ranking_diagnostics.json"
+            look = json.loads(diag.read_text()).get("second_look") if diag.exists() else None
+            said = (
+                f"second look: {look['epochs']} epochs, moved {look['moved']} of {look['first_wave']} "
+                f"({100 * look['moved_share']:.1f}%), wrong share by epoch "
+                + " / ".join(f"{100 * s:.1f}" for s in look["wrong_share_by_epoch"])
+                if look
+                else "no second look"
+            )
+            print(f"{run}: {said}")
+            keep = [1, *range(args.bins - args.last + 1, args.bins + 1)]
+            print(comp.loc[[r for r in keep if r in comp.index]].round(1).to_string())
+            print()
     if last:
         mean = pd.concat(last, axis=1).mean(axis=1).round(1)
         print(
             f"bin {args.bins}, mean over {len(last)} run(s): "
             + ", ".join(f"{k} {v}" for k, v in mean.items())
+        )
+    if results and rows:
+        table, corr = outcome_table(rows)
+        cols = ["run", "worst_group", "A only", "B only", "smaller"]
+        print(f"\nbin {args.bins} beside worst-group:")
+        print(table[cols].to_string(index=False))
+        n = int(table["worst_group"].notna().sum())
+        print(
+            f"Spearman with worst-group over {n} run(s): "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in corr.items())
         )
 
 
