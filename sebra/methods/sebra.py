@@ -48,6 +48,7 @@ from sebra.methods._optim import make_optimizer
 from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import (
     ConfidenceScore,
+    LookLoss,
     LookReduce,
     RankBy,
     RepeatDraws,
@@ -169,6 +170,11 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             steps cannot swing the scores of many first-wave samples at once. Not shipped: on the dev variants the
             average lagged (its first epoch got up to half the wave wrong) and it moved more aligned samples, 6
             points lower on both failure variants (BENCHMARKS.md §7.15, trial 3).
+        second_look_loss: what the second look trains with: ``ce`` (the default, shipped: plain cross-entropy) or
+            ``weighted`` (Stage 1's ``sg(p_y)^beta_inv * CE``). With the fast shortcut balanced away, the weighted
+            loss makes the look lean on its easiest remaining cue, the slower shortcut, more than on the core, as
+            Stage 1 leans on the fast one, so that more of the samples that conflict with it fall below 0.5
+            (BENCHMARKS.md §7.15, trial 4).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -225,6 +231,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         second_look_max_epochs: int = 0,
         second_look_reduce: LookReduce = "mean",
         second_look_ema_epochs: float = 0.0,
+        second_look_loss: LookLoss = "ce",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -293,6 +300,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             second_look_max_epochs=second_look_max_epochs,
             second_look_reduce=second_look_reduce,
             second_look_ema_epochs=second_look_ema_epochs,
+            second_look_loss=second_look_loss,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split

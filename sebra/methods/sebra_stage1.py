@@ -44,6 +44,7 @@ WithinStep = Literal["elimination", "final", "mean"]
 RepeatDraws = Literal["uniform", "balanced"]
 ConfidenceScore = Literal["last", "mean"]
 LookReduce = Literal["mean", "median"]
+LookLoss = Literal["ce", "weighted"]
 
 
 class RankingHost(Protocol):
@@ -107,6 +108,8 @@ class SelfGuidedRanking(GeneratorPickling):
     their median). With ``second_look_ema_epochs > 0`` the look scores through an exponential moving average of
     its network's weights (timm's ``ModelEmaV3``, a horizon of that many epochs) instead of its end-of-epoch
     network, whose snapshots erred on many first-wave samples at once on the dev variants (BENCHMARKS.md §7.15).
+    With ``second_look_loss="weighted"`` the look trains with the ranking loss (``beta_inv`` as Stage 1) instead of
+    plain cross-entropy.
 
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
@@ -132,6 +135,7 @@ class SelfGuidedRanking(GeneratorPickling):
         second_look_max_epochs: int = 0,
         second_look_reduce: LookReduce = "mean",
         second_look_ema_epochs: float = 0.0,
+        second_look_loss: LookLoss = "ce",
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -145,6 +149,7 @@ class SelfGuidedRanking(GeneratorPickling):
                 "rank_by": rank_by,
                 "confidence_score": confidence_score,
                 "second_look_reduce": second_look_reduce,
+                "second_look_loss": second_look_loss,
             },
         )
         check_args(
@@ -211,6 +216,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_max_epochs = max(int(second_look_max_epochs), self.second_look_epochs)
         self.second_look_reduce = second_look_reduce
         self.second_look_ema_epochs = float(second_look_ema_epochs)
+        self.second_look_loss = second_look_loss
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -298,9 +304,9 @@ class SelfGuidedRanking(GeneratorPickling):
         return ActiveSetSampler(self.controller, self.draws(), *replicas)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The ranker's loss: ``sg(p_y)^beta_inv * CE`` (plain cross-entropy in the confidence run and the second
-        look)."""
-        plain = self.confidence_run or self.second_look_run
+        """The ranker's loss: ``sg(p_y)^beta_inv * CE`` (plain cross-entropy in the confidence run, and in the
+        second look unless ``second_look_loss="weighted"``)."""
+        plain = self.confidence_run or (self.second_look_run and self.second_look_loss == "ce")
         return confidence_weighted_loss(logits, labels, 0.0 if plain else self.beta_inv)
 
     def draws(self) -> int | None:
@@ -655,6 +661,7 @@ class SelfGuidedRanking(GeneratorPickling):
             "window": self.second_look_epochs,
             "reduce": self.second_look_reduce,
             "ema_epochs": self.second_look_ema_epochs,
+            "loss": self.second_look_loss,
             "max_epochs": self.second_look_max_epochs,
             "stop": self.second_look_stop,
             "wrong_share_by_epoch": list(self.second_look_shares),

@@ -181,6 +181,7 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
             "second_look_ema_epochs must be a number >= 0",
         ),
         ({"second_look_ema_epochs": 1}, "weight average: set second_look_epochs"),
+        ({"second_look_loss": "gce"}, "second_look_loss"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
@@ -380,3 +381,26 @@ def test_an_ema_second_look_resumed_mid_look_gives_the_same_table() -> None:
     _start(lost, third)
     other, _ = _rank(lost, third, hooks=True)
     assert not torch.equal(torch.stack(lost.second_look_recent), torch.stack(ranking.second_look_recent))
+
+
+def test_a_weighted_second_look_trains_with_the_ranking_loss_and_the_plain_look_with_cross_entropy() -> None:
+    from sebra.ranking import confidence_weighted_loss
+
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    weighted = confidence_weighted_loss(logits, labels, SETTINGS["beta_inv"])
+    assert not torch.allclose(plain, weighted)
+    for loss, expected in (("ce", plain), ("weighted", weighted)):
+        ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=1, second_look_loss=loss)
+        assert torch.allclose(ranking.loss(logits, labels), weighted)  # Stage 1 itself: always weighted
+        ranking.second_look_run = True
+        assert torch.allclose(ranking.loss(logits, labels), expected), loss
+        ranking.second_look_run, ranking.confidence_run = False, True
+        assert torch.allclose(ranking.loss(logits, labels), plain)  # the confidence run: always plain
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=2, second_look_loss="weighted")
+    _start(ranking, host)
+    table, _ = _rank(ranking, host)
+    assert ranking.second_look_summary()["loss"] == "weighted"
+    assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
