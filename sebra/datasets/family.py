@@ -328,9 +328,9 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     # benchmarks/results/heldout5/candidate_speeds.jsonl); kinds at strengths no dev variant uses
     # (farm-faintdot-symbol first had dot 0.4 / symbol 0.7: ERM worst-group 45.6 at seed 0, above the bound of 40,
     # so it was made stronger before any method but ERM and group-balanced ran: results/heldout5/calibration_rejected.csv)
-    VariantSpec("farm-faintdot-symbol", Shortcut("dot", 0.5), Shortcut("symbol", 0.8), grouping="farm_wild", role="heldout", speed=(130, 25), note="farm vs wild; a faint 2 px corner dot (130 steps: 2.2 passes) and a corner symbol (25 steps); the fast shortcut is B"),
-    VariantSpec("gradient-faintsymbol", Shortcut("gradient", 0.4), Shortcut("symbol", 0.1), role="heldout", speed=(15, 100), note="a background ramp (15 steps) and a faint corner symbol (100 steps: 1.7 passes); the fast shortcut is A"),
-    VariantSpec("blur-border", Shortcut("blur", 0.5), Shortcut("border", 0.3), role="heldout", speed=(30, 10), note="a blurred animal (30 steps) and a thin coloured frame (10 steps): both learned within the first pass (a control)"),
+    VariantSpec("farm-faintdot-symbol", Shortcut("dot", 0.5), Shortcut("symbol", 0.8), grouping="farm_wild", role="spent", speed=(130, 25), note="farm vs wild; a faint 2 px corner dot (130 steps: 2.2 passes) and a corner symbol (25 steps); the fast shortcut is B"),
+    VariantSpec("gradient-faintsymbol", Shortcut("gradient", 0.4), Shortcut("symbol", 0.1), role="spent", speed=(15, 100), note="a background ramp (15 steps) and a faint corner symbol (100 steps: 1.7 passes); the fast shortcut is A"),
+    VariantSpec("blur-border", Shortcut("blur", 0.5), Shortcut("border", 0.3), role="spent", speed=(30, 10), note="a blurred animal (30 steps) and a thin coloured frame (10 steps): both learned within the first pass (a control)"),
 )}
 # fmt: on
 
