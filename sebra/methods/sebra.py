@@ -170,11 +170,12 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             steps cannot swing the scores of many first-wave samples at once. Not shipped: on the dev variants the
             average lagged (its first epoch got up to half the wave wrong) and it moved more aligned samples, 6
             points lower on both failure variants (BENCHMARKS.md §7.15, trial 3).
-        second_look_loss: what the second look trains with: ``ce`` (the default, shipped: plain cross-entropy) or
-            ``weighted`` (Stage 1's ``sg(p_y)^beta_inv * CE``). With the fast shortcut balanced away, the weighted
-            loss makes the look lean on its easiest remaining cue, the slower shortcut, more than on the core, as
-            Stage 1 leans on the fast one, so that more of the samples that conflict with it fall below 0.5
-            (BENCHMARKS.md §7.15, trial 4).
+        second_look_loss: what the second look trains with: ``ce`` (the default here: plain cross-entropy, the
+            look as §7.11 shipped it) or ``weighted`` (Stage 1's ``sg(p_y)^beta_inv * CE``; shipped in
+            ``builtin.yaml``). Proposed so that, with the fast shortcut balanced away, the look leans on its
+            easiest remaining cue, the slower shortcut, more than on the core. Chosen on dev (+4.9 worst-group, 3
+            variants x 5 seeds), though the audit did not show more slow-shortcut samples reaching Stage 2's
+            positives (BENCHMARKS.md §7.15, trial 4).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
