@@ -331,6 +331,12 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("farm-faintdot-symbol", Shortcut("dot", 0.5), Shortcut("symbol", 0.8), grouping="farm_wild", role="spent", speed=(130, 25), note="farm vs wild; a faint 2 px corner dot (130 steps: 2.2 passes) and a corner symbol (25 steps); the fast shortcut is B"),
     VariantSpec("gradient-faintsymbol", Shortcut("gradient", 0.4), Shortcut("symbol", 0.1), role="spent", speed=(15, 100), note="a background ramp (15 steps) and a faint corner symbol (100 steps: 1.7 passes); the fast shortcut is A"),
     VariantSpec("blur-border", Shortcut("blur", 0.5), Shortcut("border", 0.3), role="spent", speed=(30, 10), note="a blurred animal (30 steps) and a thin coloured frame (10 steps): both learned within the first pass (a control)"),
+    # the sixth held-out set, registered in the nineteenth session before any method ran on it (candidates' speeds:
+    # benchmarks/results/heldout6/candidate_speeds.jsonl); kinds at strengths no dev variant uses; two with an
+    # imperfect core (farm vs wild) like the dev failure variants, the fast shortcut B in one and A in the other
+    VariantSpec("farm-faintpatch-gradient", Shortcut("patch", 0.12), Shortcut("gradient", 0.5), grouping="farm_wild", role="heldout", speed=(145, 10), note="farm vs wild; a faint randomly placed square (145 steps: 2.4 passes) and a background ramp (10 steps); the fast shortcut is B"),
+    VariantSpec("farm-border-faintgradient", Shortcut("border", 0.65), Shortcut("gradient", 0.1), grouping="farm_wild", role="heldout", speed=(5, 105), note="farm vs wild; a coloured frame (5 steps) and a very faint background ramp (105 steps: 1.75 passes); the fast shortcut is A"),
+    VariantSpec("objcolor-faintsymbol", Shortcut("objcolor", 0.55), Shortcut("symbol", 0.08), role="heldout", speed=(5, 75), note="the animal's colour (5 steps) and a very faint corner symbol (75 steps: 1.25 passes); the fast shortcut is A"),
 )}
 # fmt: on
 
