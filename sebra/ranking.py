@@ -166,7 +166,11 @@ def first_wave_weights(labels: torch.Tensor, first: torch.Tensor) -> torch.Tenso
 
 
 def second_look_order(
-    table: pd.DataFrame, first: np.ndarray, p_y: np.ndarray, threshold: float = 0.5
+    table: pd.DataFrame,
+    first: np.ndarray,
+    p_y: np.ndarray,
+    threshold: float = 0.5,
+    place: str = "percentile",
 ) -> tuple[pd.DataFrame, int]:
     """The ranking ``table`` with the first-wave samples a second-look network gets wrong moved toward the tail.
 
@@ -178,11 +182,21 @@ def second_look_order(
     ``p_y``); every other sample keeps ``table``'s. Where the ranking already grades both shortcuts the second
     look errs on almost none of the first wave, so little moves (self-gated: no threshold on the data is chosen).
 
+    ``place="tail"`` puts the moved samples *among the later waves* instead: in each class, where ``L`` is the larger
+    of the later waves' size (the class outside its first wave) and the number moved, the moved samples are spread
+    evenly over the last ``L`` positions' percentiles (the one the look is surest it gets wrong last) and interleave
+    with the samples the table has there. With ``percentile`` a moved sample whose look percentile falls short of
+    the class's last tenth lands in front of the first wave's own least-confident samples; on the dev failure
+    variants 10-20% of the slow shortcut's conflicting samples sat one bin short of Stage 2's positive bin
+    (BENCHMARKS.md §7.16). What moves is the same; only where it goes differs.
+
     Args:
         table: a ranking table (``index, label, rank, position, p_y``), one class's positions ``1..size``.
         first: ``[len(table)]`` bool per row, in its class's first elimination wave.
         p_y: ``[len(table)]`` the second-look network's true-class probability per row.
         threshold: below it the second look gets a sample wrong (0.5: JTT's error set for two classes).
+        place: where the moved samples go: ``percentile`` (the higher of their two percentiles, as shipped in
+            BENCHMARKS.md §7.11) or ``tail`` (spread over the later waves' positions, above).
 
     Returns:
         ``(table, moved)``: the new table (``rank`` equal to the new ``position``: one sample per rank), and how many
@@ -196,12 +210,24 @@ def second_look_order(
         )
     if np.isnan(p_y).any():
         raise ValueError(f"second_look_order: p_y has {int(np.isnan(p_y).sum())} NaN value(s)")
+    if place not in ("percentile", "tail"):
+        raise ValueError(f"second_look_order: place must be 'percentile' or 'tail', got {place!r}")
     label = table["label"].to_numpy()
     size = table.groupby("label")["position"].transform("max").to_numpy(dtype=np.float64)
     pct_table = table["position"].to_numpy(dtype=np.float64) / size
-    pct_look = pd.Series(-p_y).groupby(label).rank(method="first").to_numpy() / size
     move = first & (p_y < threshold)
-    key = np.where(move, np.maximum(pct_table, pct_look), pct_table)
+    if place == "percentile":
+        pct_look = pd.Series(-p_y).groupby(label).rank(method="first").to_numpy() / size
+        key = np.where(move, np.maximum(pct_table, pct_look), pct_table)
+    else:
+        by_class = pd.DataFrame({"label": label, "move": move, "later": ~first})
+        n_moved = by_class.groupby("label")["move"].transform("sum").to_numpy(dtype=np.float64)
+        n_later = by_class.groupby("label")["later"].transform("sum").to_numpy(dtype=np.float64)
+        span = np.maximum(n_moved, n_later) / size
+        # u in (0, 1]: a moved sample's place among its class's moved ones by descending look p_y (1: surest wrong)
+        u = pd.Series(np.where(move, -p_y, np.nan)).groupby(label).rank(method="first").to_numpy()
+        u = np.where(move, u / np.maximum(n_moved, 1.0), 0.0)
+        key = np.where(move, 1.0 - span * (1.0 - u), pct_table)
     out = table.drop(columns="position").assign(_k=key)
     out = out.sort_values(["label", "_k", "index"], kind="mergesort").reset_index(drop=True)
     out = number_positions(out.drop(columns="_k"))

@@ -412,6 +412,37 @@ def test_second_look_moves_only_first_wave_samples_it_gets_wrong_to_their_higher
     assert out.set_index("index").loc[11, "p_y"] == 0.98  # the table's own p_y is kept
 
 
+def test_second_look_tail_spreads_moved_samples_over_the_later_waves_instead_of_their_percentile():
+    # one class of 10: positions 1-7 the first wave, 8-10 the later waves (index = 10 + position)
+    table = pd.DataFrame(
+        {
+            "index": list(range(11, 21)),
+            "label": [0] * 10,
+            "rank": [1] * 7 + [2] * 3,
+            "position": list(range(1, 11)),
+        }
+    ).assign(p_y=[0.99 - 0.05 * k for k in range(10)])
+    first = [True] * 7 + [False] * 3
+    # the look gets positions 2 and 5 wrong (2 the surer), and is unsure of the later waves too
+    p_y = [0.9, 0.1, 0.9, 0.9, 0.3, 0.9, 0.9, 0.2, 0.25, 0.05]
+    pct, moved_pct = second_look_order(table, first, p_y)
+    tail, moved_tail = second_look_order(table, first, p_y, place="tail")
+    assert moved_pct == moved_tail == 2  # the same samples move; only where they go differs
+    # percentile: 15 takes max(5/10, look 6/10) and stays in front of the first wave's 16, 17
+    assert pct["index"].tolist() == [11, 13, 14, 15, 16, 17, 18, 12, 19, 20]
+    # tail: the 2 moved ones spread over the last max(3 later, 2 moved) = 3 places, 15 at 0.85 after 18 (0.8),
+    # 12 (the surer) at 1.0, tied with 20 and ahead of it by index
+    assert tail["index"].tolist() == [11, 13, 14, 16, 17, 18, 15, 19, 12, 20]
+    assert tail["rank"].tolist() == list(range(1, 11))
+    # a class that is all first wave: the 2 moved ones spread over its last 2 places' percentiles (0.9, 1.0)
+    whole, _ = second_look_order(
+        table, [True] * 10, [0.9, 0.1, 0.9, 0.9, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9], place="tail"
+    )
+    assert whole["index"].tolist() == [11, 13, 14, 16, 17, 18, 15, 19, 12, 20]
+    with pytest.raises(ValueError, match="place must be 'percentile' or 'tail'"):
+        second_look_order(table, first, p_y, place="end")
+
+
 def test_second_look_that_gets_nothing_wrong_changes_nothing_and_bad_input_is_named():
     table = _second_look_table()
     out, moved = second_look_order(table, [True] * 5, [0.9] * 5)

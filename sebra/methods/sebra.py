@@ -49,6 +49,7 @@ from sebra.methods.phase import Phase, as_int
 from sebra.methods.sebra_stage1 import (
     ConfidenceScore,
     LookLoss,
+    LookPlace,
     LookReduce,
     RankBy,
     RepeatDraws,
@@ -176,6 +177,11 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             easiest remaining cue, the slower shortcut, more than on the core. Chosen on dev (+4.9 worst-group, 3
             variants x 5 seeds), though the audit did not show more slow-shortcut samples reaching Stage 2's
             positives (BENCHMARKS.md §7.15, trial 4).
+        second_look_place: where the samples the look moves go: ``percentile`` (the default: each to the higher of
+            its two position percentiles, :func:`~sebra.ranking.second_look_order`) or ``tail`` (spread evenly over
+            the positions of its class's later waves, interleaved with them), so that a moved sample the look is
+            unsure of does not stop one bin short of Stage 2's positive bin, in front of the first wave's own
+            least-confident samples (BENCHMARKS.md §7.16).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -233,6 +239,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
         second_look_reduce: LookReduce = "mean",
         second_look_ema_epochs: float = 0.0,
         second_look_loss: LookLoss = "ce",
+        second_look_place: LookPlace = "percentile",
         rank_only: bool = False,
         epochs: int = 50,
         gap: int = 5,
@@ -302,6 +309,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             second_look_reduce=second_look_reduce,
             second_look_ema_epochs=second_look_ema_epochs,
             second_look_loss=second_look_loss,
+            second_look_place=second_look_place,
             seed=seed,
         )
         #: Stage 2, the mitigation: reads only the ranking table and the training split

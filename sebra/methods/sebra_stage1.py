@@ -45,6 +45,7 @@ RepeatDraws = Literal["uniform", "balanced"]
 ConfidenceScore = Literal["last", "mean"]
 LookReduce = Literal["mean", "median"]
 LookLoss = Literal["ce", "weighted"]
+LookPlace = Literal["percentile", "tail"]
 
 
 class RankingHost(Protocol):
@@ -109,7 +110,8 @@ class SelfGuidedRanking(GeneratorPickling):
     its network's weights (timm's ``ModelEmaV3``, a horizon of that many epochs) instead of its end-of-epoch
     network, whose snapshots erred on many first-wave samples at once on the dev variants (BENCHMARKS.md §7.15).
     With ``second_look_loss="weighted"`` the look trains with the ranking loss (``beta_inv`` as Stage 1) instead of
-    plain cross-entropy.
+    plain cross-entropy. With ``second_look_place="tail"`` the moved samples are spread over the later waves'
+    positions instead of taking the higher of their two percentiles.
 
     The settings are :class:`~sebra.methods.sebra.SebraModule`'s Stage 1 arguments, documented there.
     """
@@ -136,6 +138,7 @@ class SelfGuidedRanking(GeneratorPickling):
         second_look_reduce: LookReduce = "mean",
         second_look_ema_epochs: float = 0.0,
         second_look_loss: LookLoss = "ce",
+        second_look_place: LookPlace = "percentile",
         seed: int = 0,
     ) -> None:
         check_ranking_args(beta_inv, p_critical, max_steps)
@@ -150,6 +153,7 @@ class SelfGuidedRanking(GeneratorPickling):
                 "confidence_score": confidence_score,
                 "second_look_reduce": second_look_reduce,
                 "second_look_loss": second_look_loss,
+                "second_look_place": second_look_place,
             },
         )
         check_args(
@@ -217,6 +221,7 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_reduce = second_look_reduce
         self.second_look_ema_epochs = float(second_look_ema_epochs)
         self.second_look_loss = second_look_loss
+        self.second_look_place = second_look_place
         self.num_classes: int | None = None  # the data's, known at start()
         # state
         self.controller: RankingController | None = None
@@ -615,7 +620,9 @@ class SelfGuidedRanking(GeneratorPickling):
         score = pd.Series(self._look_score().numpy(), index=ctl.indices.numpy())
         first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
         keys = base["index"].to_numpy()
-        df, moved = second_look_order(base, first.loc[keys].to_numpy(), score.loc[keys].to_numpy())
+        df, moved = second_look_order(
+            base, first.loc[keys].to_numpy(), score.loc[keys].to_numpy(), place=self.second_look_place
+        )
         self.second_look_run, self.second_look_moved = False, moved
         self._look_ema = None  # the look is over: its average is not needed any more
         wave = int(self._look_first.sum())
@@ -662,6 +669,7 @@ class SelfGuidedRanking(GeneratorPickling):
             "reduce": self.second_look_reduce,
             "ema_epochs": self.second_look_ema_epochs,
             "loss": self.second_look_loss,
+            "place": self.second_look_place,
             "max_epochs": self.second_look_max_epochs,
             "stop": self.second_look_stop,
             "wrong_share_by_epoch": list(self.second_look_shares),

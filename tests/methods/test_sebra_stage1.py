@@ -182,6 +182,7 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
         ),
         ({"second_look_ema_epochs": 1}, "weight average: set second_look_epochs"),
         ({"second_look_loss": "gce"}, "second_look_loss"),
+        ({"second_look_place": "end"}, "second_look_place"),
     ],
 )
 def test_bad_settings_name_the_component_and_the_argument(kwargs: dict, match: str) -> None:
@@ -404,3 +405,25 @@ def test_a_weighted_second_look_trains_with_the_ranking_loss_and_the_plain_look_
     table, _ = _rank(ranking, host)
     assert ranking.second_look_summary()["loss"] == "weighted"
     assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def test_the_second_look_places_what_it_moves_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sebra.methods.sebra_stage1 as stage1
+
+    seen: list[str] = []
+    real = stage1.second_look_order
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("place", "percentile"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage1, "second_look_order", spy)
+    for place in ("percentile", "tail"):
+        torch.manual_seed(0)
+        host = LoopHost()
+        ranking = SelfGuidedRanking(**SETTINGS, second_look_epochs=2, second_look_place=place)
+        _start(ranking, host)
+        table, _ = _rank(ranking, host)
+        assert ranking.second_look_summary()["place"] == place
+        assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+    assert seen == ["percentile", "tail"]
