@@ -4,7 +4,9 @@ Stage 2 (``ce_on: positive``, ``gap: 7``, ``rank_bins: 10``) draws its positives
 class's last bins; what those bins hold decides which shortcut Stage 2 unlearns. This script reads the
 ``rankings.csv`` of benchmark runs on a family variant (each row carries the variant's bias attributes) and prints,
 per run, the share of each bin that conflicts with A only, with B only, with both, or with neither (pooled over
-the classes), plus the second look's line from ``ranking_diagnostics.json``. It uses the bias labels, so it is an
+the classes), plus the second look's line from ``ranking_diagnostics.json`` and, where the run wrote
+``second_look.csv``, how well the look tells each kind of conflicting first-wave sample from the aligned ones
+(:func:`look_separation`: AUC, recall and precision of what it moved). It uses the bias labels, so it is an
 audit of a ranking, never an input to one. Example::
 
     python benchmarks/tail_audit.py runs/bench_dov/farm-objcolor-faintpatch/sebra
@@ -44,6 +46,33 @@ def bin_composition(table: pd.DataFrame, attrs: tuple[str, str], bins: int = 10)
     out = pd.crosstab(bin_, kind, normalize="index").mul(100)
     out.index.name = "bin"
     return out.reindex(columns=["aligned", "A only", "B only", "both"], fill_value=0.0)
+
+
+def look_separation(look: pd.DataFrame, table: pd.DataFrame, attrs: tuple[str, str]) -> dict[str, float]:
+    """How well the second look tells each kind of conflicting first-wave sample from the aligned ones: per kind
+    (``A only``, ``B only``) the ROC AUC of a lower look ``p_y`` (0.5: blind, 1: perfect), the share of that kind
+    the look moved (recall), and the share of the moved that are of that kind (precision). ``look`` is a run's
+    ``second_look.csv``, ``table`` its ``rankings.csv`` (the bias attributes, joined on the dataset index)."""
+    from sklearn.metrics import roc_auc_score
+
+    a, b = attrs
+    d = look.merge(table[["index", a, b]], on="index", validate="one_to_one")
+    d = d[d["first_wave"].astype(bool)]
+    conf_a, conf_b = d[a].to_numpy() != d["label"].to_numpy(), d[b].to_numpy() != d["label"].to_numpy()
+    moved = d["moved"].astype(bool).to_numpy()
+    out: dict[str, float] = {"moved": float(moved.sum())}
+    for name, kind in (("A only", conf_a & ~conf_b), ("B only", conf_b & ~conf_a)):
+        pool = kind | ~(conf_a | conf_b)  # this kind against the aligned ones
+        n = int(kind.sum())
+        out[f"{name} n"] = float(n)
+        out[f"{name} AUC"] = (
+            float(roc_auc_score(kind[pool], -d["look_p_y"].to_numpy()[pool]))
+            if 0 < n < int(pool.sum())
+            else float("nan")
+        )
+        out[f"{name} recall"] = float((moved & kind).sum() / n) if n else float("nan")
+        out[f"{name} precision"] = float((moved & kind).sum() / moved.sum()) if moved.any() else float("nan")
+    return out
 
 
 def worst_group_of(results: list[pd.DataFrame], variant_name: str, method: str, seed: int) -> float | None:
@@ -117,6 +146,18 @@ def main(argv: list[str] | None = None) -> None:
                 else "no second look"
             )
             print(f"{run}: {said}")
+            scores = run / "second_look.csv"
+            if scores.exists():  # written by fits from the nineteenth session on
+                sep = look_separation(pd.read_csv(scores), pd.read_csv(path), attrs)
+                print(
+                    "look within the first wave (lower p_y = conflicting): "
+                    + "; ".join(
+                        f"{k}: n {sep[f'{k} n']:.0f}, AUC {sep[f'{k} AUC']:.3f}, recall {sep[f'{k} recall']:.2f}, "
+                        f"precision {sep[f'{k} precision']:.2f}"
+                        for k in ("A only", "B only")
+                        if sep[f"{k} n"] > 0
+                    )
+                )
             keep = [1, *range(args.bins - args.last + 1, args.bins + 1)]
             print(comp.loc[[r for r in keep if r in comp.index]].round(1).to_string())
             print()

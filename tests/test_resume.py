@@ -314,6 +314,14 @@ def test_resume_inside_the_second_look(tmp_path: Path, ema: float) -> None:
     look = side["second_look"]
     assert 0 < look["first_wave"] <= len(ref.rankings) and look["epochs"] == 2
     assert look["moved_share"] == look["moved"] / look["first_wave"]
+    # second_look.csv: one row per training sample, joined on the dataset index, agreeing with the summary
+    scores = pd.read_csv(next((tmp_path / "ref").rglob("second_look.csv")))
+    assert sorted(scores["index"]) == sorted(ref.rankings["index"])
+    assert (
+        int(scores["first_wave"].sum()) == look["first_wave"] and int(scores["moved"].sum()) == look["moved"]
+    )
+    assert ((scores["look_p_y"] >= 0) & (scores["look_p_y"] <= 1)).all()
+    assert (scores["moved"] == (scores["first_wave"] & (scores["look_p_y"] < 0.5))).all()
     crash_at = ref.controller.step + 1  # the second look's second epoch
     first = SebraModule(**settings)
     with pytest.raises(Crash):
@@ -328,3 +336,6 @@ def test_resume_inside_the_second_look(tmp_path: Path, ema: float) -> None:
     _trainer(tmp_path / "second", trace).fit(resumed, datamodule=_dm(), ckpt_path=ckpt)
     assert trace.batches[crash_at] == ref_trace.batches[crash_at]  # the same second-look draws
     pd.testing.assert_frame_equal(resumed.rankings, ref.rankings, check_exact=True)
+    # the resumed look writes the same per-sample scores as the uninterrupted one
+    again = pd.read_csv(next((tmp_path / "second").rglob("second_look.csv")))
+    pd.testing.assert_frame_equal(again, scores)

@@ -530,6 +530,9 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
                 log_dir / "ranking_diagnostics.json",
                 lambda tmp: Path(tmp).write_text(json.dumps(self._diagnostics(check), indent=1)),
             )
+            look = self.ranking.second_look_table()
+            if look is not None:
+                atomic_write(log_dir / "second_look.csv", lambda tmp: look.to_csv(tmp, index=False))
         rank_zero_info(
             f"Stage 1 done {note}" + ("; Stage 2 (mitigation) starts" if self.hparams.epochs > 0 else "")
         )

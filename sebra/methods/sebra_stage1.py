@@ -247,6 +247,9 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_shares: list[float] = []  # per epoch: share of the first wave with p_y < 0.5
         self.second_look_stop: str | None = None  # why it ended: "fixed", "plateau" or "cap"
         self.second_look_moved: int | None = None  # first-wave samples it moved, once done
+        self.second_look_scores: pd.DataFrame | None = (
+            None  # per sample what the look saw, once done (this fit)
+        )
         self._look_base: tuple[pd.DataFrame, str] | None = None  # (the table it re-grades, its note)
         self._look_first: torch.Tensor | None = None  # [N] bool: in the class's first wave, per position
         self._look_ema: ModelEmaV3 | None = (
@@ -620,8 +623,16 @@ class SelfGuidedRanking(GeneratorPickling):
         score = pd.Series(self._look_score().numpy(), index=ctl.indices.numpy())
         first = pd.Series(self._look_first.numpy(), index=ctl.indices.numpy())
         keys = base["index"].to_numpy()
-        df, moved = second_look_order(
-            base, first.loc[keys].to_numpy(), score.loc[keys].to_numpy(), place=self.second_look_place
+        first_rows, score_rows = first.loc[keys].to_numpy(), score.loc[keys].to_numpy()
+        df, moved = second_look_order(base, first_rows, score_rows, place=self.second_look_place)
+        self.second_look_scores = pd.DataFrame(
+            {
+                "index": keys,
+                "label": base["label"].to_numpy(),
+                "first_wave": first_rows.astype(bool),
+                "look_p_y": score_rows,
+                "moved": first_rows.astype(bool) & (score_rows < 0.5),
+            }
         )
         self.second_look_run, self.second_look_moved = False, moved
         self._look_ema = None  # the look is over: its average is not needed any more
@@ -656,6 +667,13 @@ class SelfGuidedRanking(GeneratorPickling):
                 note += f" (run {self.repeat + 1} of {self.rank_repeats}; rankings combined)"
             note += f", {self.controller.num_active} never eliminated"
         return df, note + after
+
+    def second_look_table(self) -> pd.DataFrame | None:
+        """Per training sample, what the finished second look saw (``second_look.csv``): ``index, label,
+        first_wave, look_p_y`` (the score it orders and moves by) and ``moved``; ``None`` without a look finished in
+        this process. Joined on the dataset index with the groups, it says how well the look separates a slower
+        shortcut's conflicting samples from the aligned ones (``benchmarks/tail_audit.py --look``)."""
+        return self.second_look_scores
 
     def second_look_summary(self) -> dict | None:
         """What the second look did, once done (``ranking_diagnostics.json``'s ``second_look``): its epochs, the

@@ -10,10 +10,11 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tail_audit.py"
 ns = runpy.run_path(str(SCRIPT))
-bin_composition, worst_group_of, outcome_table = (
+bin_composition, worst_group_of, outcome_table, look_separation = (
     ns["bin_composition"],
     ns["worst_group_of"],
     ns["outcome_table"],
+    ns["look_separation"],
 )
 
 
@@ -56,3 +57,28 @@ def test_outcome_table_correlates_each_share_with_worst_group_over_the_runs_that
     assert table["smaller"].tolist() == [5.0, 10.0, 20.0, 0.0]
     assert corr["B only"] == pytest.approx(1.0) and corr["A only"] == pytest.approx(-1.0)
     assert corr["smaller"] == pytest.approx(1.0)
+
+
+def test_look_separation_scores_the_look_against_the_true_groups_of_the_first_wave() -> None:
+    # class 0, first wave of 6: 4 aligned, 2 B-only; a later-wave A-only sample is left out of the scores
+    table = pd.DataFrame(
+        {"index": range(7), "label": [0] * 7, "a": [0] * 6 + [1], "b": [0, 0, 0, 0, 1, 1, 0]}
+    )
+    look = pd.DataFrame(
+        {
+            "index": range(7),
+            "label": [0] * 7,
+            "first_wave": [True] * 6 + [False],
+            "look_p_y": [0.9, 0.8, 0.3, 0.95, 0.2, 0.6, 0.1],
+        }
+    )
+    look["moved"] = look["first_wave"] & (look["look_p_y"] < 0.5)
+    sep = look_separation(look, table, ("a", "b"))
+    # B-only p_y 0.2, 0.6 against aligned 0.9, 0.8, 0.3, 0.95: 0.2 beats all 4, 0.6 beats 3 of 4 -> AUC 7/8
+    assert sep["B only AUC"] == pytest.approx(7 / 8)
+    assert sep["moved"] == 2 and sep["B only recall"] == 0.5 and sep["B only precision"] == 0.5
+    assert (
+        sep["A only n"] == 0 and sep["A only recall"] != sep["A only recall"]
+    )  # none in the first wave: NaN
+    with pytest.raises(pd.errors.MergeError):  # a duplicated index is refused, not silently joined twice
+        look_separation(pd.concat([look, look.iloc[:1]]), table, ("a", "b"))
