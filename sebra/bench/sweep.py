@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from sebra.bench.claims import claim_run, release_run
 from sebra.bench.config import ALSO_SELECT_RULES, BenchError, check_config, config_methods
 from sebra.bench.rankers import same_budget_rows
 from sebra.bench.run import run_dir, run_one
@@ -183,18 +184,32 @@ def run_bench(
     try:
         for method, seed in pending:
             bar.set_postfix_str(f"{method} seed {seed}")
-            try:
-                rows = run_fn(cfg, method, seed, runs_dir, dataset)
-            except Exception as e:
-                if not keep_going:
-                    raise
-                failures.append((method, seed))
-                bar.write(f"bench: {method} seed {seed} failed: {type(e).__name__}: {e}")
+            folder = run_dir(runs_dir, dataset, method, seed)
+            holder = claim_run(folder, lane=out.stem)
+            if holder is not None:  # another lane trains it now: its rows reach the merged table
+                bar.write(
+                    f"bench: {method} seed {seed} skipped: lane {holder.get('lane', '?')!r} (pid "
+                    f"{holder.get('pid', '?')}) is running it ({folder}.claim)"
+                )
                 bar.update(1)
                 continue
-            if not any(r["method"] == method and r["metric"] == DONE_METRIC for r in rows):
-                raise BenchError(f"bench: the run of {method} seed {seed} returned no '{DONE_METRIC}' row")
-            results = write_run_rows(out, rows, owned_methods(cfg, method), seed)
+            try:
+                try:
+                    rows = run_fn(cfg, method, seed, runs_dir, dataset)
+                except Exception as e:
+                    if not keep_going:
+                        raise
+                    failures.append((method, seed))
+                    bar.write(f"bench: {method} seed {seed} failed: {type(e).__name__}: {e}")
+                    bar.update(1)
+                    continue
+                if not any(r["method"] == method and r["metric"] == DONE_METRIC for r in rows):
+                    raise BenchError(
+                        f"bench: the run of {method} seed {seed} returned no '{DONE_METRIC}' row"
+                    )
+                results = write_run_rows(out, rows, owned_methods(cfg, method), seed)
+            finally:
+                release_run(folder)
             results = settle(results)
             if after_run is not None:
                 after_run()

@@ -77,3 +77,43 @@ def test_unknown_methods_and_runs_without_seconds_are_refused(cfg, tmp_path: Pat
 
     with pytest.raises(BenchError, match="returned no 'seconds' row"):
         sweep(cfg, tmp_path, no_seconds, methods=("jtt",))
+
+
+def test_a_run_another_live_lane_holds_is_skipped_and_a_dead_lanes_claim_is_taken_over(
+    cfg, tmp_path: Path
+) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from sebra.bench.claims import claim_path, claim_run
+    from sebra.bench.run import run_dir
+
+    host = socket.gethostname()
+    # a live process of this machine (not this one) holds erm seed 0: as a second lane started beside it would see
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = claim_path(run_dir(tmp_path / "runs", "toy", "erm", 0))
+        live.parent.mkdir(parents=True)
+        live.write_text(json.dumps({"pid": holder.pid, "host": host, "lane": "a"}))
+        # a killed lane's claim of jtt seed 0: its process is gone
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        stale = claim_path(run_dir(tmp_path / "runs", "toy", "jtt", 0))
+        stale.parent.mkdir(parents=True)
+        stale.write_text(json.dumps({"pid": dead.pid, "host": host, "lane": "b"}))
+        fake = FakeRun()
+        res = sweep(cfg, tmp_path, fake, seeds=(0,))
+        assert fake.calls == [("jtt", 0), ("sebra", 0)]  # erm 0 left to the live lane
+        assert ("erm", 0) not in completed_runs(res)
+        assert live.exists() and not stale.exists()  # the taken-over claim was released after its run
+        assert claim_run(run_dir(tmp_path / "runs", "toy", "erm", 0))["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    # once the holder is gone, the next sweep runs what it held, and leaves no claim behind
+    again = FakeRun()
+    sweep(cfg, tmp_path, again, seeds=(0,))
+    assert again.calls == [("erm", 0)]
+    assert not list((tmp_path / "runs").rglob("*.claim"))
