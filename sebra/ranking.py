@@ -32,6 +32,7 @@ __all__ = [
     "number_positions",
     "order_table",
     "second_look_continues",
+    "second_look_moves",
     "second_look_order",
     "stratum_balanced_weights",
     "true_class_prob",
@@ -165,6 +166,12 @@ def first_wave_weights(labels: torch.Tensor, first: torch.Tensor) -> torch.Tenso
     return stratum_balanced_weights(labels, first.long())
 
 
+def second_look_moves(first: np.ndarray, p_y: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Which rows a second look moves: those in their class's first wave whose look ``p_y`` is below ``threshold``
+    (the one rule :func:`second_look_order` applies and ``second_look.csv`` records)."""
+    return np.asarray(first, dtype=bool) & (np.asarray(p_y, dtype=np.float64) < threshold)
+
+
 def second_look_order(
     table: pd.DataFrame,
     first: np.ndarray,
@@ -185,10 +192,10 @@ def second_look_order(
     ``place="tail"`` puts the moved samples *among the later waves* instead: in each class, where ``L`` is the larger
     of the later waves' size (the class outside its first wave) and the number moved, the moved samples are spread
     evenly over the last ``L`` positions' percentiles (the one the look is surest it gets wrong last) and interleave
-    with the samples the table has there. With ``percentile`` a moved sample whose look percentile falls short of
-    the class's last tenth lands in front of the first wave's own least-confident samples; on the dev failure
-    variants 10-20% of the slow shortcut's conflicting samples sat one bin short of Stage 2's positive bin
-    (BENCHMARKS.md §7.16). What moves is the same; only where it goes differs.
+    with the samples the table has there. What moves is the same; only where it goes differs. Not shipped: on the dev
+    failure variants the look moves about as many samples as the later waves hold, so both placements put them in
+    the class's last tenth, and the slow shortcut's samples one bin short were ones the look never moved
+    (BENCHMARKS.md §7.16, trial 1).
 
     Args:
         table: a ranking table (``index, label, rank, position, p_y``), one class's positions ``1..size``.
@@ -215,7 +222,7 @@ def second_look_order(
     label = table["label"].to_numpy()
     size = table.groupby("label")["position"].transform("max").to_numpy(dtype=np.float64)
     pct_table = table["position"].to_numpy(dtype=np.float64) / size
-    move = first & (p_y < threshold)
+    move = second_look_moves(first, p_y, threshold)
     if place == "percentile":
         pct_look = pd.Series(-p_y).groupby(label).rank(method="first").to_numpy() / size
         key = np.where(move, np.maximum(pct_table, pct_look), pct_table)

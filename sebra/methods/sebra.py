@@ -179,9 +179,9 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             positives (BENCHMARKS.md §7.15, trial 4).
         second_look_place: where the samples the look moves go: ``percentile`` (the default: each to the higher of
             its two position percentiles, :func:`~sebra.ranking.second_look_order`) or ``tail`` (spread evenly over
-            the positions of its class's later waves, interleaved with them), so that a moved sample the look is
-            unsure of does not stop one bin short of Stage 2's positive bin, in front of the first wave's own
-            least-confident samples (BENCHMARKS.md §7.16).
+            the positions of its class's later waves, interleaved with them). Not shipped: on the dev variants it
+            changed nothing that mattered, because what limits the look is which samples it moves, not where it
+            puts them (BENCHMARKS.md §7.16, trial 1).
         rank_only: run Stage 1 only (the fit ends with the ranking table; ``epochs`` is ignored, nothing to test).
         epochs: Stage 2 epochs (>= 1).
         gap: positives come from rank ``r + gap`` or higher.
@@ -530,7 +530,7 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
                 log_dir / "ranking_diagnostics.json",
                 lambda tmp: Path(tmp).write_text(json.dumps(self._diagnostics(check), indent=1)),
             )
-            look = self.ranking.second_look_table()
+            look = self.ranking.second_look_scores
             if look is not None:
                 atomic_write(log_dir / "second_look.csv", lambda tmp: look.to_csv(tmp, index=False))
         rank_zero_info(

@@ -30,6 +30,7 @@ from sebra.ranking import (
     first_wave,
     first_wave_weights,
     second_look_continues,
+    second_look_moves,
     second_look_order,
 )
 from sebra.scoring import confidence_rankings, score_loader
@@ -247,9 +248,9 @@ class SelfGuidedRanking(GeneratorPickling):
         self.second_look_shares: list[float] = []  # per epoch: share of the first wave with p_y < 0.5
         self.second_look_stop: str | None = None  # why it ended: "fixed", "plateau" or "cap"
         self.second_look_moved: int | None = None  # first-wave samples it moved, once done
-        self.second_look_scores: pd.DataFrame | None = (
-            None  # per sample what the look saw, once done (this fit)
-        )
+        # per sample what the finished look saw (second_look.csv: index, label, first_wave, look_p_y, moved);
+        # None without a look finished in this process
+        self.second_look_scores: pd.DataFrame | None = None
         self._look_base: tuple[pd.DataFrame, str] | None = None  # (the table it re-grades, its note)
         self._look_first: torch.Tensor | None = None  # [N] bool: in the class's first wave, per position
         self._look_ema: ModelEmaV3 | None = (
@@ -631,7 +632,7 @@ class SelfGuidedRanking(GeneratorPickling):
                 "label": base["label"].to_numpy(),
                 "first_wave": first_rows.astype(bool),
                 "look_p_y": score_rows,
-                "moved": first_rows.astype(bool) & (score_rows < 0.5),
+                "moved": second_look_moves(first_rows, score_rows),
             }
         )
         self.second_look_run, self.second_look_moved = False, moved
@@ -667,13 +668,6 @@ class SelfGuidedRanking(GeneratorPickling):
                 note += f" (run {self.repeat + 1} of {self.rank_repeats}; rankings combined)"
             note += f", {self.controller.num_active} never eliminated"
         return df, note + after
-
-    def second_look_table(self) -> pd.DataFrame | None:
-        """Per training sample, what the finished second look saw (``second_look.csv``): ``index, label,
-        first_wave, look_p_y`` (the score it orders and moves by) and ``moved``; ``None`` without a look finished in
-        this process. Joined on the dataset index with the groups, it says how well the look separates a slower
-        shortcut's conflicting samples from the aligned ones (``benchmarks/tail_audit.py --look``)."""
-        return self.second_look_scores
 
     def second_look_summary(self) -> dict | None:
         """What the second look did, once done (``ranking_diagnostics.json``'s ``second_look``): its epochs, the
