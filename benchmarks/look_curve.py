@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=9, help="second-look epochs to run")
     ap.add_argument("--config", default="sebra/configs/builtin.yaml")
+    ap.add_argument("--save", help="also write every epoch's look p_y and the audit masks to this .npz")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     snaps: list[np.ndarray] = []
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     first = seen["first"]
     b_only = first & conf_b & ~conf_a
     pool = first & (b_only | ~(conf_a | conf_b))
+    if args.save:  # for reading other reduce rules offline, without training again
+        np.savez_compressed(
+            args.save, snaps=np.stack(snaps), first=first, b_only=b_only, pool=pool, index=seen["index"]
+        )
     for e, p in enumerate(snaps):
         mean3 = np.mean(snaps[max(0, e - 2) : e + 1], axis=0)
         moved = first & (mean3 < 0.5)

@@ -292,10 +292,16 @@ def second_look_line(look: dict) -> str:
     jump = second_look_unsettled(list(look.get("wrong_share_by_epoch") or []))
     if jump is not None:
         k, low, high = jump
+        read = look.get("read_epochs")  # the calm reduce's epochs
         line += (
             f"; its network had not settled (the share of the first wave it got wrong rose from {100 * low:.1f}% "
-            f"to {100 * high:.1f}% at epoch {k + 1}), so part of what it moved may be that epoch's noise: compare "
-            "second_look_reduce='median' and second_look_epochs=0 on your validation split"
+            f"to {100 * high:.1f}% at epoch {k + 1}), "
+            + (
+                f"and the calm reduce read epochs {', '.join(map(str, read))}, leaving that one out"
+                if read is not None and k + 1 not in read
+                else "so part of what it moved may be that epoch's noise: compare second_look_reduce='median' or "
+                "'calm' and second_look_epochs=0 on your validation split"
+            )
         )
     if look.get("stop") == "cap":
         line += (

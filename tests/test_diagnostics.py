@@ -152,3 +152,15 @@ def test_a_second_look_whose_wrong_share_jumped_says_its_network_had_not_settled
     assert second_look_unsettled([0.063, 0.079]) is None  # 1.6 points: under the 2-point bar
     assert second_look_unsettled([0.10, 0.125]) is None  # 2.5 points but not twice the lowest
     assert second_look_unsettled([0.013, 0.043, 0.076]) == (1, 0.013, 0.043)
+
+
+def test_a_calm_second_look_says_when_it_left_the_epoch_that_jumped_out():
+    look = {"epochs": 6, "first_wave": 1000, "moved": 40, "moved_share": 0.04, "stop": "calm"}
+    shares = [0.148, 0.060, 0.366, 0.086, 0.037, 0.152]
+    left_out = second_look_line({**look, "wrong_share_by_epoch": shares, "read_epochs": [2, 4, 5]})
+    read_in = second_look_line({**look, "wrong_share_by_epoch": shares, "read_epochs": [2, 3, 5]})
+    assert "rose from 6.0% to 36.6% at epoch 3" in left_out
+    assert (
+        "the calm reduce read epochs 2, 4, 5, leaving that one out" in left_out and "compare" not in left_out
+    )
+    assert "may be that epoch's noise" in read_in and "leaving that one out" not in read_in

@@ -165,6 +165,9 @@ class SebraModule(NetworkArgs, TwoPhaseMethod):
             in §7.11) or ``median`` (a sample moves only if most of those epochs get it wrong). On the dev variants
             the look network's end-of-epoch snapshot sometimes erred on many first-wave samples at once (its wrong
             share went 5% → 12% → 5%); the median keeps one such epoch from moving them (BENCHMARKS.md §7.15).
+            ``calm``: the look runs all ``second_look_max_epochs`` epochs (no plateau stop) and reads the mean
+            ``p_y`` of the ``second_look_epochs`` of them with the lowest share of the first wave wrong, so a
+            snapshot that errs on a third of the wave is left out wherever it falls (BENCHMARKS.md §7.17).
         second_look_ema_epochs: ``0`` (the default, shipped): the look scores its network as it is at the end of
             each epoch. Above 0: it scores an exponential moving average of that network's weights (timm's
             ``ModelEmaV3``, decay ``1 - 1 / (second_look_ema_epochs * batches per epoch)``), so one epoch's last

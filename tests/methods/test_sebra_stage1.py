@@ -177,6 +177,10 @@ def test_the_confidence_run_trains_plain_cross_entropy() -> None:
         ({"second_look_max_epochs": 4}, "lengthens a second look: set second_look_epochs"),
         ({"second_look_reduce": "max"}, "second_look_reduce"),
         (
+            {"second_look_epochs": 3, "second_look_reduce": "calm"},
+            r"second_look_reduce='calm' .* needs second_look_max_epochs > second_look_epochs > 0, got 0 and 3",
+        ),
+        (
             {"second_look_epochs": 3, "second_look_ema_epochs": -1},
             "second_look_ema_epochs must be a number >= 0",
         ),
@@ -292,6 +296,76 @@ def test_a_median_second_look_moves_the_first_wave_samples_whose_median_p_y_is_b
     score = torch.stack(ranking.second_look_recent).double().median(0).values
     assert ranking.second_look_moved == int((score[ranking._look_first] < 0.5).sum())
     assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def test_a_calm_second_look_reads_its_calmest_epochs_so_a_snapshot_that_errs_on_many_is_left_out() -> None:
+    # four epochs' p_y for four samples, the first wave being samples 0-2: epoch 3 errs on all three at once
+    recent = [
+        torch.tensor([0.3, 0.45, 0.9, 0.2]),
+        torch.tensor([0.7, 0.8, 0.6, 0.2]),
+        torch.tensor([0.05, 0.1, 0.2, 0.3]),
+        torch.tensor([0.7, 0.6, 0.2, 0.1]),
+    ]
+    ranking = SelfGuidedRanking(
+        **SETTINGS, second_look_epochs=2, second_look_max_epochs=4, second_look_reduce="calm"
+    )
+    ranking.second_look_recent = recent
+    ranking.second_look_shares = [2 / 3, 0.0, 1.0, 1 / 3]
+    assert ranking.second_look_calm_epochs() == [1, 3]  # 0-based, in epoch order
+    assert torch.allclose(ranking._look_score(), (recent[1] + recent[3]) / 2)
+    # the mean of the last two epochs would move samples 0-2; the calm epochs move only sample 2
+    assert ((recent[2] + recent[3]) / 2 < 0.5)[:3].tolist() == [True, True, True]
+    assert (ranking._look_score() < 0.5)[:3].tolist() == [False, False, True]
+    ranking.second_look_shares = [0.1, 0.1, 0.1, 0.0]  # a tie goes to the earlier epoch
+    assert ranking.second_look_calm_epochs() == [0, 3]
+
+
+def test_a_calm_second_look_runs_all_its_epochs_and_moves_by_the_mean_of_the_calmest() -> None:
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(
+        **SETTINGS, second_look_epochs=2, second_look_max_epochs=4, second_look_reduce="calm"
+    )
+    _start(ranking, host)
+    table, note = _rank(ranking, host)
+    look = ranking.second_look_summary()
+    shares = look["wrong_share_by_epoch"]
+    assert (
+        look["stop"] == "calm"
+        and look["epochs"] == 4
+        and len(shares) == 4
+        and len(ranking.second_look_recent) == 4
+    )
+    calm = sorted(range(4), key=lambda k: (shares[k], k))[:2]
+    assert look["read_epochs"] == [k + 1 for k in sorted(calm)]
+    score = (ranking.second_look_recent[min(calm)] + ranking.second_look_recent[max(calm)]) / 2
+    assert ranking.second_look_moved == int((score[ranking._look_first] < 0.5).sum())
+    assert "the second look (4 epochs)" in note
+    assert sorted(table["index"]) == sorted(ranking.controller.indices.tolist())
+
+
+def test_a_calm_second_look_resumed_mid_look_gives_the_same_table() -> None:
+    settings = {"second_look_epochs": 2, "second_look_max_epochs": 4, "second_look_reduce": "calm"}
+    torch.manual_seed(0)
+    host = LoopHost()
+    ranking = SelfGuidedRanking(**SETTINGS, **settings)
+    _start(ranking, host)
+    while not (ranking.second_look_run and ranking.second_look_done >= 2):
+        assert _step(ranking, host) is None
+    state = copy.deepcopy(ranking.state_dict())
+    net, opt = copy.deepcopy(host.ranker.state_dict()), copy.deepcopy(host.optimizer.state_dict())
+    rng = torch.get_rng_state()
+    expected, _ = _rank(ranking, host)
+    torch.set_rng_state(rng)
+    again = LoopHost()
+    again.ranker.load_state_dict(net)
+    again.optimizer.load_state_dict(opt)
+    resumed = SelfGuidedRanking(**SETTINGS, **settings)
+    resumed.load_state_dict(state)
+    _start(resumed, again)
+    got, _ = _rank(resumed, again)
+    pd.testing.assert_frame_equal(got, expected)
+    assert resumed.second_look_summary() == ranking.second_look_summary()
 
 
 def _until_look_epoch(ranking: SelfGuidedRanking, host: LoopHost, epochs: int) -> None:
