@@ -20,10 +20,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from sebra.bench.family import family_config
 from sebra.bench.presets import builtin_config
 from sebra.bench.run import run_one
+
+
+def _settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as init_args, each value read as YAML (``8`` an int, ``cosine`` a string, ``1e-4`` a
+    float, which YAML 1.1 alone would leave a string)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"stage2_spread: --set {pair!r}: expected KEY=VALUE, e.g. lr_schedule=cosine")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 leaves "1e-4" a string; a number is meant
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[10, 11, 12], help="Stage 2 seeds")
     ap.add_argument("--out-dir", default="runs/stage2_spread", help="where the refits go")
     ap.add_argument("--metric", default="worst_group_acc", help="the result row to summarise")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Stage 2 settings to change (SebraModule init_args, YAML values), e.g. lr_schedule=cosine",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = family_config(builtin_config(), args.variant)
@@ -44,23 +70,27 @@ def main(argv: list[str] | None = None) -> None:
             )
         entry = copy.deepcopy(cfg["methods"]["sebra"])
         entry["model"]["init_args"]["rankings"] = str(table)
+        entry["model"]["init_args"].update(_settings(args.set))
         key = "stage2_fixed"
         local = {**cfg, "methods": {**cfg["methods"], key: entry}}
         values = []
         for seed in args.seeds:
-            rows = run_one(
-                local, key, seed, Path(args.out_dir) / args.variant / run.parent.name / run.name, "fits"
-            )
+            tag = "_".join(p.replace("=", "") for p in args.set) or "shipped"
+            out = Path(args.out_dir) / args.variant / run.parent.name / run.name / tag
+            rows = run_one(local, key, seed, out, "fits")
             got = {r["metric"]: r["value"] for r in rows if r["method"] == key}
             values.append(float(got[args.metric]))
             print(
-                json.dumps({"rankings": str(table), "seed": seed, args.metric: round(values[-1], 2)}),
+                json.dumps(
+                    {"rankings": str(table), "set": args.set, "seed": seed, args.metric: round(values[-1], 2)}
+                ),
                 flush=True,
             )
         print(
             json.dumps(
                 {
                     "rankings": str(table),
+                    "set": args.set,
                     "seeds": args.seeds,
                     "mean": round(float(np.mean(values)), 2),
                     "std": round(float(np.std(values, ddof=1)), 2) if len(values) > 1 else None,

@@ -26,3 +26,14 @@ def test_a_run_folder_without_rankings_is_named_and_nothing_is_fitted(tmp_path: 
     ):
         _load().main(["--variant", "builtin", "--runs", str(run), "--seeds", "1", "--out-dir", str(out)])
     assert not out.exists()
+
+
+def test_stage2_settings_are_read_as_yaml_and_a_malformed_one_is_named() -> None:
+    spread = _load()
+    assert spread._settings(["lr_schedule=cosine", "epochs=16", "lr=1e-4"]) == {
+        "lr_schedule": "cosine",
+        "epochs": 16,
+        "lr": 1e-4,
+    }
+    with pytest.raises(SystemExit, match=r"--set 'epochs': expected KEY=VALUE"):
+        spread._settings(["epochs"])
