@@ -14,35 +14,25 @@ fixed, so whatever spread is left is Stage 2's alone: its initialisation, its dr
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from sebra.bench.family import family_config
+from sebra.bench.grid import mitigation_entry, parse_mitigation
 from sebra.bench.presets import builtin_config
 from sebra.bench.run import run_one
 
 
 def _settings(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings as init_args, each value read as YAML (``8`` an int, ``cosine`` a string, ``1e-4`` a
-    float, which YAML 1.1 alone would leave a string)."""
-    out = {}
+    """``KEY=VALUE`` strings as Stage 2 init_args, read as the grid reads a mitigation's settings
+    (:func:`~sebra.bench.grid.parse_mitigation`: YAML values, ``1e-4`` a float)."""
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not pair.partition("=")[0] or "=" not in pair:
             raise SystemExit(f"stage2_spread: --set {pair!r}: expected KEY=VALUE, e.g. lr_schedule=cosine")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 leaves "1e-4" a string; a number is meant
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
-    return out
+    return parse_mitigation("stage2:" + ",".join(pairs))[2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,22 +51,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = family_config(builtin_config(), args.variant)
-    for run in map(Path, args.runs):
-        table = run / "rankings.csv"
+    settings = _settings(args.set)
+    tag = "_".join(p.replace("=", "") for p in args.set) or "shipped"
+    runs = list(map(Path, args.runs))
+    for table in (run / "rankings.csv" for run in runs):  # every folder checked before anything trains
         if not table.is_file():
             raise SystemExit(
                 f"stage2_spread: {table}: no rankings.csv (expected a finished Stage 1 run folder)"
             )
-        entry = copy.deepcopy(cfg["methods"]["sebra"])
-        entry["model"]["init_args"]["rankings"] = str(table)
-        entry["model"]["init_args"].update(_settings(args.set))
-        key = "stage2_fixed"
+    cfg = family_config(builtin_config(), args.variant)
+    key = "stage2_fixed"
+    for run in runs:
+        table = run / "rankings.csv"
+        entry = mitigation_entry(cfg, "stage2", table, None, settings)
         local = {**cfg, "methods": {**cfg["methods"], key: entry}}
+        out = Path(args.out_dir) / args.variant / run.parent.name / run.name / tag
         values = []
         for seed in args.seeds:
-            tag = "_".join(p.replace("=", "") for p in args.set) or "shipped"
-            out = Path(args.out_dir) / args.variant / run.parent.name / run.name / tag
             rows = run_one(local, key, seed, out, "fits")
             got = {r["metric"]: r["value"] for r in rows if r["method"] == key}
             values.append(float(got[args.metric]))

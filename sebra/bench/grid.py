@@ -53,6 +53,7 @@ __all__ = [
     "MITIGATIONS",
     "RANKERS",
     "curve_rankings",
+    "mitigation_entry",
     "parse_mitigation",
     "rank_with_sebra",
     "run_cell",
@@ -196,11 +197,21 @@ def parse_mitigation(spec: str) -> tuple[str, str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ValueError(f"grid: mitigation setting {item!r} in {spec!r} is not KEY=VALUE")
-        settings[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 leaves "1e-4" a string; a number is meant
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        settings[key] = parsed
     return spec, kind, settings
 
 
-def _mitigation_entry(cfg: dict[str, Any], mitigation: str, rankings: Path, erm_ckpt: Path, settings: dict):
+def mitigation_entry(
+    cfg: dict[str, Any], mitigation: str, rankings: Path, erm_ckpt: Path | None, settings: dict
+) -> dict[str, Any]:
+    """The config entry that fits ``mitigation`` (a kind of :data:`MITIGATIONS`) on the ranking table ``rankings``
+    with ``settings``; ``erm_ckpt`` is the trained ERM network ``ranked_head`` retrains (unused by the others)."""
     if mitigation == "stage2":
         entry = copy.deepcopy(cfg["methods"]["sebra"])
         entry["model"]["init_args"].update(settings, rankings=str(rankings))
@@ -282,7 +293,7 @@ def run_cell(
             if (ranker, mitigation) in done:
                 continue
             key = f"{mitigation.replace(':', '_').replace(',', '_').replace('=', '')}@{ranker}"
-            entry = _mitigation_entry(cfg, kind, path, erm_ckpt, settings)
+            entry = mitigation_entry(cfg, kind, path, erm_ckpt, settings)
             local = {**cfg, "methods": {**cfg["methods"], key: entry}}
             got = run_one(local, key, seed, cell_dir, "fits")
             emit(ranker, mitigation, {r["metric"]: r["value"] for r in got if r["method"] == key})

@@ -113,11 +113,24 @@ def test_ranks_every_training_sample_once_without_a_trainer() -> None:
 def test_state_dict_resumes_a_ranking_exactly(settings: dict) -> None:
     # Rank one step, save the component (and the network), rank on; a fresh component loaded from the state, with
     # the same network, gives the same table: the component carries everything ranking needs.
+    def one_step(ranking: SelfGuidedRanking, host: LoopHost) -> None:
+        assert _step(ranking, host) is None
+
+    _, expected, _, got = _save_rank_and_resume(settings, one_step)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def _save_rank_and_resume(
+    settings: dict, advance
+) -> tuple[SelfGuidedRanking, pd.DataFrame, SelfGuidedRanking, pd.DataFrame]:
+    """Rank with ``settings`` until ``advance(ranking, host)`` returns, save the component, the network and the
+    optimizer, rank to the end; then load a fresh component from the saved state and rank to the end again.
+    Returns ``(ranking, its table, resumed, its table)``."""
     torch.manual_seed(0)
     host = LoopHost()
     ranking = SelfGuidedRanking(**SETTINGS, **settings)
     _start(ranking, host)
-    assert _step(ranking, host) is None
+    advance(ranking, host)
     state = copy.deepcopy(ranking.state_dict())
     net = copy.deepcopy(host.ranker.state_dict())
     opt = copy.deepcopy(host.optimizer.state_dict())
@@ -132,7 +145,7 @@ def test_state_dict_resumes_a_ranking_exactly(settings: dict) -> None:
     resumed.load_state_dict(state)  # before start(): the controller's state waits for it
     _start(resumed, again)
     got, _ = _rank(resumed, again)
-    pd.testing.assert_frame_equal(got, expected)
+    return ranking, expected, resumed, got
 
 
 def test_a_fresh_component_without_the_state_ranks_differently() -> None:
@@ -346,24 +359,12 @@ def test_a_calm_second_look_runs_all_its_epochs_and_moves_by_the_mean_of_the_cal
 
 def test_a_calm_second_look_resumed_mid_look_gives_the_same_table() -> None:
     settings = {"second_look_epochs": 2, "second_look_max_epochs": 4, "second_look_reduce": "calm"}
-    torch.manual_seed(0)
-    host = LoopHost()
-    ranking = SelfGuidedRanking(**SETTINGS, **settings)
-    _start(ranking, host)
-    while not (ranking.second_look_run and ranking.second_look_done >= 2):
-        assert _step(ranking, host) is None
-    state = copy.deepcopy(ranking.state_dict())
-    net, opt = copy.deepcopy(host.ranker.state_dict()), copy.deepcopy(host.optimizer.state_dict())
-    rng = torch.get_rng_state()
-    expected, _ = _rank(ranking, host)
-    torch.set_rng_state(rng)
-    again = LoopHost()
-    again.ranker.load_state_dict(net)
-    again.optimizer.load_state_dict(opt)
-    resumed = SelfGuidedRanking(**SETTINGS, **settings)
-    resumed.load_state_dict(state)
-    _start(resumed, again)
-    got, _ = _rank(resumed, again)
+
+    def two_look_epochs(ranking: SelfGuidedRanking, host: LoopHost) -> None:
+        while not (ranking.second_look_run and ranking.second_look_done >= 2):
+            assert _step(ranking, host) is None
+
+    ranking, expected, resumed, got = _save_rank_and_resume(settings, two_look_epochs)
     pd.testing.assert_frame_equal(got, expected)
     assert resumed.second_look_summary() == ranking.second_look_summary()
 
